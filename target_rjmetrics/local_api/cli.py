@@ -1,0 +1,284 @@
+"""Command line of the local Import API: ``rjmetrics-local-api serve|tables|dump``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from target_rjmetrics.local_api.export import render
+from target_rjmetrics.local_api.faults import Faults
+from target_rjmetrics.local_api.server import (
+    DEMO_API_KEY,
+    DEMO_CLIENT_ID,
+    MAX_CLIENT_ID,
+    LocalImportAPI,
+)
+from target_rjmetrics.local_api.storage import Storage, database_path
+
+CREDENTIALS_ENV = "RJMETRICS_LOCAL_API_CREDENTIALS"
+DEFAULT_DATA_DIR = ".local-api-data"
+DEFAULT_PORT = 8765
+
+
+def parse_credentials(text: str) -> dict[int, str]:
+    """Parse ``"1:key,2:key2"`` into ``{1: "key", 2: "key2"}``.
+
+    Raises:
+        ValueError: An item is not ``client_id:key`` with a positive integer id and a key.
+    """
+    credentials: dict[int, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        cid, sep, key = item.partition(":")
+        cid = cid.strip()
+        # The message never repeats the item: it holds a key.
+        if not sep or not cid.isascii() or not cid.isdigit() or not key:
+            msg = "credentials must look like CLIENT_ID:API_KEY[,CLIENT_ID:API_KEY...]"
+            raise ValueError(msg)
+        client_id = int(cid)
+        if not 1 <= client_id <= MAX_CLIENT_ID:
+            msg = "client ids in credentials must be positive integers below 2**63"
+            raise ValueError(msg)
+        credentials[client_id] = key
+    if not credentials:
+        msg = "credentials are empty"
+        raise ValueError(msg)
+    return credentials
+
+
+def _positive_or_none(text: str) -> int | None:
+    return None if text.lower() in ("", "none", "off") else int(text)
+
+
+def _statuses(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(",") if s.strip())
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    d = Faults()
+    g = parser.add_argument_group("fault injection (changeable later via PUT /_local/faults)")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the fault generator")
+    g.add_argument("--error-rate", type=float, default=d.error_rate, help="fraction answered 5xx")
+    g.add_argument(
+        "--error-statuses",
+        type=_statuses,
+        default=d.error_statuses,
+        help="comma-separated 5xx statuses picked by --error-rate (default 500,502,503,504)",
+    )
+    g.add_argument("--rate-limit-rate", type=float, default=d.rate_limit_rate,
+                   help="fraction answered 429 with Retry-After")
+    g.add_argument("--retry-after", type=int, default=d.retry_after,
+                   help="Retry-After seconds of every 429 (default 1)")
+    g.add_argument("--latency-ms", type=float, default=d.latency_ms, help="added latency")
+    g.add_argument("--jitter-ms", type=float, default=d.jitter_ms,
+                   help="uniform random extra latency, 0..N ms")
+    g.add_argument("--drop-rate", type=float, default=d.drop_rate,
+                   help="fraction of connections closed without an answer")
+    g.add_argument("--max-in-flight", type=_positive_or_none, default=d.max_in_flight,
+                   help="429 beyond this many requests in flight (default: no limit)")
+    g.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                   help="413 above this body size (default 5 MiB, the contract's limit)")
+    g.add_argument("--fail-after", type=_positive_or_none, default=d.fail_after,
+                   help="after N accepted upserts answer every request with --fail-status")
+    g.add_argument("--fail-status", type=int, default=d.fail_status, help="default 503")
+
+
+def _faults_from(args: argparse.Namespace) -> Faults:
+    return Faults(
+        seed=args.seed,
+        error_rate=args.error_rate,
+        error_statuses=args.error_statuses,
+        rate_limit_rate=args.rate_limit_rate,
+        retry_after=args.retry_after,
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        drop_rate=args.drop_rate,
+        max_in_flight=args.max_in_flight,
+        max_body_bytes=args.max_body_bytes,
+        fail_after=args.fail_after,
+        fail_status=args.fail_status,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``rjmetrics-local-api``."""
+    parser = argparse.ArgumentParser(
+        prog="rjmetrics-local-api",
+        description="A local RJMetrics Import API (v2): durable on SQLite, with a sandbox mode, "
+        "fault injection and inspection. Not part of the real API: for local development.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    store = serve.add_mutually_exclusive_group()
+    store.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                       help=f"directory of the SQLite database (default {DEFAULT_DATA_DIR})")
+    store.add_argument("--in-memory", action="store_true",
+                       help="keep data in memory only (lost on exit)")
+    serve.add_argument("--sandbox", action="store_true",
+                       help="validate and answer like production but store nothing")
+    serve.add_argument("--sandbox-port", type=int, default=None,
+                       help="also serve a sandbox instance (same credentials) on this port")
+    serve.add_argument("--credentials", default=None,
+                       help=f"CLIENT_ID:API_KEY[,...]; also ${CREDENTIALS_ENV}; default: the demo "
+                       f"pair {DEMO_CLIENT_ID}:{DEMO_API_KEY}")
+    serve.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                       help="SQLite synchronous mode: full survives power loss, normal only "
+                       "process kills (default full)")
+    serve.add_argument("--ready-file", type=Path, default=None,
+                       help="write the port (and the sandbox port on a second line) here once "
+                       "listening")
+    serve.add_argument("--log-point-keys", action="store_true",
+                       help="record each point's key values in the request log")
+    serve.add_argument("--access-log", action="store_true",
+                       help="print one line per API request to stderr (never the API key)")
+    _add_fault_flags(serve)
+
+    tables = sub.add_parser("tables", help="list tables with row counts")
+    tables.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    tables.add_argument("--client-id", type=int, default=None, help="only this client's tables")
+
+    dump = sub.add_parser("dump", help="print a table's stored points")
+    dump.add_argument("table")
+    dump.add_argument("--client-id", type=int, default=DEMO_CLIENT_ID)
+    dump.add_argument("--format", choices=["jsonl", "csv", "json"], default="jsonl")
+    dump.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    dump.add_argument("--with-keys", action="store_true", help="include each point's keys list")
+    return parser
+
+
+def _describe_credentials(credentials: dict[int, str]) -> str:
+    if credentials == {DEMO_CLIENT_ID: DEMO_API_KEY}:
+        return f"client id {DEMO_CLIENT_ID}, key {DEMO_API_KEY}"
+    # User-supplied keys are secrets: never print them.
+    ids = ", ".join(str(c) for c in sorted(credentials))
+    return f"client ids {ids}, keys not shown"
+
+
+def _write_ready_file(path: Path, ports: list[int]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{p}\n" for p in ports), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    raw = args.credentials if args.credentials is not None else os.environ.get(CREDENTIALS_ENV)
+    try:
+        credentials = parse_credentials(raw) if raw else {DEMO_CLIENT_ID: DEMO_API_KEY}
+        faults = _faults_from(args)
+    except ValueError as exc:
+        print(f"rjmetrics-local-api: error: {exc}", file=sys.stderr)
+        return 2
+    data_dir = None if args.in_memory or args.sandbox else Path(args.data_dir)
+    common: dict[str, Any] = {
+        "credentials": credentials,
+        "host": args.host,
+        "log_point_keys": args.log_point_keys,
+        "synchronous": args.synchronous,
+        "access_log": sys.stderr if args.access_log else None,
+    }
+    servers = [
+        LocalImportAPI(data_dir, sandbox=args.sandbox, faults=faults, port=args.port, **common)
+    ]
+    if args.sandbox_port is not None:
+        servers.append(
+            LocalImportAPI(None, sandbox=True, faults=faults, port=args.sandbox_port, **common)
+        )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    started: list[LocalImportAPI] = []
+    try:
+        for server in servers:
+            started.append(server.start())
+        who = _describe_credentials(credentials)
+        for server in started:
+            if server.sandbox:
+                where = "sandbox, stores nothing"
+            elif server.data_dir is None:
+                where = "in memory"
+            else:
+                where = f"data in {database_path(server.data_dir)}"
+            print(f"Import API listening on {server.base_url} ({who}; {where})", flush=True)
+        print(f"Inspect: {started[0].root_url}/_local/  Stop: Ctrl-C", flush=True)
+        if args.ready_file is not None:
+            _write_ready_file(args.ready_file, [s.port for s in started])
+        stop.wait()
+    except OSError as exc:
+        print(f"rjmetrics-local-api: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for server in started:
+            server.stop()
+    return 0
+
+
+def _open_existing(data_dir: str) -> Storage | None:
+    try:
+        return Storage(data_dir, create=False)
+    except FileNotFoundError:
+        print(f"No data yet: {database_path(data_dir)} does not exist.", file=sys.stderr)
+        return None
+
+
+def _tables(args: argparse.Namespace) -> int:
+    storage = _open_existing(args.data_dir)
+    if storage is None:
+        return 0
+    try:
+        listing = storage.tables(args.client_id)
+    finally:
+        storage.close()
+    if not listing:
+        print("No tables.")
+        return 0
+    width = max(len(t) for _, t, _ in listing)
+    print(f"{'client_id':>9}  {'table':<{width}}  rows")
+    for client_id, table, count in listing:
+        print(f"{client_id:>9}  {table:<{width}}  {count}")
+    return 0
+
+
+def _dump(args: argparse.Namespace) -> int:
+    storage = _open_existing(args.data_dir)
+    if storage is None:
+        return 1
+    try:
+        rows = storage.rows(args.client_id, args.table, with_keys=args.with_keys)
+    finally:
+        storage.close()
+    text, _ = render(rows, args.format)
+    sys.stdout.write(text if args.format != "json" else text + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status.
+    """
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "tables":
+        return _tables(args)
+    return _dump(args)

@@ -1,0 +1,200 @@
+"""Parsing and validation of upsert bodies, exactly as the Import API contract states them.
+
+A body is one data point (a JSON object) or an array of 1 to 100 of them. Each point names
+its primary-key fields in ``keys``; the point is identified by the values of those fields.
+Point indexes in error reasons are 0-based positions in the body (0 for a single object).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_POINTS_PER_REQUEST = 100
+TABLE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
+#: Error responses list at most this many reasons (one per offending point).
+MAX_REASONS = 20
+
+
+class InvalidUpsert(ValueError):
+    """The body breaks a rule of the contract; ``reasons`` name the offending points."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        """Keep the reasons.
+
+        Args:
+            reasons: Human-readable reasons, each naming a point index where one applies.
+        """
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class DataPoint:
+    """One validated data point.
+
+    Attributes:
+        key_json: Canonical JSON of the key values, in ``keys`` order (the storage identity).
+        keys_json: JSON of the ``keys`` list, kept as metadata.
+        data_json: JSON of the point without its ``keys`` field.
+    """
+
+    key_json: str
+    keys_json: str
+    data_json: str
+
+
+def is_valid_table_name(name: str) -> bool:
+    """Return True when ``name`` is alphanumeric plus underscore (and not empty)."""
+    return TABLE_NAME_PATTERN.fullmatch(name) is not None
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"number {text[:40]} is out of range"
+        raise ValueError(msg)
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON (no NaN/Infinity, no overflowing floats).
+
+    Args:
+        body: The raw body.
+
+    Returns:
+        The parsed document.
+
+    Raises:
+        InvalidUpsert: The body is not valid JSON.
+    """
+    try:
+        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        msg = "body is nested too deeply"
+        raise InvalidUpsert([msg]) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        msg = f"body is not valid JSON: {str(exc)[:200]}"
+        raise InvalidUpsert([msg]) from None
+
+
+def point_count(doc: Any) -> int | None:
+    """Return how many points a parsed body holds (``None`` if it is neither object nor array)."""
+    if isinstance(doc, dict):
+        return 1
+    if isinstance(doc, list):
+        return len(doc)
+    return None
+
+
+def key_values_of(doc: Any) -> list[list[Any] | None]:
+    """Return each point's key values in body order, ``None`` where a point has no valid keys.
+
+    Used by the request log; never raises.
+    """
+    points = [doc] if isinstance(doc, dict) else doc if isinstance(doc, list) else []
+    out: list[list[Any] | None] = []
+    for point in points:
+        keys = point.get("keys") if isinstance(point, dict) else None
+        if isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys):
+            out.append([point.get(k) for k in keys])
+        else:
+            out.append(None)
+    return out
+
+
+def _canonical_key_value(value: Any) -> Any:
+    # 1 and 1.0 are the same JSON number, so they must name the same point.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _point_problem(point: Any) -> str | None:
+    if not isinstance(point, dict):
+        return "is not a JSON object"
+    if "keys" not in point:
+        return "has no 'keys' field"
+    keys = point["keys"]
+    if not isinstance(keys, list) or not keys:
+        return "'keys' must be a non-empty array of field names"
+    for name in keys:
+        if not isinstance(name, str):
+            return "'keys' must contain only strings"
+    for name in keys:
+        if name not in point:
+            return f"key field {name!r} is missing"
+        value = point[name]
+        if value is None:
+            return f"key field {name!r} is null"
+        if isinstance(value, (dict, list)):
+            return f"key field {name!r} is an object or array"
+    return None
+
+
+def validate_points(doc: Any) -> list[DataPoint]:
+    """Validate a parsed body and return its points, deduplicated with the later point winning.
+
+    A key seen twice keeps the position of its first occurrence and the content of its last,
+    so new rows appear in the order their keys first appear in the body.
+
+    Args:
+        doc: The parsed body.
+
+    Returns:
+        The points to write, one per distinct key.
+
+    Raises:
+        InvalidUpsert: Any rule is broken; nothing of the body may be written.
+    """
+    if isinstance(doc, dict):
+        points: list[Any] = [doc]
+    elif isinstance(doc, list):
+        points = doc
+        if not points:
+            raise InvalidUpsert(["body is an empty array; send 1 to 100 data points"])
+        if len(points) > MAX_POINTS_PER_REQUEST:
+            msg = (
+                f"body holds {len(points)} data points; an array may hold at most "
+                f"{MAX_POINTS_PER_REQUEST} (points {MAX_POINTS_PER_REQUEST} and later are over)"
+            )
+            raise InvalidUpsert([msg])
+    else:
+        raise InvalidUpsert(["body must be a JSON object or an array of objects"])
+
+    reasons: list[str] = []
+    for index, point in enumerate(points):
+        problem = _point_problem(point)
+        if problem is not None:
+            reasons.append(f"point {index}: {problem}")
+            if len(reasons) >= MAX_REASONS:
+                reasons.append("further points not checked")
+                break
+    if reasons:
+        raise InvalidUpsert(reasons)
+
+    by_key: dict[str, DataPoint] = {}
+    dumps = json.dumps
+    for index, point in enumerate(points):
+        keys = point["keys"]
+        key_json = dumps([_canonical_key_value(point[k]) for k in keys], separators=(",", ":"))
+        data = {k: v for k, v in point.items() if k != "keys"}
+        try:
+            data_json = dumps(data, separators=(",", ":"), allow_nan=False)
+        except (RecursionError, ValueError):
+            raise InvalidUpsert([f"point {index}: is nested too deeply to store"]) from None
+        by_key[key_json] = DataPoint(
+            key_json=key_json,
+            keys_json=dumps(keys, separators=(",", ":")),
+            data_json=data_json,
+        )
+    return list(by_key.values())

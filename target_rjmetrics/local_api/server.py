@@ -1,0 +1,850 @@
+"""The local Import API: HTTP routing, authentication, fault application and the request log.
+
+API endpoints (the real Import API's, see ``shared/import-api.md``)::
+
+    GET  /                                      status, 200
+    GET  /v2/client/{cid}/authenticate          200 valid key, 401 otherwise
+    POST /v2/client/{cid}/table/{table}/data    upsert, 201
+
+Inspection endpoints under ``/_local`` (not part of the real API, no key, never faulted)::
+
+    GET    /_local/tables[?client_id=N]
+    GET    /_local/tables/{cid}/{table}/rows[?format=json|jsonl|csv]
+    GET    /_local/requests[?since=SEQ]
+    DELETE /_local/requests
+    GET    /_local/faults
+    PUT    /_local/faults                        JSON object of changes
+
+Order of checks on an upsert: route (404), method (405), ``Content-Length`` (411 when
+missing or chunked, 400 when malformed), size (413, refused before the body is read),
+faults, API key (401), table name (400), body (400), then one committed transaction and 201.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, unquote
+
+from target_rjmetrics.local_api.export import FORMATS, render
+from target_rjmetrics.local_api.faults import (
+    CONTRACT_MAX_BODY_BYTES,
+    Decision,
+    FaultInjector,
+    Faults,
+)
+from target_rjmetrics.local_api.points import (
+    InvalidUpsert,
+    is_valid_table_name,
+    key_values_of,
+    parse_json,
+    point_count,
+    validate_points,
+)
+from target_rjmetrics.local_api.requestlog import DEFAULT_MAX_ENTRIES, RequestLog
+from target_rjmetrics.local_api.storage import Storage, database_path
+
+DEMO_CLIENT_ID = 1
+DEMO_API_KEY = "local-demo-key"
+#: Largest client id SQLite can store; ids are positive integers up to this.
+MAX_CLIENT_ID = 2**63 - 1
+#: Keep-alive connections idle this long are closed by the server.
+IDLE_TIMEOUT_S = 300.0
+#: Bodies of /_local PUT requests above this size are refused.
+LOCAL_MAX_BODY_BYTES = 1024 * 1024
+#: After refusing a body without reading it, discard at most this much before closing.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_S = 2.0
+
+_CLIENT_ID_PATTERN = re.compile(r"[1-9][0-9]*")
+_CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class _Route:
+    kind: str  # "status", "authenticate" or "upsert"
+    allowed: tuple[str, ...]
+    cid_raw: str | None = None
+    table_raw: str | None = None
+
+
+def _match_route(path: str) -> _Route | None:
+    # Split the raw path before percent-decoding, so an encoded "/" stays inside its segment.
+    if path == "/":
+        return _Route("status", ("GET",))
+    segs = path.split("/")
+    if len(segs) == 5 and segs[1:3] == ["v2", "client"] and segs[4] == "authenticate":
+        if _CLIENT_ID_PATTERN.fullmatch(segs[3]):
+            return _Route("authenticate", ("GET",), cid_raw=segs[3])
+    if (
+        len(segs) == 7
+        and segs[1:3] == ["v2", "client"]
+        and segs[4] == "table"
+        and segs[6] == "data"
+        and _CLIENT_ID_PATTERN.fullmatch(segs[3])
+    ):
+        return _Route("upsert", ("POST",), cid_raw=segs[3], table_raw=segs[5])
+    return None
+
+
+def _client_id(raw: str | None) -> int | None:
+    if raw is None or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_CLIENT_ID else None
+
+
+def _error(status: int, reasons: list[str]) -> dict[str, Any]:
+    return {"code": status, "message": HTTPStatus(status).phrase, "reasons": reasons}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], app: LocalImportAPI) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.app = app
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that vanishes mid-request is not a server error worth a traceback.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "rjmetrics-local-api"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT_S
+    server: _HTTPServer
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.server.app._register_connection(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.app._unregister_connection(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        # The stdlib access log prints the request line, query string (API key) included.
+        return
+
+    def handle_expect_100(self) -> bool:
+        # Defer "100 Continue" until the body is known to be wanted, so a client that waits
+        # for it never sends a body that is refused (413, 411).
+        self._expect_continue = True
+        return True
+
+    def handle_one_request(self) -> None:
+        self._entry: dict[str, Any] | None = None
+        self._body_consumed = False
+        self._expect_continue = False
+        self._responded = False
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            self._dispatch()
+        except OSError:
+            # Timeout of an idle keep-alive connection, or the client went away.
+            self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer the stdlib parser's errors (bad request line, headers) as JSON too."""
+        self.close_connection = True
+        if not getattr(self, "command", None):
+            self.command = ""
+        own_entry = self._entry is None
+        if own_entry:
+            self._begin_entry(path="", route=None)
+        try:
+            reason = explain or message or _phrase(code)
+            payload = {"code": int(code), "message": _phrase(code), "reasons": [reason]}
+            self._respond(int(code), payload)
+        finally:
+            if own_entry:
+                self.server.app._depart()
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        raw_path, _, query = self.path.partition("?")
+        if raw_path == "/_local" or raw_path.startswith("/_local/"):
+            self._guarded(lambda: self._handle_local(raw_path, query))
+            return
+        route = _match_route(raw_path)
+        self._begin_entry(path=raw_path, route=route)
+        try:
+            self._guarded(lambda: self._handle_api(route, query))
+        finally:
+            self.server.app._depart()
+
+    def _guarded(self, handler: Any) -> None:
+        try:
+            handler()
+        except OSError:
+            raise
+        except Exception:  # a bug: report it, never leave the client hanging
+            traceback.print_exc(file=sys.stderr)
+            if not self._responded:
+                self.close_connection = True
+                self._respond(500, _error(500, ["internal error of the local server"]))
+
+    def _begin_entry(self, path: str, route: _Route | None) -> None:
+        app = self.server.app
+        self._entry, self._decision = app._arrive(self.command or "", path, route is not None)
+        if route is not None:
+            self._entry["client_id"] = _client_id(route.cid_raw)
+            if route.table_raw is not None:
+                self._entry["table"] = unquote(route.table_raw, errors="replace")
+
+    # -- the real API --------------------------------------------------------------------
+
+    def _handle_api(self, route: _Route | None, query: str) -> None:
+        app = self.server.app
+        if route is None:
+            self._respond(404, _error(404, [f"unknown path {self._entry_path()!r}"]))
+            return
+        if self.command not in route.allowed:
+            allowed = ", ".join(route.allowed)
+            reason = f"method {self.command} not allowed here; use {allowed}"
+            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
+            return
+        decision = self._decision
+        assert decision is not None  # drawn for every routed request
+        doc: Any = None
+        doc_error: InvalidUpsert | None = None
+        if route.kind == "upsert":
+            body = self._read_upsert_body(decision.faults)
+            if body is None:
+                return
+            try:
+                doc = parse_json(body)
+            except InvalidUpsert as exc:
+                doc_error = exc
+            else:
+                assert self._entry is not None
+                self._entry["points"] = point_count(doc)
+                if app.log_point_keys:
+                    self._entry["key_values"] = key_values_of(doc)
+        if self._apply_faults(decision):
+            return
+        if route.kind == "status":
+            self._respond(200, {"code": 200, "message": "OK"})
+            return
+        client_id = self._authenticate(route, query)
+        if client_id is None:
+            return
+        if route.kind == "authenticate":
+            self._respond(200, {"code": 200, "message": "authenticated"})
+            return
+        assert route.table_raw is not None
+        table = unquote(route.table_raw, errors="replace")
+        if not is_valid_table_name(table):
+            reason = f"table name {table[:100]!r} must match ^[A-Za-z0-9_]+$"
+            self._respond(400, _error(400, [reason]))
+            return
+        try:
+            if doc_error is not None:
+                raise doc_error
+            points = validate_points(doc)
+        except InvalidUpsert as exc:
+            self._respond(400, _error(400, exc.reasons))
+            return
+        if not app._injector.try_accept():
+            self._answer_fail_after(decision.faults)
+            return
+        if app._storage is not None:
+            try:
+                app._storage.upsert(client_id, table, points)
+            except BaseException:
+                app._injector.unaccept()
+                raise
+        self._respond(201, {"code": 201, "message": "created"})
+
+    def _entry_path(self) -> str:
+        return self._entry["path"] if self._entry is not None else ""
+
+    def _read_upsert_body(self, faults: Faults) -> bytes | None:
+        """Read the body after checking its declared size; answer and return None if refused."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            reason = "chunked bodies are not accepted; send a Content-Length"
+            self._respond(411, _error(411, [reason]))
+            return None
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            self._respond(411, _error(411, ["a Content-Length header is required"]))
+            return None
+        if len(set(lengths)) != 1 or not _CONTENT_LENGTH_PATTERN.fullmatch(lengths[0].strip()):
+            self._respond(400, _error(400, ["invalid Content-Length header"]))
+            return None
+        length = int(lengths[0])
+        assert self._entry is not None
+        self._entry["body_bytes"] = length
+        if length > faults.max_body_bytes:
+            lowered = length <= CONTRACT_MAX_BODY_BYTES
+            reason = f"body of {length} bytes is over the limit of {faults.max_body_bytes} bytes"
+            fault = "max_body_bytes" if lowered else None
+            self._respond(413, _error(413, [reason]), fault=fault)
+            return None
+        if self._expect_continue:
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            # The client went away mid-body: nobody is left to answer.
+            self.close_connection = True
+            self._finish_entry(0, None)
+            return None
+        self._body_consumed = True
+        return body
+
+    def _apply_faults(self, decision: Decision) -> bool:
+        """Apply the request's injected faults; return True when one of them answered."""
+        app = self.server.app
+        faults = decision.faults
+        retry_after = {"Retry-After": str(faults.retry_after)}
+        if decision.over_in_flight:
+            reason = f"more than {faults.max_in_flight} requests in flight"
+            self._respond(429, _error(429, [reason]), headers=retry_after, fault="max_in_flight")
+            return True
+        if decision.delay_s > 0:
+            assert self._entry is not None
+            self._entry["delay_ms"] = round(decision.delay_s * 1000.0, 3)
+            time.sleep(decision.delay_s)
+        if decision.drop:
+            self.close_connection = True
+            self._finish_entry(0, "drop")
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return True
+        if app._injector.fail_after_reached():
+            self._answer_fail_after(faults)
+            return True
+        if decision.rate_limited:
+            reason = "injected fault: rate limited"
+            self._respond(429, _error(429, [reason]), headers=retry_after, fault="rate_limit")
+            return True
+        if decision.error_status is not None:
+            status = decision.error_status
+            self._respond(status, _error(status, ["injected fault: error_rate"]), fault="error_rate")
+            return True
+        return False
+
+    def _answer_fail_after(self, faults: Faults) -> None:
+        status = faults.fail_status
+        reason = f"injected fault: failing every request after {faults.fail_after} accepted upserts"
+        headers = {"Retry-After": str(faults.retry_after)} if status in (429, 503) else None
+        self._respond(status, _error(status, [reason]), headers=headers, fault="fail_after")
+
+    def _authenticate(self, route: _Route, query: str) -> int | None:
+        """Return the client id when the request's key is that client's, else answer 401."""
+        keys = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "apikey"]
+        client_id = _client_id(route.cid_raw)
+        reason = None
+        if not keys:
+            reason = "the apikey query parameter is missing"
+        elif len(keys) > 1:
+            reason = "the apikey query parameter is given more than once"
+        else:
+            expected = self.server.app._credentials.get(client_id) if client_id else None
+            given = keys[0].encode("utf-8", "surrogatepass")
+            if expected is None or not hmac.compare_digest(given, expected.encode("utf-8")):
+                reason = f"authorization failed: the API key is not valid for client {route.cid_raw}"
+        if reason is not None:
+            self._respond(401, _error(401, [reason]))
+            return None
+        return client_id
+
+    # -- /_local inspection -------------------------------------------------------------
+
+    def _handle_local(self, raw_path: str, query: str) -> None:
+        app = self.server.app
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        segs = raw_path.rstrip("/").split("/")[2:]  # after "", "_local"
+        method = self.command
+
+        def allow(*methods: str) -> bool:
+            if method in methods:
+                return True
+            allowed = ", ".join(methods)
+            reason = f"method {method} not allowed here; use {allowed}"
+            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
+            return False
+
+        if not segs:
+            if allow("GET"):
+                self._respond(200, {"endpoints": _LOCAL_INDEX, "sandbox": app.sandbox})
+        elif segs == ["tables"]:
+            if allow("GET"):
+                client_id = None
+                if "client_id" in params:
+                    client_id = _client_id(params["client_id"])
+                    if client_id is None or not _CLIENT_ID_PATTERN.fullmatch(params["client_id"]):
+                        self._respond(400, _error(400, ["client_id must be a positive integer"]))
+                        return
+                tables = [
+                    {"client_id": c, "table": t, "rows": n}
+                    for c, t, n in app._table_listing(client_id)
+                ]
+                self._respond(200, tables)
+        elif len(segs) == 4 and segs[0] == "tables" and segs[3] == "rows":
+            if allow("GET"):
+                client_id = _client_id(segs[1]) if _CLIENT_ID_PATTERN.fullmatch(segs[1]) else None
+                table = unquote(segs[2], errors="replace")
+                fmt = params.get("format", "json")
+                if client_id is None or not is_valid_table_name(table) or fmt not in FORMATS:
+                    reason = "need /_local/tables/{client_id}/{table}/rows?format=json|jsonl|csv"
+                    self._respond(400, _error(400, [reason]))
+                    return
+                text, content_type = render(app.rows(client_id, table), fmt)
+                self._respond_raw(200, text.encode("utf-8"), content_type)
+        elif segs == ["requests"]:
+            if allow("GET", "DELETE"):
+                if method == "DELETE":
+                    self._respond(200, {"cleared": app._log.clear()})
+                    return
+                since = params.get("since")
+                if since is not None and not re.fullmatch(r"-?[0-9]{1,18}", since):
+                    self._respond(400, _error(400, ["since must be an integer"]))
+                    return
+                self._respond(200, app.request_log(int(since) if since is not None else None))
+        elif segs == ["faults"]:
+            if allow("GET", "PUT"):
+                if method == "PUT":
+                    self._put_faults()
+                else:
+                    self._respond(200, app.faults.to_dict())
+        else:
+            self._respond(404, _error(404, [f"unknown path {raw_path[:200]!r}"]))
+
+    def _put_faults(self) -> None:
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) != 1 or not _CONTENT_LENGTH_PATTERN.fullmatch(lengths[0].strip()):
+            self._respond(411, _error(411, ["a single valid Content-Length header is required"]))
+            return
+        length = int(lengths[0])
+        if length > LOCAL_MAX_BODY_BYTES:
+            self._respond(413, _error(413, ["fault settings body is too large"]))
+            return
+        body = self.rfile.read(length)
+        self._body_consumed = len(body) == length
+        try:
+            changes = json.loads(body)
+            if not isinstance(changes, dict):
+                raise ValueError("body must be a JSON object of fault settings")
+            faults = self.server.app.set_faults(**changes)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self._respond(400, _error(400, [str(exc)[:300]]))
+            return
+        self._respond(200, faults.to_dict())
+
+    # -- responses -----------------------------------------------------------------------
+
+    def _has_unread_body(self) -> bool:
+        if self._body_consumed:
+            return False
+        headers = getattr(self, "headers", None)
+        if headers is None:
+            return False
+        if headers.get("Transfer-Encoding") is not None:
+            return True
+        length = headers.get("Content-Length")
+        return length is not None and length.strip() != "0"
+
+    def _finish_entry(self, status: int, fault: str | None) -> None:
+        entry = self._entry
+        if entry is None or self._responded:
+            return
+        self._responded = True
+        entry["status"] = status
+        entry["fault"] = fault
+        # Taken after any commit and just before the answer is written (see requestlog).
+        entry["completed"] = time.time()
+        self.server.app._record(entry)
+
+    def _respond(
+        self,
+        status: int,
+        payload: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        fault: str | None = None,
+    ) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        self._respond_raw(status, body, "application/json", headers=headers, fault=fault)
+
+    def _respond_raw(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        fault: str | None = None,
+    ) -> None:
+        self._finish_entry(status, fault)
+        self._responded = True
+        unread = self._has_unread_body()
+        if unread:
+            # The body was refused unread; the connection cannot carry another request.
+            self.close_connection = True
+        lines = [
+            f"HTTP/1.1 {status} {_phrase(status)}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
+        if self.close_connection:
+            lines.append("Connection: close")
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # One write: headers and body in a single segment (no Nagle/delayed-ACK stall).
+        self.wfile.write(head if self.command == "HEAD" else head + body)
+        if unread:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Discard an unread body for a bounded time so the client can read our answer.
+
+        Closing a socket with unread input sends a TCP reset, which can destroy the answer
+        before the client reads it; so: send FIN, then discard input until EOF or a bound.
+        """
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            deadline = time.monotonic() + DRAIN_MAX_S
+            drained = 0
+            while time.monotonic() < deadline and drained < DRAIN_MAX_BYTES:
+                chunk = self.rfile.read1(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
+
+
+_LOCAL_INDEX = {
+    "GET /_local/tables[?client_id=N]": "tables with row counts",
+    "GET /_local/tables/{client_id}/{table}/rows[?format=json|jsonl|csv]": "stored points",
+    "GET /_local/requests[?since=SEQ]": "the request log (entries with seq > SEQ)",
+    "DELETE /_local/requests": "clear the request log",
+    "GET /_local/faults": "fault settings",
+    "PUT /_local/faults": "change fault settings (JSON object of changes)",
+}
+
+
+class LocalImportAPI:
+    """A local, faithful RJMetrics Import API server, usable in-process or from the CLI.
+
+    Args:
+        data_dir: Directory of the SQLite database (``<dir>/import-api.sqlite3``); ``None``
+            keeps it in memory.
+        credentials: Client id to API key; ``None`` is the demo pair
+            ``{DEMO_CLIENT_ID: DEMO_API_KEY}``.
+        sandbox: Validate and answer exactly like production, but store nothing.
+        faults: Initial fault settings; ``None`` is no faults.
+        host: Interface to listen on.
+        port: Port to listen on; 0 picks a free one.
+        log_point_keys: Add ``key_values`` (each point's key values, in body order) to
+            request-log entries.
+        synchronous: SQLite ``synchronous`` mode, ``"FULL"`` or ``"NORMAL"``.
+        max_log_entries: Request-log entries kept in memory.
+        access_log: Stream receiving one line per API request (never the query string).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        credentials: Mapping[int, str] | None = None,
+        sandbox: bool = False,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_point_keys: bool = False,
+        *,
+        synchronous: str = "FULL",
+        max_log_entries: int = DEFAULT_MAX_ENTRIES,
+        access_log: TextIO | None = None,
+    ) -> None:
+        """Configure the server; nothing is opened until ``start()``."""
+        creds = dict(credentials) if credentials is not None else {DEMO_CLIENT_ID: DEMO_API_KEY}
+        for client_id, key in creds.items():
+            if isinstance(client_id, bool) or not isinstance(client_id, int):
+                msg = f"client ids must be integers, got {client_id!r}"
+                raise ValueError(msg)
+            if not 1 <= client_id <= MAX_CLIENT_ID:
+                msg = f"client id {client_id} must be a positive integer below 2**63"
+                raise ValueError(msg)
+            if not isinstance(key, str) or not key:
+                msg = f"the API key of client {client_id} must be a non-empty string"
+                raise ValueError(msg)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.sandbox = sandbox
+        self.host = host
+        self.port = port
+        self.log_point_keys = log_point_keys
+        self.synchronous = synchronous
+        self.access_log = access_log
+        self._credentials = creds
+        self._injector = FaultInjector(faults if faults is not None else Faults())
+        self._log = RequestLog(max_log_entries)
+        self._arrival_lock = threading.Lock()
+        self._seq = 0
+        self._in_flight = 0
+        self._storage: Storage | None = None
+        self._httpd: _HTTPServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._conn_lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> LocalImportAPI:
+        """Open storage, bind the port and serve in background threads.
+
+        Returns:
+            The server itself.
+        """
+        if self._httpd is not None or self._stopped:
+            msg = "a LocalImportAPI can be started once"
+            raise RuntimeError(msg)
+        if not self.sandbox:
+            self._storage = Storage(self.data_dir, synchronous=self.synchronous)
+        try:
+            self._httpd = _HTTPServer((self.host, self.port), self)
+        except BaseException:
+            if self._storage is not None:
+                self._storage.close()
+            raise
+        self.port = self._httpd.server_address[1]
+        self._serve_thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"rjmetrics-local-api:{self.port}",
+            daemon=True,
+        )
+        self._serve_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and the database (idempotent).
+
+        An in-memory database stays readable through ``rows()``/``tables()`` after stop.
+        """
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopped = True
+        httpd.shutdown()
+        httpd.server_close()
+        with self._conn_lock:
+            connections = dict(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5.0
+        for thread in connections.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._serve_thread is not None:
+            self._serve_thread.join(max(0.0, deadline - time.monotonic()))
+        if self._storage is not None and self._storage.path is not None:
+            self._storage.close()
+            self._storage = None
+
+    def __enter__(self) -> LocalImportAPI:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    @property
+    def root_url(self) -> str:
+        """The status URL, e.g. ``http://127.0.0.1:8765``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:8765/v2``."""
+        return f"{self.root_url}/v2"
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def rows(self, client_id: int, table: str, *, with_keys: bool = False) -> list[dict[str, Any]]:
+        """Return the stored points of a table (without ``keys``), in first-insertion order.
+
+        Args:
+            client_id: Owner of the table.
+            table: Table name.
+            with_keys: Put each point's ``keys`` list back.
+
+        Returns:
+            The points; always empty in sandbox mode.
+        """
+        storage, temporary = self._reader()
+        if storage is None:
+            return []
+        try:
+            return storage.rows(client_id, table, with_keys=with_keys)
+        finally:
+            if temporary:
+                storage.close()
+
+    def tables(self, client_id: int) -> dict[str, int]:
+        """Return ``{table: row count}`` of one client (empty in sandbox mode)."""
+        return {t: n for _, t, n in self._table_listing(client_id)}
+
+    def _table_listing(self, client_id: int | None) -> list[tuple[int, str, int]]:
+        storage, temporary = self._reader()
+        if storage is None:
+            return []
+        try:
+            return storage.tables(client_id)
+        finally:
+            if temporary:
+                storage.close()
+
+    def _reader(self) -> tuple[Storage | None, bool]:
+        if self._storage is not None:
+            return self._storage, False
+        if self.sandbox:
+            return None, False
+        if self.data_dir is not None and database_path(self.data_dir).exists():
+            # Stopped (or never started) file-backed server: read the file directly.
+            return Storage(self.data_dir, synchronous=self.synchronous, create=False), True
+        return None, False
+
+    def request_log(self, since: int | None = None) -> list[dict[str, Any]]:
+        """Return the request-log entries ordered by ``seq`` (only those after ``since``)."""
+        return self._log.entries(since)
+
+    def clear_request_log(self) -> None:
+        """Empty the request log (``seq`` keeps counting)."""
+        self._log.clear()
+
+    @property
+    def faults(self) -> Faults:
+        """The fault settings in force."""
+        return self._injector.current()
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change fault settings while running (thread-safe).
+
+        Changing ``seed`` restarts the random generator; changing ``fail_after`` restarts
+        its count of accepted upserts.
+
+        Args:
+            **changes: ``Faults`` field names and new values.
+
+        Returns:
+            The settings now in force.
+        """
+        faults = self._injector.current().replace(**changes)
+        self._injector.set(
+            faults, reseed="seed" in changes, reset_fail_after="fail_after" in changes
+        )
+        return faults
+
+    # -- bookkeeping used by the handler ---------------------------------------------------
+
+    def _arrive(self, method: str, path: str, routed: bool) -> tuple[dict[str, Any], Decision | None]:
+        with self._arrival_lock:
+            self._seq += 1
+            self._in_flight += 1
+            in_flight = self._in_flight
+            entry: dict[str, Any] = {
+                "seq": self._seq,
+                "arrived": time.time(),
+                "completed": None,
+                "method": method,
+                "path": path,
+                "client_id": None,
+                "table": None,
+                "points": None,
+                "body_bytes": 0,
+                "status": None,
+                "in_flight": in_flight,
+                "fault": None,
+                "delay_ms": 0.0,
+                "sandbox": self.sandbox,
+            }
+            if self.log_point_keys:
+                entry["key_values"] = None
+            # Drawn under the arrival lock so the seeded draws follow arrival order.
+            decision = self._injector.draw(in_flight) if routed else None
+        return entry, decision
+
+    def _depart(self) -> None:
+        with self._arrival_lock:
+            self._in_flight -= 1
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self._log.append(entry)
+        if self.access_log is not None:
+            points = "" if entry["points"] is None else f" {entry['points']} points"
+            fault = "" if entry["fault"] is None else f" fault={entry['fault']}"
+            line = f"{entry['method']} {entry['path']} {entry['status']}{points}{fault}"
+            print(line, file=self.access_log, flush=True)
+
+    def _register_connection(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            self._connections[conn] = threading.current_thread()
+
+    def _unregister_connection(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            self._connections.pop(conn, None)

@@ -1,0 +1,288 @@
+"""Concurrent sending that keeps key order, and the ledger that makes STATE honest.
+
+Every record that is read gets a sequence number (its place in the input). Records are
+gathered into :class:`Batch` objects, one per future request. A batch is *registered*
+with the :class:`Dispatcher` as soon as it holds its first record, so at every moment
+the dispatcher knows the lowest sequence number that has not yet landed. A STATE that
+arrived after ``n`` records may be written once that number is ``>= n``.
+
+NB: two batches of the same table that share a key are never in flight together. A
+batch waits for every earlier batch with one of its keys to land first, so an older
+version of a data point can never overwrite a newer one, whatever the latencies and
+retries. Batches without shared keys go out concurrently, up to the configured limit.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import typing as t
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+
+@dataclass(eq=False)
+class Batch:
+    """Data points bound for one table, to be sent in one request (or split on 413).
+
+    Attributes:
+        stream: The Singer stream the points came from.
+        table: The Import API table they go to.
+        first_seq: Input sequence number of the earliest record in the batch.
+        points: Encoded data points by key; a later version of a key replaces the earlier.
+        body_bytes: Size of the JSON array these points encode to.
+        first_position: 1-based position, within its stream, of the first record.
+        last_position: Position of the last record.
+        duplicates: Records merged into a later version of the same key.
+    """
+
+    stream: str
+    table: str
+    first_seq: int
+    first_position: int
+    points: dict[Hashable, bytes] = field(default_factory=dict)
+    body_bytes: int = 2
+    last_position: int = 0
+    duplicates: int = 0
+    # Dispatcher bookkeeping.
+    sealed: bool = False
+    landed: bool = False
+    waiting_on: int = 0
+    dependents: list[Batch] = field(default_factory=list)
+
+    def positions(self) -> str:
+        """Describe the input range of this batch for error messages.
+
+        Returns:
+            E.g. ``"records #101-#200 of stream 'users'"``.
+        """
+        span = (
+            f"record #{self.first_position}"
+            if self.first_position == self.last_position
+            else f"records #{self.first_position}-#{self.last_position}"
+        )
+        return f"{span} of stream '{self.stream}' (table '{self.table}')"
+
+
+class Dispatcher:
+    """Sends sealed batches on a bounded pool of threads, keeping per-key order.
+
+    ``submit`` blocks while ``max_queued`` batches are sealed but not yet landed, which
+    is the back-pressure that keeps memory bounded when the API is slow.
+    """
+
+    def __init__(
+        self,
+        *,
+        send: Callable[[Batch], None],
+        max_concurrent: int,
+        max_queued: int,
+        on_landed: Callable[[Batch, float], None] | None = None,
+    ) -> None:
+        """Create a dispatcher.
+
+        Args:
+            send: Sends one batch; raises to fail the run.
+            max_concurrent: Requests in flight at once.
+            max_queued: Sealed batches not yet landed before ``submit`` blocks.
+            on_landed: Called (outside the lock) with each batch that landed and the
+                seconds it took, from the sending thread.
+        """
+        self._send = send
+        self._on_landed = on_landed
+        self._max_queued = max(max_queued, max_concurrent)
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="rjmetrics-send")
+        self._cond = threading.Condition()
+        self._unlanded: set[Batch] = set()  # registered (open or sealed), not landed
+        self._sealed_unlanded = 0
+        self._running = 0  # handed to the pool, not finished
+        self._last_for_key: dict[tuple[str, Hashable], Batch] = {}
+        self._failure: BaseException | None = None
+        self._accepting = True
+        self.in_flight = 0
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The first error a batch raised, if any."""
+        return self._failure
+
+    def register(self, batch: Batch) -> None:
+        """Count a new, still open batch as not landed.
+
+        Args:
+            batch: A batch that has just received its first record.
+        """
+        with self._cond:
+            self._unlanded.add(batch)
+
+    def lowest_unlanded_seq(self) -> float:
+        """Return the lowest sequence number not yet landed (infinity when all landed).
+
+        Returns:
+            A sequence number, or ``math.inf``.
+        """
+        with self._cond:
+            return min((b.first_seq for b in self._unlanded), default=math.inf)
+
+    def submit(self, batch: Batch) -> None:
+        """Seal a registered batch and send it once no earlier batch shares a key with it.
+
+        Args:
+            batch: The batch to send.
+
+        Raises:
+            BaseException: The failure of an earlier batch; nothing more is sent.
+        """
+        with self._cond:
+            while self._failure is None and self._sealed_unlanded >= self._max_queued:
+                self._cond.wait()
+            if self._failure is not None or not self._accepting:
+                raise self._failure or RuntimeError("dispatcher closed")  # noqa: EM101
+            batch.sealed = True
+            self._sealed_unlanded += 1
+            for key in batch.points:
+                slot = (batch.table, key)
+                earlier = self._last_for_key.get(slot)
+                if earlier is not None and earlier is not batch and batch not in earlier.dependents:
+                    earlier.dependents.append(batch)
+                    batch.waiting_on += 1
+                self._last_for_key[slot] = batch
+            if batch.waiting_on == 0:
+                self._start(batch)
+
+    def _start(self, batch: Batch) -> None:
+        # Called with the lock held.
+        self._running += 1
+        self._pool.submit(self._run, batch)
+
+    def _run(self, batch: Batch) -> None:
+        with self._cond:
+            skip = self._failure is not None
+            if not skip:
+                self.in_flight += 1
+        started = time.monotonic()
+        error: BaseException | None = None
+        if not skip:
+            try:
+                self._send(batch)
+            except BaseException as exc:  # noqa: BLE001 (recorded, re-raised on the main thread)
+                error = exc
+        with self._cond:
+            self._running -= 1
+            if not skip:
+                self.in_flight -= 1
+            if error is not None:
+                if self._failure is None:
+                    self._failure = error
+            elif not skip:
+                batch.landed = True
+                self._unlanded.discard(batch)
+                self._sealed_unlanded -= 1
+                for key in batch.points:
+                    slot = (batch.table, key)
+                    if self._last_for_key.get(slot) is batch:
+                        del self._last_for_key[slot]
+                if self._failure is None:
+                    for dependent in batch.dependents:
+                        dependent.waiting_on -= 1
+                        if dependent.waiting_on == 0:
+                            self._start(dependent)
+                batch.dependents = []
+            self._cond.notify_all()
+        if batch.landed and self._on_landed is not None:
+            self._on_landed(batch, time.monotonic() - started)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every sealed batch has landed, or a failure has stopped sending.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            True when nothing is left running.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._running > 0 or (self._failure is None and self._sealed_unlanded > 0):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def stop(self) -> None:
+        """Refuse new batches (already sealed ones still go out)."""
+        with self._cond:
+            self._accepting = False
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the sending threads once they are idle."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class StateLedger:
+    """Holds STATE messages until every record that came before them has landed.
+
+    States come out in input order; a state that is superseded before it may be
+    written is skipped, and a state equal to the last one written is not repeated.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, write: Callable[[dict], None]) -> None:
+        """Create the ledger.
+
+        Args:
+            dispatcher: Knows what has landed.
+            write: Writes one state value to stdout.
+        """
+        self._dispatcher = dispatcher
+        self._write = write
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, dict, float]] = []  # (records before it, value, arrived)
+        self._last_written: dict | None = None
+        self.written = 0
+
+    def add(self, records_before: int, value: dict) -> None:
+        """Take a STATE that arrived after ``records_before`` records.
+
+        Args:
+            records_before: How many records the input held before this state.
+            value: The state's value.
+        """
+        with self._lock:
+            self._pending.append((records_before, value, time.monotonic()))
+
+    def oldest_waiting(self) -> tuple[int, float] | None:
+        """Return (records before it, monotonic arrival time) of the oldest pending state.
+
+        Returns:
+            None when no state is waiting.
+        """
+        with self._lock:
+            if not self._pending:
+                return None
+            records_before, _, arrived = self._pending[0]
+            return records_before, arrived
+
+    def emit_ready(self) -> None:
+        """Write the newest state whose records have all landed, if it is new."""
+        with self._lock:
+            if not self._pending:
+                return
+            landed_below = self._dispatcher.lowest_unlanded_seq()
+            ready = 0
+            while ready < len(self._pending) and self._pending[ready][0] <= landed_below:
+                ready += 1
+            if ready == 0:
+                return
+            value = self._pending[ready - 1][1]
+            del self._pending[:ready]
+            if value == self._last_written:
+                return
+            self._write(value)
+            self._last_written = value
+            self.written += 1

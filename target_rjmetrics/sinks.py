@@ -1,0 +1,413 @@
+"""Per-stream work: table naming, record -> data point, and batching.
+
+A sink turns each record into an Import API data point (``keys`` plus the record's
+fields, with values the API surely accepts), encodes it once, and gathers points in
+a :class:`~target_rjmetrics.dispatch.Batch` until the batch reaches
+``max_points_per_request`` or ``max_request_bytes``; then the batch is handed to the
+dispatcher. It knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import math
+import re
+import typing as t
+
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
+from singer_sdk.singerlib.json import serialize_json
+
+from target_rjmetrics.dispatch import Batch
+from target_rjmetrics.exceptions import (
+    RJMetricsAPIError,
+    RJMetricsInputError,
+    RJMetricsRequestTooLargeError,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+    from target_rjmetrics.client import RJMetricsClient
+    from target_rjmetrics.target import TargetRJMetrics
+
+#: The Import API's own control field: the list of key fields of a data point.
+KEYS_FIELD = "keys"
+#: A record field literally named ``keys`` is sent under this name instead.
+RENAMED_KEYS_FIELD = "keys_"
+#: Key field of streams without key properties when ``keyless_streams`` is ``hash``.
+RECORD_HASH_FIELD = "_record_hash"
+
+# Decimals at or beyond 1e308 overflow the doubles that JSON readers parse numbers into.
+_DOUBLE_MAX_EXPONENT = 308
+
+_UNSAFE_TABLE_CHARS = re.compile(r"[^A-Za-z0-9_]")
+VALID_TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def table_name(stream_name: str, prefix: str = "") -> str:
+    """Map a stream name to an Import API table name.
+
+    Every character outside ``[A-Za-z0-9_]`` becomes ``_``; the prefix is put in front.
+
+    Args:
+        stream_name: The Singer stream name.
+        prefix: The ``table_prefix`` setting.
+
+    Returns:
+        The table name (may be empty when both inputs are).
+    """
+    return prefix + _UNSAFE_TABLE_CHARS.sub("_", stream_name)
+
+
+class ValueFreeValidator(BaseJSONSchemaValidator):
+    """JSON Schema validation whose errors name the field and rule, never the value."""
+
+    def __init__(self, schema: dict[str, t.Any]) -> None:
+        """Compile the schema.
+
+        Args:
+            schema: The stream's JSON Schema.
+
+        Raises:
+            InvalidJSONSchema: The schema itself is not valid JSON Schema.
+        """
+        import jsonschema  # noqa: PLC0415 (only targets that validate pay for it)
+        from singer_sdk.exceptions import InvalidJSONSchema  # noqa: PLC0415
+
+        super().__init__(schema)
+        validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+        try:
+            validator_class.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            msg = f"the SCHEMA is not valid JSON Schema at {where}: rule '{exc.validator}' is broken"
+            raise InvalidJSONSchema(msg) from None
+        self._validator = validator_class(schema, format_checker=jsonschema.FormatChecker(formats=()))
+
+    def validate(self, record: dict[str, t.Any]) -> None:
+        """Raise ``InvalidRecord`` naming the field and the rule it breaks.
+
+        Args:
+            record: The record to check.
+
+        Raises:
+            InvalidRecord: The record does not match the schema.
+        """
+        from singer_sdk.exceptions import InvalidRecord  # noqa: PLC0415
+
+        error = next(iter(self._validator.iter_errors(record)), None)
+        if error is None:
+            return
+        field = ".".join(str(p) for p in error.absolute_path) or "(the record)"
+        rule = error.validator
+        expected = error.validator_value
+        if rule in {"type", "format", "enum", "const", "required", "minimum", "maximum", "maxLength", "minLength"}:
+            detail = f"field '{field}' does not satisfy {rule}={expected!r}"
+        else:
+            detail = f"field '{field}' does not satisfy the schema rule '{rule}'"
+        raise InvalidRecord(detail, record={})
+
+
+class RJMetricsSink(BatchSink):
+    """Loads one stream into one Import API table."""
+
+    def __init__(
+        self,
+        target: TargetRJMetrics,
+        stream_name: str,
+        schema: dict,
+        key_properties: t.Sequence[str] | None,
+    ) -> None:
+        """Create the sink and check the stream can be loaded at all.
+
+        Args:
+            target: The running target.
+            stream_name: The stream (after stream maps).
+            schema: Its JSON Schema.
+            key_properties: Its key properties.
+        """
+        self._target = target
+        super().__init__(target, stream_name, schema, key_properties)
+        self.table = target.claim_table(stream_name, self.key_properties)
+        self._stats = target.stats_for(self.table)
+        self._max_points = int(self.config["max_points_per_request"])
+        self._max_bytes = int(self.config["max_request_bytes"])
+        self._open: Batch | None = None
+        self._nonfinite_warned = False
+        self._renamed_keys_warned = False
+
+        keys = list(self.key_properties)
+        self._hash_key = not keys
+        if self._hash_key:
+            if self.config.get("keyless_streams", "hash") == "fail":
+                msg = (
+                    f"Stream '{stream_name}' (table '{self.table}') has no key_properties, and the Import "
+                    "API upserts on keys. Add key properties in the tap (or with a stream map's "
+                    "`__key_properties__`), or set `keyless_streams` to 'hash'."
+                )
+                raise RJMetricsInputError(msg)
+            self.logger.warning(
+                "Stream '%s' has no key properties: each data point is keyed by '%s', a hash of its "
+                "content, so identical records land once and changed records land as new rows.",
+                stream_name,
+                RECORD_HASH_FIELD,
+            )
+            keys = [RECORD_HASH_FIELD]
+        self._record_keys = [RENAMED_KEYS_FIELD if k == KEYS_FIELD else k for k in keys]
+        self._key_sources = [
+            (name, KEYS_FIELD if name == RENAMED_KEYS_FIELD and KEYS_FIELD in keys else name)
+            for name in self._record_keys
+        ]
+
+    # -- SDK hooks ------------------------------------------------------------------
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """Validate with messages that never carry record values.
+
+        Returns:
+            The validator, or None when ``validate_records`` is off.
+        """
+        if not self.validate_schema:
+            return None
+        return ValueFreeValidator(self.schema)
+
+    @property
+    def is_full(self) -> bool:
+        """Batches are sealed by this sink itself as they fill (see ``process_record``).
+
+        Returns:
+            Always False.
+        """
+        return False
+
+    def process_record(self, record: dict, context: dict) -> None:  # noqa: ARG002
+        """Turn a record into an encoded data point and add it to the open batch.
+
+        Args:
+            record: The validated record.
+            context: Unused; batches are this sink's own.
+        """
+        target = self._target
+        position = target.current_position
+        point = self._to_point(record, position)
+        key = self._key_of(point, record, position)
+        encoded = serialize_json(point, ensure_ascii=False).encode()
+        self._add(key, encoded, target.current_seq, position)
+
+    def process_batch(self, context: dict) -> None:  # noqa: ARG002
+        """Send what is gathered (called by the SDK's drains: end of input, max age).
+
+        Args:
+            context: Unused.
+        """
+        self.seal()
+
+    def activate_version(self, new_version: int) -> None:  # noqa: ARG002
+        """The Import API cannot delete rows, so table versions cannot be activated.
+
+        Args:
+            new_version: Ignored.
+        """
+        self.logger.warning(
+            "ACTIVATE_VERSION for stream '%s' ignored: the Import API has no delete.", self.stream_name
+        )
+
+    # -- records to points ----------------------------------------------------------
+
+    def _where(self, position: int) -> str:
+        return f"stream '{self.stream_name}' (table '{self.table}'), record #{position}"
+
+    def _to_point(self, record: dict, position: int) -> dict[str, t.Any]:
+        point: dict[str, t.Any] = {KEYS_FIELD: self._record_keys}
+        for name, value in record.items():
+            if name == KEYS_FIELD:
+                name = self._renamed_keys_field(record, position)  # noqa: PLW2901
+            cls = type(value)
+            if cls is str or cls is int or cls is bool or value is None:
+                point[name] = value
+            elif cls is decimal.Decimal:
+                point[name] = value if _finite_decimal(value) else self._nonfinite(name, position)
+            elif cls is float:
+                point[name] = value if math.isfinite(value) else self._nonfinite(name, position)
+            elif cls is datetime.datetime:
+                point[name] = _format_datetime(value)
+            elif cls is datetime.date:
+                point[name] = value.isoformat()
+            elif cls is dict or cls is list:
+                point[name] = serialize_json(self._clean_nested(value, name, position), ensure_ascii=False)
+            elif cls is datetime.time:
+                point[name] = value.isoformat()
+            else:
+                point[name] = str(value)
+        if self._hash_key:
+            digest = hashlib.sha256(serialize_json(point, sort_keys=True).encode()).hexdigest()
+            point[RECORD_HASH_FIELD] = digest
+        return point
+
+    def _renamed_keys_field(self, record: dict, position: int) -> str:
+        if RENAMED_KEYS_FIELD in record:
+            msg = (
+                f"{self._where(position)}: the record has a field named '{KEYS_FIELD}' (the API's control "
+                f"field) and also '{RENAMED_KEYS_FIELD}', where '{KEYS_FIELD}' would be renamed to. Rename "
+                "one of them with `stream_maps`."
+            )
+            raise RJMetricsInputError(msg)
+        if not self._renamed_keys_warned:
+            self._renamed_keys_warned = True
+            self.logger.warning(
+                "Stream '%s': field '%s' is the Import API's control field; it is loaded as '%s'.",
+                self.stream_name,
+                KEYS_FIELD,
+                RENAMED_KEYS_FIELD,
+            )
+        return RENAMED_KEYS_FIELD
+
+    def _nonfinite(self, name: str, position: int) -> None:
+        self._stats.nonfinite += 1
+        if not self._nonfinite_warned:
+            self._nonfinite_warned = True
+            self.logger.warning(
+                "%s: field '%s' is NaN or infinite, which JSON cannot carry; sent as null "
+                "(further cases are counted in the summary).",
+                self._where(position),
+                name,
+            )
+
+    def _clean_nested(self, value: t.Any, name: str, position: int) -> t.Any:  # noqa: ANN401
+        cls = type(value)
+        if cls is dict:
+            return {k: self._clean_nested(v, name, position) for k, v in value.items()}
+        if cls is list:
+            return [self._clean_nested(v, name, position) for v in value]
+        if (cls is float and not math.isfinite(value)) or (cls is decimal.Decimal and not _finite_decimal(value)):
+            self._nonfinite(name, position)
+            return None
+        if cls is datetime.datetime:
+            return _format_datetime(value)
+        return value
+
+    def _key_of(self, point: dict[str, t.Any], record: dict, position: int) -> Hashable:
+        values = []
+        for name, source in self._key_sources:
+            value = point.get(name)
+            if value is None:
+                msg = (
+                    f"{self._where(position)}: key property '{source}' is missing or null, so the data "
+                    "point cannot be upserted. Fix the source, or change the stream's key properties "
+                    "with `stream_maps` (`__key_properties__`)."
+                )
+                raise RJMetricsInputError(msg)
+            if type(record.get(source)) in (dict, list):
+                msg = (
+                    f"{self._where(position)}: key property '{source}' is an object or array; the Import "
+                    "API accepts only scalar key values. Choose scalar key properties with `stream_maps`."
+                )
+                raise RJMetricsInputError(msg)
+            values.append(value)
+        return values[0] if len(values) == 1 else tuple(values)
+
+    # -- batching -------------------------------------------------------------------
+
+    def _add(self, key: Hashable, encoded: bytes, seq: int, position: int) -> None:
+        size = len(encoded)
+        if size + 2 > self._max_bytes:
+            msg = (
+                f"{self._where(position)}: the data point is {size:,} bytes encoded, over "
+                f"`max_request_bytes` ({self._max_bytes:,}). Raise `max_request_bytes` (up to 5 MiB) or "
+                "drop large fields with `stream_maps`."
+            )
+            raise RJMetricsInputError(msg)
+        self._stats.read += 1
+        batch = self._open
+        if batch is not None:
+            earlier = batch.points.get(key)
+            if earlier is not None and batch.body_bytes - len(earlier) + size <= self._max_bytes:
+                # Same key within one request: keep the later version only.
+                batch.points[key] = encoded
+                batch.body_bytes += size - len(earlier)
+                batch.duplicates += 1
+                batch.last_position = position
+                self._stats.duplicates += 1
+                return
+            if earlier is not None or len(batch.points) >= self._max_points or (
+                batch.body_bytes + size + 1 > self._max_bytes
+            ):
+                self.seal()
+                batch = None
+        if batch is None:
+            batch = Batch(stream=self.stream_name, table=self.table, first_seq=seq, first_position=position)
+            self._target.dispatcher.register(batch)
+            self._open = batch
+            batch.body_bytes += size
+        else:
+            batch.body_bytes += size + 1
+        batch.points[key] = encoded
+        batch.last_position = position
+
+    def seal(self) -> None:
+        """Hand the open batch, if any, to the dispatcher."""
+        batch = self._open
+        if batch is None:
+            return
+        self._target.dispatcher.submit(batch)
+        self._open = None
+
+
+def _finite_decimal(value: decimal.Decimal) -> bool:
+    """Tell whether a decimal is finite and within a double's range, as JSON readers need."""
+    return value.is_finite() and value.adjusted() < _DOUBLE_MAX_EXPONENT
+
+
+def _format_datetime(value: datetime.datetime) -> str:
+    """Format as the API's ``YYYY-MM-DD HH:MM:SS`` in UTC (naive values are taken as UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value.year < 1000 else value.isoformat(" ", "seconds")[:19]  # noqa: PLR2004
+
+
+def send_batch(
+    client: RJMetricsClient,
+    batch: Batch,
+    on_request: Callable[[int], None],
+    on_retry: Callable[[str, float], None],
+) -> None:
+    """Upsert a batch, splitting it in halves whenever the API answers 413.
+
+    Args:
+        client: The API client.
+        batch: The batch to send.
+        on_request: Called with the number of points of each accepted request.
+        on_retry: Called before each retry with (reason, wait seconds).
+
+    Raises:
+        RJMetricsInputError: A single data point was refused as too large.
+        RJMetricsAPIError: The API refused the batch; the message names its input range.
+    """
+    points = list(batch.points.values())
+    pending = [points]
+    while pending:
+        part = pending.pop()
+        body = b"[" + b",".join(part) + b"]"
+        try:
+            client.push(batch.table, body, on_retry=on_retry)
+        except RJMetricsRequestTooLargeError as exc:
+            if len(part) == 1:
+                msg = (
+                    f"The API refused a single data point of {len(body):,} bytes as too large (413) "
+                    f"in {batch.positions()}: {exc}. Drop or shorten large fields with `stream_maps`."
+                )
+                raise RJMetricsInputError(msg) from None
+            middle = len(part) // 2
+            pending.extend([part[middle:], part[:middle]])  # first half goes first
+            continue
+        except RJMetricsAPIError as exc:
+            hint = (
+                " Check `client_id` and `api_key`." if exc.status == 401  # noqa: PLR2004
+                else ""
+            )
+            msg = f"The Import API refused {batch.positions()}: {exc}.{hint}"
+            raise type(exc)(msg, status=exc.status, reasons=exc.reasons) from None
+        on_request(len(part))

@@ -1,0 +1,699 @@
+"""The RJMetrics target: settings, wiring, and the rules for writing STATE."""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import signal
+import sys
+import threading
+import time
+import typing as t
+from dataclasses import dataclass
+
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
+from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
+from singer_sdk.singerlib.json import serialize_json
+from singer_sdk.target_base import Target
+
+from target_rjmetrics.client import (
+    MAX_POINTS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    PRODUCTION_URL,
+    SANDBOX_URL,
+    CaptureClient,
+    RJMetricsClient,
+)
+from target_rjmetrics.dispatch import Dispatcher, StateLedger
+from target_rjmetrics.exceptions import RJMetricsError, RJMetricsInputError
+from target_rjmetrics.sinks import RJMetricsSink, send_batch, table_name
+
+if t.TYPE_CHECKING:
+    from pathlib import PurePath
+    from types import FrameType
+
+    from target_rjmetrics.dispatch import Batch
+
+DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
+#: Seconds between two progress lines on stderr.
+PROGRESS_SECONDS = 5.0
+
+
+class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
+    """SIGTERM or SIGINT arrived: stop reading, settle, write the last landed STATE."""
+
+    def __init__(self, signum: int) -> None:
+        """Remember which signal.
+
+        Args:
+            signum: The signal number.
+        """
+        super().__init__(f"received signal {signum}")
+        self.signum = signum
+
+
+@dataclass
+class TableStats:
+    """What happened to one table, for progress lines and the summary."""
+
+    read: int = 0
+    landed: int = 0
+    requests: int = 0
+    retries: int = 0
+    duplicates: int = 0
+    nonfinite: int = 0
+    first_read: float = 0.0
+    last_landed: float = 0.0
+
+
+class TargetRJMetrics(Target):
+    """Loads Singer streams into RJMetrics (Adobe Commerce Reporting) through the Import API."""
+
+    name = "target-rjmetrics"
+    default_sink_class = RJMetricsSink
+    # ACTIVATE_VERSION is not advertised: the API cannot delete rows.
+    capabilities: t.ClassVar[list] = [
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+        TargetCapabilities.VALIDATE_RECORDS,
+    ]
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "client_id",
+            th.IntegerType(minimum=1),
+            required=True,
+            title="Client ID",
+            description="Your RJMetrics client id, the number in every Import API URL.",
+        ),
+        th.Property(
+            "api_key",
+            th.StringType,
+            required=True,
+            secret=True,
+            title="API Key",
+            description="The Import API key of that client id; it grants write access, so keep it secret.",
+        ),
+        th.Property(
+            "sandbox",
+            th.BooleanType,
+            default=False,
+            title="Sandbox",
+            description=(
+                "Send everything to the sandbox host, which validates like production but keeps no data."
+            ),
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            title="API URL",
+            description=(
+                "Another Import API base URL ending in /v2, such as the local server or a proxy; "
+                "it replaces the host that `sandbox` would choose, so set one or the other."
+            ),
+        ),
+        th.Property(
+            "table_prefix",
+            th.StringType(pattern=r"^[A-Za-z0-9_]*$"),
+            default="",
+            title="Table Prefix",
+            description="Text put in front of every table name; letters, digits and underscores only.",
+        ),
+        th.Property(
+            "max_points_per_request",
+            th.IntegerType(minimum=1, maximum=MAX_POINTS_PER_REQUEST),
+            default=MAX_POINTS_PER_REQUEST,
+            title="Max Points per Request",
+            description="Most data points sent in one request; the API allows at most 100.",
+        ),
+        th.Property(
+            "max_request_bytes",
+            th.IntegerType(minimum=1024, maximum=MAX_REQUEST_BYTES),
+            default=DEFAULT_REQUEST_BYTES,
+            title="Max Request Bytes",
+            description="Largest request body in bytes; the API refuses bodies over 5 MiB.",
+        ),
+        th.Property(
+            "max_concurrent_requests",
+            th.IntegerType(minimum=1, maximum=64),
+            default=4,
+            title="Max Concurrent Requests",
+            description=(
+                "Requests in flight at once, across and within streams; points with the same key "
+                "are still sent in input order."
+            ),
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType(exclusive_minimum=0),
+            default=60,
+            title="Request Timeout",
+            description="Seconds to wait for a connection and for each read of a response before retrying.",
+        ),
+        th.Property(
+            "max_retry_seconds",
+            th.NumberType(minimum=0),
+            default=300,
+            title="Max Retry Seconds",
+            description=(
+                "How long to keep retrying a request that meets 429, 5xx, timeouts or dropped "
+                "connections before the run fails."
+            ),
+        ),
+        th.Property(
+            "keyless_streams",
+            th.StringType(allowed_values=["hash", "fail"]),
+            default="hash",
+            title="Keyless Streams",
+            description=(
+                "What to do with a stream without key properties: 'hash' keys each point by a hash "
+                "of its content (field _record_hash), 'fail' stops the run."
+            ),
+        ),
+        th.Property(
+            "state_flush_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=30,
+            title="State Flush Seconds",
+            description=(
+                "Longest time a STATE waits before the records before it are sent, so it is written "
+                "promptly even when input is slow."
+            ),
+        ),
+        th.Property(
+            "authenticate_on_start",
+            th.BooleanType,
+            default=True,
+            title="Authenticate on Start",
+            description="Check the credentials with the authenticate endpoint before reading any input.",
+        ),
+        th.Property(
+            "dry_run_file",
+            th.StringType,
+            title="Dry Run File",
+            description=(
+                "Write each request body as a JSON line to this file instead of sending it; "
+                "nothing is sent and the API key is not written."
+            ),
+        ),
+    ).to_dict()
+
+    def __init__(
+        self,
+        *,
+        config: dict | PurePath | str | list[PurePath | str] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        message_reader: t.Any = None,  # noqa: ANN401
+    ) -> None:
+        """Create the target; nothing is sent until input is read.
+
+        Args:
+            config: Settings, or paths of JSON files holding them.
+            parse_env_config: Also read ``TARGET_RJMETRICS_*`` environment variables.
+            validate_config: Check the settings against the schema.
+            setup_mapper: Set up stream maps.
+            message_reader: A custom Singer message reader.
+        """
+        super().__init__(
+            config=config,
+            parse_env_config=parse_env_config,
+            validate_config=validate_config,
+            setup_mapper=setup_mapper,
+            message_reader=message_reader,
+        )
+        self.max_parallelism = 1  # sinks are sealed in order; sending is concurrent anyway
+        self._check_settings()
+        self._tables: dict[str, tuple[str, tuple[str, ...]]] = {}  # table -> (stream, key properties)
+        self._stats: dict[str, TableStats] = {}
+        self._stats_lock = threading.Lock()
+        self._positions: dict[str, int] = {}
+        self.current_seq = 0
+        self.current_position = 0
+        self._records_read = 0
+        self._retries = 0
+        self._input_lock = threading.RLock()
+        self._in_message = False
+        self._pending_signal: int | None = None
+        self._flush_due = False
+        self._stop_ticker = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._started = False
+        self._started_at = time.monotonic()
+        self._client: RJMetricsClient | CaptureClient | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._ledger: StateLedger | None = None
+        self._stdout_lock = threading.Lock()
+
+    # -- settings ---------------------------------------------------------------------
+
+    def _check_settings(self) -> None:
+        config = self.config
+        if config.get("sandbox") and config.get("api_url"):
+            msg = (
+                "Both `sandbox` and `api_url` are set: `api_url` replaces the host `sandbox` would choose. "
+                "Remove `api_url` to use the sandbox host, or set `sandbox` to false to use `api_url`."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
+        api_url = config.get("api_url")
+        if api_url is not None and not str(api_url).startswith(("http://", "https://")):
+            msg = f"`api_url` must start with http:// or https:// (got a value of {len(str(api_url))} characters)."
+            raise ConfigValidationError(msg, errors=[msg])
+        if config.get("load_method") == "overwrite":
+            msg = "`load_method` 'overwrite' is not possible: the Import API cannot delete rows. Use 'upsert'."
+            raise ConfigValidationError(msg, errors=[msg])
+
+    @property
+    def base_url(self) -> str:
+        """The Import API base URL chosen by ``api_url`` and ``sandbox``."""
+        if self.config.get("api_url"):
+            return str(self.config["api_url"]).rstrip("/")
+        return SANDBOX_URL if self.config.get("sandbox") else PRODUCTION_URL
+
+    @property
+    def points_per_request(self) -> int:
+        """Points per request: ``max_points_per_request``, lowered by ``batch_size_rows``."""
+        limit = int(self.config.get("max_points_per_request", MAX_POINTS_PER_REQUEST))
+        rows = self.config.get("batch_size_rows")
+        return min(limit, int(rows)) if rows else limit
+
+    # -- pieces shared with the sinks ---------------------------------------------------
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher, created on first use."""
+        self._start()
+        assert self._dispatcher is not None  # noqa: S101 (set by _start)
+        return self._dispatcher
+
+    def claim_table(self, stream_name: str, key_properties: t.Sequence[str]) -> str:
+        """Map a stream to its table, refusing names the API would refuse or that collide.
+
+        Args:
+            stream_name: The stream (after stream maps).
+            key_properties: Its key properties.
+
+        Returns:
+            The table name.
+
+        Raises:
+            RJMetricsInputError: The name is empty after sanitising, another stream already
+                loads into that table, or the stream's key properties changed mid-run.
+        """
+        prefix = str(self.config.get("table_prefix") or "")
+        table = table_name(stream_name, prefix)
+        if not table:
+            msg = f"Stream '{stream_name}' maps to an empty table name. Set `table_prefix` or rename the stream."
+            raise RJMetricsInputError(msg)
+        keys = tuple(key_properties)
+        owner = self._tables.get(table)
+        if owner is not None and owner[0] != stream_name:
+            msg = (
+                f"Streams '{owner[0]}' and '{stream_name}' both map to table '{table}' (characters outside "
+                "[A-Za-z0-9_] become '_'). Rename one with `stream_maps` (`__alias__`)."
+            )
+            raise RJMetricsInputError(msg)
+        if owner is not None and owner[1] != keys:
+            msg = (
+                f"Stream '{stream_name}' (table '{table}') changed its key properties from {list(owner[1])} "
+                f"to {list(keys)} mid-run; rows of one table must share their keys. Send one key set per run."
+            )
+            raise RJMetricsInputError(msg)
+        self._tables[table] = (stream_name, keys)
+        return table
+
+    def stats_for(self, table: str) -> TableStats:
+        """Return the counters of a table.
+
+        Args:
+            table: The table name.
+
+        Returns:
+            Its counters.
+        """
+        with self._stats_lock:
+            stats = self._stats.get(table)
+            if stats is None:
+                stats = self._stats[table] = TableStats(first_read=time.monotonic())
+            return stats
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        config = self.config
+        dry_run = config.get("dry_run_file")
+        if dry_run:
+            self._client = CaptureClient(
+                path=str(dry_run),
+                client_id=int(config["client_id"]),
+                base_url=self.base_url,
+            )
+            self.logger.info("Dry run: request bodies go to %s; nothing is sent.", dry_run)
+        else:
+            self._client = RJMetricsClient(
+                client_id=int(config["client_id"]),
+                api_key=str(config["api_key"]),
+                base_url=self.base_url,
+                timeout=float(config.get("request_timeout", 60)),
+                max_retry_seconds=float(config.get("max_retry_seconds", 300)),
+            )
+        concurrency = int(config.get("max_concurrent_requests", 4))
+        self._dispatcher = Dispatcher(
+            send=self._send,
+            max_concurrent=concurrency,
+            max_queued=2 * concurrency,
+            on_landed=self._landed,
+        )
+        self._ledger = StateLedger(self._dispatcher, self._write_state)
+        if config.get("authenticate_on_start", True) and not dry_run:
+            self._client.authenticate()
+            self.logger.info("Authenticated as %s.", self._client.describe())
+        self._ticker = threading.Thread(target=self._tick, name="rjmetrics-ticker", daemon=True)
+        self._ticker.start()
+
+    def listen(self, file_input: t.IO[str] | None = None) -> None:  # type: ignore[misc]
+        """Check credentials, read all input, and settle what was sent.
+
+        SDK 0.54 offers no hook before the first line is read, so this wraps the SDK's
+        ``listen`` (which reads every line, then calls ``process_endofpipe``).
+
+        Args:
+            file_input: Where to read messages; standard input by default.
+        """
+        try:
+            self._start()
+            super().listen(file_input)
+        except KeyboardInterrupt as exc:
+            # The ticker wakes a main thread that waits on a quiet tap when sending failed.
+            self._settle_after_stop(exc)
+            failure = self._dispatcher.failure if self._dispatcher is not None else None
+            if failure is not None:
+                raise failure from None
+            raise
+        except BaseException as exc:
+            self._settle_after_stop(exc)
+            raise
+        finally:
+            self._finish()
+
+    def process_endofpipe(self) -> None:
+        """Send what is left, wait for it to land, and write the last STATE."""
+        with self._input_lock:
+            super().process_endofpipe()  # SDK drain: seals every sink's open batch
+            self._seal_all()
+        dispatcher = self.dispatcher
+        dispatcher.wait()
+        self._ledger_emit()
+        if dispatcher.failure is not None:
+            raise dispatcher.failure
+
+    def _settle_after_stop(self, exc: BaseException) -> None:
+        """Let requests already sent finish, then write the last state whose records landed."""
+        if self._dispatcher is None:
+            return
+        self._dispatcher.stop()
+        if isinstance(exc, TerminationRequested):
+            self.logger.warning("Stopping on signal %d: finishing requests already sent.", exc.signum)
+            self._dispatcher.wait()
+        else:
+            # A failure: let in-flight requests finish within the retry bound, retry no more.
+            if self._client is not None and not isinstance(exc, KeyboardInterrupt):
+                self._client.cancel_retries()
+            self._dispatcher.wait(timeout=float(self.config.get("request_timeout", 60)) + 5)
+        self._ledger_emit()
+
+    def _finish(self) -> None:
+        self._stop_ticker.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        if self._client is not None:
+            self._client.close()
+        self._log_summary()
+
+    # -- message handling -----------------------------------------------------------------
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        with self._input_lock:
+            self._in_message = True
+            stream = message_dict.get("stream")
+            position = self._positions[stream] = self._positions.get(stream, 0) + 1
+            self.current_position = position
+            self.current_seq = self._records_read
+            self._records_read += 1
+            try:
+                super()._process_record_message(message_dict)
+            except (RJMetricsError, TerminationRequested):
+                raise
+            except Exception as exc:  # noqa: BLE001 (re-raised with its place in the input)
+                raise self._input_error(f"stream '{stream}', record #{position}", exc) from None
+            finally:
+                self._in_message = False
+            if self._flush_due:
+                self._seal_all()
+        self._after_message()
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        with self._input_lock:
+            self._in_message = True
+            stream = message_dict.get("stream")
+            try:
+                if stream in self._sinks_active:
+                    # A changed schema makes a new sink: send the old sink's points first,
+                    # so that no older point can be sent after a newer one.
+                    self._seal_all()
+                super()._process_schema_message(message_dict)
+            except (RJMetricsError, TerminationRequested):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise self._input_error(f"SCHEMA of stream '{stream}'", exc) from None
+            finally:
+                self._in_message = False
+        self._after_message()
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"value"})
+        value = message_dict["value"]
+        if not value:
+            self.logger.debug("Ignoring an empty STATE message.")
+            return
+        ledger = self._ledger_or_start()
+        self._in_message = True
+        try:
+            ledger.add(self._records_read, value)
+            ledger.emit_ready()
+        finally:
+            self._in_message = False
+        self._after_message()
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        self.logger.warning(
+            "ACTIVATE_VERSION for stream '%s' ignored: the Import API has no delete.",
+            message_dict.get("stream"),
+        )
+
+    def _after_message(self) -> None:
+        if self._pending_signal is not None:
+            raise TerminationRequested(self._pending_signal)
+        dispatcher = self._dispatcher
+        if dispatcher is not None and dispatcher.failure is not None:
+            raise dispatcher.failure
+
+    def _input_error(self, where: str, exc: Exception) -> RJMetricsInputError:
+        if isinstance(exc, SingerSDKError):
+            detail = str(exc)
+        else:
+            self.logger.debug("Details of the input error", exc_info=exc)
+            detail = f"{type(exc).__name__} (run with log level DEBUG for details)"
+        return RJMetricsInputError(f"Cannot load {where}: {detail}")
+
+    def _ledger_or_start(self) -> StateLedger:
+        self._start()
+        assert self._ledger is not None  # noqa: S101
+        return self._ledger
+
+    def _ledger_emit(self) -> None:
+        if self._ledger is not None:
+            self._ledger.emit_ready()
+
+    def _seal_all(self) -> None:
+        """Send every open batch (called with the input lock held)."""
+        self._flush_due = False
+        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
+            if isinstance(sink, RJMetricsSink):
+                sink.seal()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _send(self, batch: Batch) -> None:
+        assert self._client is not None  # noqa: S101
+        stats = self.stats_for(batch.table)
+
+        def on_request(points: int) -> None:
+            with self._stats_lock:
+                stats.requests += 1
+
+        def on_retry(_reason: str, _wait: float) -> None:
+            with self._stats_lock:
+                stats.retries += 1
+                self._retries += 1
+
+        send_batch(self._client, batch, on_request, on_retry)
+
+    def _landed(self, batch: Batch, _seconds: float) -> None:
+        stats = self.stats_for(batch.table)
+        with self._stats_lock:
+            stats.landed += len(batch.points) + batch.duplicates
+            stats.last_landed = time.monotonic()
+        self._ledger_emit()
+
+    def _write_state(self, value: dict) -> None:
+        line = serialize_json(value) + "\n"
+        with self._stdout_lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    # -- the background ticker: prompt STATE and progress lines ------------------------------
+
+    def _tick(self) -> None:
+        flush_seconds = float(self.config.get("state_flush_seconds", 30))
+        interval = min(0.5, flush_seconds / 8)
+        next_progress = time.monotonic() + PROGRESS_SECONDS
+        interrupted = False
+        while not self._stop_ticker.wait(interval):
+            try:
+                self._ledger_emit()
+                self._flush_for_waiting_state(flush_seconds)
+                dispatcher = self._dispatcher
+                if dispatcher is not None and dispatcher.failure is not None and not interrupted:
+                    # The main thread may be blocked reading a quiet tap: wake it to fail now.
+                    interrupted = True
+                    if not self._in_message:
+                        _thread.interrupt_main()
+                if time.monotonic() >= next_progress:
+                    next_progress = time.monotonic() + PROGRESS_SECONDS
+                    self._log_progress()
+            except Exception:  # noqa: BLE001 (the ticker must not die; the main thread reports failures)
+                self.logger.debug("Ticker error", exc_info=True)
+
+    def _flush_for_waiting_state(self, flush_seconds: float) -> None:
+        ledger, dispatcher = self._ledger, self._dispatcher
+        if ledger is None or dispatcher is None:
+            return
+        oldest = ledger.oldest_waiting()
+        if oldest is None:
+            return
+        records_before, arrived = oldest
+        # Send at half the allowance, leaving the other half for the requests to land.
+        if time.monotonic() - arrived < flush_seconds / 2 or dispatcher.lowest_unlanded_seq() >= records_before:
+            return
+        self._flush_due = True  # the main thread seals at its next record
+        if self._input_lock.acquire(timeout=0.05):  # a quiet tap: seal from here
+            try:
+                if self._flush_due:
+                    self._seal_all()
+            finally:
+                self._input_lock.release()
+
+    # -- people -----------------------------------------------------------------------------
+
+    def _log_progress(self) -> None:
+        with self._stats_lock:
+            parts = [f"{table} {s.landed:,}/{s.read:,}" for table, s in sorted(self._stats.items())]
+            landed = sum(s.landed for s in self._stats.values())
+        dispatcher = self._dispatcher
+        in_flight = dispatcher.in_flight if dispatcher is not None else 0
+        elapsed = max(time.monotonic() - self._started_at, 1e-9)
+        self.logger.info(
+            "Progress: landed/read %s | in flight %d | retries %d | %.0f records/s landed",
+            ", ".join(parts) or "(no records yet)",
+            in_flight,
+            self._retries,
+            landed / elapsed,
+        )
+
+    def _log_summary(self) -> None:
+        with self._stats_lock:
+            rows = sorted(self._stats.items())
+        if not rows:
+            return
+        header = f"{'table':<32} {'records':>10} {'requests':>9} {'retries':>8} {'merged':>8} {'seconds':>8}"
+        lines = [header, "-" * len(header)]
+        for table, s in rows:
+            seconds = max(0.0, (s.last_landed or s.first_read) - s.first_read)
+            lines.append(
+                f"{table[:32]:<32} {s.landed:>10,} {s.requests:>9,} {s.retries:>8,} {s.duplicates:>8,} {seconds:>8.1f}"
+            )
+        nonfinite = sum(s.nonfinite for _, s in rows)
+        if nonfinite:
+            lines.append(f"{nonfinite:,} NaN or infinite values were sent as null.")
+        written = self._ledger.written if self._ledger is not None else 0
+        lines.append(f"STATE messages written: {written:,}.")
+        self.logger.info("Load summary:\n%s", "\n".join(lines))
+
+    # -- signals and the command line ----------------------------------------------------------
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+        """Stop reading on SIGTERM/SIGINT; the listen loop settles and writes the last state.
+
+        Args:
+            signum: The signal.
+            frame: Unused.
+        """
+        self._pending_signal = signum
+        if not self._in_message:
+            raise TerminationRequested(signum)
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: t.Any = None,  # noqa: ANN401
+        file_input: t.IO[str] | None = None,
+    ) -> None:
+        """Run from the command line: clear one-paragraph errors and a non-zero exit on failure.
+
+        Args:
+            about: Print the settings and capabilities, then exit.
+            about_format: text, json or markdown.
+            config: Config file paths, or ENV.
+            file_input: A file to read instead of standard input.
+        """
+        if about:
+            super().invoke(about=about, about_format=about_format, config=config, file_input=file_input)
+            return
+        cls.print_version(print_fn=cls.logger.info)
+        from singer_sdk.plugin_base import _ConfigInput  # noqa: PLC0415
+
+        config = config or _ConfigInput()
+        try:
+            target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+            target.listen(file_input)
+        except TerminationRequested as exc:
+            cls.logger.error("Stopped by signal %d before the input ended; the last STATE written is safe to resume from.", exc.signum)  # noqa: E501
+            sys.exit(128 + exc.signum)
+        except KeyboardInterrupt:
+            cls.logger.error("Interrupted.")
+            sys.exit(128 + signal.SIGINT)
+        except ConfigValidationError as exc:
+            cls.logger.error("Invalid settings: %s", exc)  # noqa: TRY400
+            sys.exit(1)
+        except RJMetricsError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400
+            sys.exit(1)
+        except SingerSDKError as exc:
+            cls.logger.error("%s: %s", type(exc).__name__, exc)  # noqa: TRY400
+            sys.exit(1)
+
+
+logging.getLogger("backoff").propagate = False

@@ -170,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self._entry: dict[str, Any] | None = None
+        self.headers = None  # type: ignore[assignment]  # no stale headers of the last request
         self._body_consumed = False
         self._expect_continue = False
         self._responded = False
@@ -197,6 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
         own_entry = self._entry is None
         if own_entry:
             self._begin_entry(path="", route=None)
+        if code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED:
+            # Every answer of this server is 2xx/4xx unless a fault is injected.
+            code, message = HTTPStatus.BAD_REQUEST, f"HTTP version not supported: {message}"
         try:
             reason = explain or message or _phrase(code)
             payload = {"code": int(code), "message": _phrase(code), "reasons": [reason]}

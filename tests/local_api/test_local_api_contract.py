@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -184,9 +185,17 @@ def test_bad_table_names_are_400_even_when_percent_encoded(api: Api, table: str)
     assert api.server.tables(1) == {}
 
 
-def test_percent_encoded_valid_table_name_is_decoded(api: Api) -> None:
-    assert api.push("us%65rs_2", USER).status_code == 201
-    assert api.server.tables(1) == {"users_2": 1}
+def test_percent_encoded_valid_table_name_is_decoded(server: LocalImportAPI) -> None:
+    # http.client sends the path exactly as written (requests would normalise "%65" first).
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("POST", f"/v2/client/1/table/us%65rs_2/data?apikey={DEMO_API_KEY}",
+                     body=json.dumps(USER), headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 201
+    finally:
+        conn.close()
+    assert server.tables(1) == {"users_2": 1}
+    assert server.request_log()[-1]["path"] == "/v2/client/1/table/us%65rs_2/data"
 
 
 def test_body_over_5_mib_is_413_and_stores_nothing(api: Api) -> None:

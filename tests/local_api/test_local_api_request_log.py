@@ -1,0 +1,107 @@
+"""The request log: its fields, ordering, filtering and clearing, in-process and over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import requests
+from local_api_support import Api
+
+from target_rjmetrics.local_api import DEMO_API_KEY, Faults
+
+FIELDS = {"seq", "arrived", "completed", "method", "path", "client_id", "table", "points",
+          "body_bytes", "status", "in_flight", "fault", "delay_ms", "sandbox", "key_values"}
+
+
+def test_an_upsert_entry_carries_every_field(api: Api) -> None:
+    body = [{"keys": ["id"], "id": 3}, {"keys": ["a", "b"], "a": "x", "b": 2}, {"keys": ["id"], "id": 1}]
+    raw = json.dumps(body).encode()
+    before = time.time()
+    response = api.push("us%65rs", None, raw=raw)
+    after = time.time()
+    assert response.status_code == 201
+    [entry] = api.server.request_log()
+    assert set(entry) == FIELDS
+    assert entry["method"] == "POST"
+    # Path only: never the query string that carries the key.
+    assert entry["path"] == response.request.path_url.split("?")[0]
+    assert entry["path"] == "/v2/client/1/table/users/data"
+    assert entry["client_id"] == 1
+    assert entry["table"] == "users"
+    assert entry["points"] == 3
+    assert entry["body_bytes"] == len(raw)
+    assert entry["status"] == 201 and entry["fault"] is None and entry["sandbox"] is False
+    assert entry["in_flight"] == 1
+    assert before <= entry["arrived"] <= entry["completed"] <= after
+    assert entry["key_values"] == [[3], ["x", 2], [1]]
+    assert DEMO_API_KEY not in json.dumps(api.server.request_log())
+
+
+def test_log_over_http_filters_by_since_and_clears(api: Api) -> None:
+    for i in range(3):
+        api.push("t", {"keys": ["id"], "id": i})
+    api.authenticate(key="bad")
+    log = api.local("requests").json()
+    assert [e["seq"] for e in log] == [1, 2, 3, 4]
+    assert [e["status"] for e in log] == [201, 201, 201, 401]
+    assert [e["seq"] for e in api.local("requests", params={"since": 2}).json()] == [3, 4]
+    # /_local requests are not logged themselves.
+    assert len(api.local("requests").json()) == 4
+    assert api.local("requests", "DELETE").json() == {"cleared": 4}
+    assert api.local("requests").json() == []
+    api.push("t", {"keys": ["id"], "id": 9})
+    assert [e["seq"] for e in api.server.request_log()] == [5]  # seq keeps counting
+    api.server.clear_request_log()
+    assert api.server.request_log() == []
+
+
+def test_in_flight_counts_concurrent_requests(make_server: Any) -> None:
+    server = make_server(faults=Faults(latency_ms=200))
+    barrier = threading.Barrier(4)
+
+    def push(i: int) -> None:
+        with requests.Session() as s:
+            barrier.wait()
+            Api(server, s).push("t", {"keys": ["id"], "id": i})
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log = server.request_log()
+    assert sorted(e["in_flight"] for e in log) == [1, 2, 3, 4]
+    # Overlap is visible in the times as well.
+    assert max(e["arrived"] for e in log) < min(e["completed"] for e in log)
+
+
+def test_completed_of_a_201_is_after_the_data_is_stored(api: Api) -> None:
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        # Whenever the log shows the 201, the row must already be readable.
+        while not stop.is_set():
+            done = any(e["status"] == 201 for e in api.server.request_log())
+            if done:
+                seen.append(api.server.tables(1) == {"t": 1})
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert api.push("t", {"keys": ["id"], "id": 1}).status_code == 201
+    watcher.join(5)
+    stop.set()
+    assert seen == [True]
+
+
+def test_unparseable_requests_are_logged_with_what_is_known(api: Api) -> None:
+    api.push("t", None, raw=b"{nope")
+    api.session.get(f"{api.server.root_url}/v2/client/1/nope?apikey=x", timeout=5)
+    bad_json, not_found = api.server.request_log()
+    assert bad_json["status"] == 400 and bad_json["points"] is None and bad_json["table"] == "t"
+    assert not_found["status"] == 404 and not_found["client_id"] is None
+    assert not_found["path"] == "/v2/client/1/nope"

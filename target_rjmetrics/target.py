@@ -454,7 +454,7 @@ class TargetRJMetrics(Target):
             except (RJMetricsError, TerminationRequested):
                 raise
             except Exception as exc:  # noqa: BLE001 (re-raised with its place in the input)
-                raise self._input_error(f"stream '{stream}', record #{position}", exc) from None
+                raise self._input_error(self._where(stream, position), exc) from None
             finally:
                 self._in_message = False
             if self._flush_due:
@@ -507,13 +507,20 @@ class TargetRJMetrics(Target):
         if dispatcher is not None and dispatcher.failure is not None:
             raise dispatcher.failure
 
-    def _input_error(self, where: str, exc: Exception) -> RJMetricsInputError:
+    def _input_error(self, where: str, exc: Exception) -> Exception:
+        """Put the input position in front of an error, keeping the SDK's class where it has one."""
         if isinstance(exc, SingerSDKError):
-            detail = str(exc)
-        else:
-            self.logger.debug("Details of the input error", exc_info=exc)
-            detail = f"{type(exc).__name__} (run with log level DEBUG for details)"
-        return RJMetricsInputError(f"Cannot load {where}: {detail}")
+            msg = f"Cannot load {where}: {exc}"
+            try:
+                return type(exc)(msg)
+            except TypeError:  # a class that wants more than a message
+                return RJMetricsInputError(msg)
+        self.logger.debug("Details of the input error", exc_info=exc)
+        return RJMetricsInputError(f"Cannot load {where}: {type(exc).__name__} (run with log level DEBUG for details)")
+
+    def _where(self, stream: str | None, position: int) -> str:
+        table = table_name(str(stream), str(self.config.get("table_prefix") or ""))
+        return f"stream '{stream}' (table '{table}'), record #{position}"
 
     def _ledger_or_start(self) -> StateLedger:
         self._start()

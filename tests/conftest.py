@@ -1,0 +1,41 @@
+"""Fixtures for the target's tests: a real local Import API on a free loopback port."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from target_rjmetrics.local_api import LocalImportAPI
+
+
+@pytest.fixture(autouse=True)
+def _no_target_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's own TARGET_RJMETRICS_* variables out of every test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TARGET_RJMETRICS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_api() -> t.Iterator[t.Callable[..., LocalImportAPI]]:
+    """Factory of started in-process local servers, all stopped at teardown."""
+    servers: list[LocalImportAPI] = []
+
+    def make(**kwargs: t.Any) -> LocalImportAPI:
+        kwargs.setdefault("log_point_keys", True)
+        server = LocalImportAPI(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def local_api(make_api: t.Callable[..., LocalImportAPI]) -> LocalImportAPI:
+    """An in-memory local server with the demo credentials."""
+    return make_api()

@@ -194,7 +194,10 @@ class RJMetricsSink(BatchSink):
         position = target.current_position
         point = self._to_point(record, position)
         key = self._key_of(point, record, position)
-        encoded = serialize_json(point, ensure_ascii=False).encode()
+        try:
+            encoded = serialize_json(point, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: only its \u escape is valid UTF-8
+            encoded = serialize_json(point).encode()
         self._add(key, encoded, target.current_seq, position)
 
     def process_batch(self, context: dict) -> None:  # noqa: ARG002

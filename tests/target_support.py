@@ -156,3 +156,91 @@ def upserts(server: LocalImportAPI, *, table: str | None = None, status: int | N
         and (table is None or entry["table"] == table)
         and (status is None or entry["status"] == status)
     ]
+
+
+class LiveTarget:
+    """``target-rjmetrics`` as a running process: feed it lines, watch STATE as it is written.
+
+    Each STATE line is stamped with the time it was read, which is after the target wrote
+    it, so a STATE stamped before the data it covers had landed proves a lie.
+    """
+
+    def __init__(self, config: dict[str, t.Any], tmp_path: Path) -> None:
+        import threading
+        import time
+
+        self._time = time
+        config_path = tmp_path / "live-config.json"
+        config_path.write_text(json.dumps(config))
+        self.proc = subprocess.Popen(
+            [str(TARGET_BIN), "--config", str(config_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        self.states: list[tuple[float, t.Any]] = []
+        self.stderr = ""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._err_reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                with self._lock:
+                    self.states.append((self._time.time(), json.loads(line)))
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read()
+
+    def send(self, messages: t.Iterable[dict[str, t.Any] | str]) -> None:
+        """Write messages to the target's standard input."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(lines(messages))
+        self.proc.stdin.flush()
+
+    def wait_for_state(self, predicate: t.Callable[[t.Any], bool], timeout: float) -> float | None:
+        """Wait until a written STATE satisfies ``predicate``; return when it was read."""
+        deadline = self._time.monotonic() + timeout
+        while True:
+            with self._lock:
+                for stamp, value in self.states:
+                    if predicate(value):
+                        return stamp
+            if self._time.monotonic() >= deadline:
+                return None
+            self._time.sleep(0.02)
+
+    def close_input(self, timeout: float = 60) -> int:
+        """End the input and wait for the exit code."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the process to exit and for its output to be read."""
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        self._err_reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        """Make sure the process is gone."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def landed_keys_by(server: LocalImportAPI, table: str, moment: float) -> set[t.Any]:
+    """Single-key values of the points that had landed in ``table`` by ``moment`` (epoch seconds)."""
+    landed: set[t.Any] = set()
+    for entry in upserts(server, table=table):
+        if entry["completed"] <= moment:
+            landed.update(values[0] for values in entry["key_values"])
+    return landed

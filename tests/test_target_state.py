@@ -1,0 +1,168 @@
+"""STATE rules: written only after its records landed, in order, promptly, never past a failure."""
+
+from __future__ import annotations
+
+import signal
+import time
+import typing as t
+
+from target_support import (
+    USERS_SCHEMA,
+    LiveTarget,
+    base_config,
+    landed_keys_by,
+    record,
+    run_cli,
+    run_in_process,
+    schema,
+    state,
+    upserts,
+    users,
+)
+
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from target_rjmetrics.local_api import LocalImportAPI
+
+
+def _wait_until(condition: t.Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def _checkpointed_users(total: int, every: int) -> list[dict[str, t.Any]]:
+    """Users 1..total with a STATE ``{"users": n}`` after every ``every`` records."""
+    messages: list[dict[str, t.Any]] = [USERS_SCHEMA]
+    for rec in users(total):
+        messages.append(rec)
+        n = rec["record"]["id"]
+        if n % every == 0:
+            messages.append(state({"users": n}))
+    return messages
+
+
+def test_state_is_not_written_before_its_records_land(make_api: t.Callable[..., LocalImportAPI], tmp_path: Path) -> None:
+    server = make_api(faults=Faults(seed=3, latency_ms=30, jitter_ms=120))
+    live = LiveTarget(base_config(server, max_concurrent_requests=6, state_flush_seconds=1), tmp_path)
+    try:
+        live.send(_checkpointed_users(1200, 50))
+        assert live.close_input() == 0, live.stderr
+    finally:
+        live.kill()
+    assert live.states, "no STATE was written"
+    for stamp, value in live.states:
+        needed = set(range(1, value["users"] + 1))
+        missing = needed - landed_keys_by(server, "users", stamp)
+        assert not missing, f"STATE {value} was written before {len(missing)} of its records had landed"
+    assert live.states[-1][1] == {"users": 1200}
+
+
+def test_states_come_out_in_input_order_without_repeats_or_empties(local_api: LocalImportAPI) -> None:
+    messages: list[dict[str, t.Any] | str] = [USERS_SCHEMA, state(None), state({})]
+    for i in range(1, 301):
+        messages.append(record("users", id=i, email=f"u{i}@example.com"))
+        if i % 10 == 0:
+            messages.extend([state({"users": i}), state({"users": i})])  # each state arrives twice
+    messages.append(state({"users": 300}))
+    run = run_in_process(base_config(local_api, max_points_per_request=10, max_concurrent_requests=4), messages)
+    values = [s["users"] for s in run.states]
+    assert values, "no STATE written"
+    assert values == sorted(values), f"states out of order: {values}"
+    assert len(values) == len(set(values)), f"a state was repeated: {values}"
+    assert values[-1] == 300
+    assert all(s for s in run.states), "an empty or null state was written"
+
+
+def test_state_is_written_promptly_when_the_tap_goes_quiet(local_api: LocalImportAPI, tmp_path: Path) -> None:
+    live = LiveTarget(base_config(local_api, state_flush_seconds=1), tmp_path)
+    try:
+        live.send([USERS_SCHEMA, *users(5), state({"users": 5})])  # far from a full request
+        sent_at = time.time()
+        stamp = live.wait_for_state(lambda v: v == {"users": 5}, timeout=10)
+        assert stamp is not None, "the STATE never came while the input stayed open"
+        assert stamp - sent_at < 3, f"the STATE took {stamp - sent_at:.1f}s with state_flush_seconds=1"
+        assert live.proc.poll() is None, "the target should still be waiting for input"
+        assert live.close_input() == 0
+    finally:
+        live.kill()
+    assert len(local_api.rows(DEMO_CLIENT_ID, "users")) == 5
+
+
+def test_state_is_written_promptly_while_input_keeps_flowing(local_api: LocalImportAPI, tmp_path: Path) -> None:
+    events = schema("events", {"id": {"type": "integer"}}, ["id"])
+    live = LiveTarget(base_config(local_api, state_flush_seconds=1), tmp_path)
+    try:
+        live.send([USERS_SCHEMA, events, *users(3), state({"users": 3})])
+        sent_at = time.time()
+        stamp = None
+        for i in range(1, 80):  # a trickle of another stream, never filling a request
+            live.send([record("events", id=i)])
+            time.sleep(0.05)
+            stamp = live.wait_for_state(lambda v: v == {"users": 3}, timeout=0)
+            if stamp is not None:
+                break
+        assert stamp is not None, "the STATE did not come while input kept flowing"
+        assert stamp - sent_at < 3
+        assert live.close_input() == 0
+    finally:
+        live.kill()
+
+
+def test_after_a_failure_no_state_passes_the_last_landed_data(local_api: LocalImportAPI) -> None:
+    # Three requests of 100 are accepted, then every request gets a 400.
+    local_api.set_faults(fail_after=3, fail_status=400)
+    config = base_config(local_api, max_concurrent_requests=1)
+    run = run_cli(config, _checkpointed_users(1000, 50))
+    assert run.exit_code != 0
+    assert run.states, "the states covered by the three accepted requests should be written"
+    assert max(s["users"] for s in run.states) <= 300
+    assert run.states[-1] == {"users": 300}
+    assert len(local_api.rows(DEMO_CLIENT_ID, "users")) == 300
+    assert "stream 'users'" in run.stderr and "table 'users'" in run.stderr
+    assert "#301-#400" in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+
+
+def test_sigterm_settles_in_flight_requests_and_writes_the_last_landed_state(
+    make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
+) -> None:
+    server = make_api(faults=Faults(latency_ms=300))
+    live = LiveTarget(base_config(server, max_concurrent_requests=2, state_flush_seconds=60), tmp_path)
+    try:
+        live.send(_checkpointed_users(450, 100))  # 4 full requests go out; 50 records stay buffered
+        _wait_until(lambda: any(e["method"] == "POST" for e in server.request_log()))
+        live.proc.send_signal(signal.SIGTERM)  # requests are in flight now (300 ms each)
+        code = live.finish(timeout=30)
+    finally:
+        live.kill()
+    assert code == 128 + signal.SIGTERM, live.stderr[-2000:]
+    assert "Traceback" not in live.stderr
+    assert "signal" in live.stderr
+    landed = len(server.rows(DEMO_CLIENT_ID, "users"))
+    assert live.states, "in-flight requests were settled, so their state must be written"
+    last = live.states[-1][1]["users"]
+    # Only full requests of 100 were sealed before the signal; the last 50 records stay unsent,
+    # and the last state is the newest one that all landed rows cover.
+    assert landed % 100 == 0 and landed >= 100, landed
+    assert last == landed, f"last state {last}, {landed} rows landed"
+    in_flight_after = [e for e in upserts(server, status=None) if e["completed"] > live.states[-1][0]]
+    assert not in_flight_after, "a request finished after the last STATE was written"
+
+
+def test_sigint_stops_with_its_own_exit_code(local_api: LocalImportAPI, tmp_path: Path) -> None:
+    live = LiveTarget(base_config(local_api), tmp_path)
+    try:
+        live.send([USERS_SCHEMA, *users(10)])
+        _wait_until(lambda: any("authenticate" in e["path"] for e in local_api.request_log()))
+        time.sleep(0.3)  # now blocked on its input
+        live.proc.send_signal(signal.SIGINT)
+        code = live.finish(timeout=20)
+    finally:
+        live.kill()
+    assert code == 128 + signal.SIGINT
+    assert "Traceback" not in live.stderr

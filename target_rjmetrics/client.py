@@ -47,9 +47,6 @@ RETRY_MAX_WAIT_SECONDS = 30.0
 _APIKEY_PARAM = re.compile(r"(apikey=)[^&\s'\"]*", re.IGNORECASE)
 _REASONS_SHOWN = 5
 
-logger = logging.getLogger(__name__)
-
-
 def redact(text: str, secret: str | None) -> str:
     """Remove an API key from text that may carry a URL or an echo of the key.
 
@@ -123,6 +120,7 @@ class RJMetricsClient:
         max_retry_seconds: float = 300.0,
         on_retry: Callable[[str, float], None] | None = None,
         seed: int | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         """Create a client.
 
@@ -134,7 +132,9 @@ class RJMetricsClient:
             max_retry_seconds: Give up retrying a request after this many seconds.
             on_retry: Called with (reason, wait seconds) before each retry.
             seed: Seed of the jitter, for repeatable tests.
+            logger: Where retries are logged (WARNING, one line each).
         """
+        self._logger = logger or logging.getLogger(__name__)
         self.client_id = client_id
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -250,7 +250,7 @@ class RJMetricsClient:
             exc = details.get("exception")
             wait = float(details.get("wait") or 0.0)
             reason = str(exc) if exc is not None else "transient failure"
-            logger.warning("Retrying %s in %.2fs (try %d): %s", what, wait, details["tries"], reason)
+            self._logger.warning("Retrying %s in %.2fs (try %d): %s", what, wait, details["tries"], reason)
             for callback in (self._on_retry, on_retry):
                 if callback is not None:
                     callback(reason, wait)

@@ -25,6 +25,7 @@ from target_rjmetrics.exceptions import (
     RJMetricsAPIError,
     RJMetricsInputError,
     RJMetricsRequestTooLargeError,
+    RJMetricsRetriesExhausted,
 )
 
 if t.TYPE_CHECKING:
@@ -413,4 +414,7 @@ def send_batch(
             )
             msg = f"The Import API refused {batch.positions()}: {exc}.{hint}"
             raise type(exc)(msg, status=exc.status, reasons=exc.reasons) from None
+        except RJMetricsRetriesExhausted as exc:
+            msg = f"Could not send {batch.positions()}: {exc}"
+            raise RJMetricsRetriesExhausted(msg) from None
         on_request(len(part))

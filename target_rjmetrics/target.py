@@ -363,6 +363,7 @@ class TargetRJMetrics(Target):
                 base_url=self.base_url,
                 timeout=float(config.get("request_timeout", 60)),
                 max_retry_seconds=float(config.get("max_retry_seconds", 300)),
+                logger=self.logger,
             )
         concurrency = int(config.get("max_concurrent_requests", 4))
         self._dispatcher = Dispatcher(

@@ -1,0 +1,184 @@
+"""Sending: key order under concurrency, retries of each transient kind, fast permanent failures."""
+
+from __future__ import annotations
+
+import random
+import typing as t
+
+import pytest
+from target_support import USERS_SCHEMA, base_config, record, run_cli, run_in_process, state, upserts, users
+
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
+
+if t.TYPE_CHECKING:
+    from target_rjmetrics.local_api import LocalImportAPI
+
+
+def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dict[str, t.Any]], dict[int, int]]:
+    """Records that update ``n_keys`` keys ``n_updates`` times in a shuffled order.
+
+    Returns the messages and, computed independently, the last version of each key.
+    """
+    rng = random.Random(seed)
+    messages: list[dict[str, t.Any]] = [USERS_SCHEMA]
+    last: dict[int, int] = {}
+    for version in range(n_updates):
+        ids = list(range(1, n_keys + 1))
+        rng.shuffle(ids)
+        for i in ids[: rng.randint(n_keys // 2, n_keys)]:
+            messages.append(record("users", id=i, email=f"{i}@example.com", status=f"v{version}"))
+            last[i] = version
+    return messages, last
+
+
+def _assert_no_key_overlap(server: LocalImportAPI, table: str) -> None:
+    """No two requests holding the same key were in flight at the same time."""
+    by_key: dict[t.Any, list[dict[str, t.Any]]] = {}
+    for entry in upserts(server, table=table, status=None):
+        for values in entry.get("key_values") or []:
+            by_key.setdefault(tuple(values), []).append(entry)
+    for key, entries in by_key.items():
+        entries.sort(key=lambda e: e["arrived"])
+        for earlier, later in zip(entries, entries[1:]):
+            assert earlier["completed"] <= later["arrived"], f"requests with key {key} overlapped"
+
+
+def test_an_older_version_never_overwrites_a_newer_one_under_concurrency(
+    make_api: t.Callable[..., LocalImportAPI],
+) -> None:
+    server = make_api(faults=Faults(seed=11, latency_ms=5, jitter_ms=80, error_rate=0.1, drop_rate=0.05))
+    messages, last = _versioned_updates(n_keys=150, n_updates=12, seed=5)
+    config = base_config(server, max_concurrent_requests=8, max_points_per_request=37)
+    run_in_process(config, messages)
+    rows = {row["id"]: row for row in server.rows(DEMO_CLIENT_ID, "users")}
+    assert len(rows) == len(last)
+    wrong = {i: rows[i]["status"] for i, version in last.items() if rows[i]["status"] != f"v{version}"}
+    assert not wrong, f"{len(wrong)} keys hold an older version"
+    _assert_no_key_overlap(server, "users")
+    in_flight = max(e["in_flight"] for e in upserts(server, status=None))
+    assert in_flight > 1, "requests were never concurrent, so the test proved nothing"
+    assert in_flight <= 8
+
+
+def test_requests_without_shared_keys_go_out_concurrently_across_streams(
+    make_api: t.Callable[..., LocalImportAPI],
+) -> None:
+    server = make_api(faults=Faults(latency_ms=150))
+    orders = {"type": "SCHEMA", "stream": "orders", "key_properties": ["id"],
+              "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}
+    messages = [USERS_SCHEMA, orders, *users(400)]
+    messages += [record("orders", id=i) for i in range(1, 401)]
+    run_in_process(base_config(server, max_concurrent_requests=4), messages)
+    entries = upserts(server)
+    assert len(entries) == 8
+    assert max(e["in_flight"] for e in entries) == 4
+    assert len(server.rows(DEMO_CLIENT_ID, "orders")) == 400
+
+
+@pytest.mark.parametrize(
+    ("faults", "what"),
+    [
+        (Faults(seed=1, error_rate=0.4, error_statuses=(500,)), "500"),
+        (Faults(seed=2, error_rate=0.4, error_statuses=(502,)), "502"),
+        (Faults(seed=3, error_rate=0.4, error_statuses=(503,)), "503"),
+        (Faults(seed=4, error_rate=0.4, error_statuses=(504,)), "504"),
+        (Faults(seed=5, rate_limit_rate=0.4, retry_after=0), "429"),
+        (Faults(seed=6, drop_rate=0.4), "dropped connection"),
+        (Faults(seed=7, max_in_flight=2, latency_ms=60), "in-flight limit"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_transient_failures_are_retried_until_everything_lands(
+    make_api: t.Callable[..., LocalImportAPI], faults: Faults, what: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_api(faults=faults)
+    messages = [USERS_SCHEMA, *users(600), state({"users": 600})]
+    run = run_in_process(base_config(server, max_concurrent_requests=4), messages)
+    faulted = [e for e in server.request_log() if e["fault"]]
+    assert faulted, f"no {what} was injected, so nothing was retried"
+    rows = server.rows(DEMO_CLIENT_ID, "users")
+    assert len(rows) == 600
+    assert run.states == [{"users": 600}]
+    assert "Retrying upsert into table 'users'" in caplog.text
+
+
+def test_timeouts_are_retried(make_api: t.Callable[..., LocalImportAPI], caplog: pytest.LogCaptureFixture) -> None:
+    server = make_api(faults=Faults(seed=8, jitter_ms=1200))  # about half the answers come after 0.6 s
+    run = run_in_process(
+        base_config(server, request_timeout=0.6, max_concurrent_requests=4),
+        [USERS_SCHEMA, *users(500), state({"users": 500})],
+    )
+    assert "timed out" in caplog.text
+    assert len(server.rows(DEMO_CLIENT_ID, "users")) == 500
+    assert run.states == [{"users": 500}]
+
+
+def test_retry_after_is_honoured(make_api: t.Callable[..., LocalImportAPI]) -> None:
+    server = make_api(faults=Faults(rate_limit_rate=1.0, retry_after=2))
+    # Lift the rate limit as soon as one 429 has been answered.
+    original = server.request_log
+
+    run_config = base_config(server, max_concurrent_requests=1, authenticate_on_start=False)
+    import threading
+
+    def lift() -> None:
+        import time
+
+        while not any(e["status"] == 429 for e in original()):
+            time.sleep(0.01)
+        server.set_faults(rate_limit_rate=0.0)
+
+    lifter = threading.Thread(target=lift, daemon=True)
+    lifter.start()
+    run_in_process(run_config, [USERS_SCHEMA, *users(3)])
+    lifter.join(timeout=5)
+    log = upserts(server, status=None)
+    first_429 = next(e for e in log if e["status"] == 429)
+    accepted = next(e for e in log if e["status"] == 201)
+    assert accepted["arrived"] - first_429["completed"] >= 1.9, "the retry came before Retry-After allowed"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_a_permanent_error_mid_run_fails_fast_naming_stream_table_and_positions(
+    local_api: LocalImportAPI, status: int
+) -> None:
+    local_api.set_faults(fail_after=2, fail_status=status)
+    config = base_config(local_api, max_concurrent_requests=1, max_retry_seconds=60)
+    run = run_cli(config, [USERS_SCHEMA, *users(500), state({"users": 500})])
+    assert run.exit_code == 1
+    assert f"answered {status}" in run.stderr
+    assert "stream 'users'" in run.stderr and "table 'users'" in run.stderr
+    assert "records #201-#300" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.states == []
+    failed = [e for e in upserts(local_api, status=None) if e["status"] == status]
+    assert len(failed) == 1, "a permanent error must not be retried"
+    if status == 401:
+        assert "`client_id` and `api_key`" in run.stderr
+
+
+def test_an_exhausted_retry_budget_fails_with_the_setting_to_change(local_api: LocalImportAPI) -> None:
+    local_api.set_faults(error_rate=1.0, error_statuses=(503,))
+    config = base_config(local_api, max_retry_seconds=1.5, authenticate_on_start=False)
+    run = run_cli(config, [USERS_SCHEMA, *users(20), state({"users": 20})])
+    assert run.exit_code == 1
+    assert "max_retry_seconds" in run.stderr
+    assert "records #1-#20 of stream 'users' (table 'users')" in run.stderr
+    assert run.states == []
+    assert len(upserts(local_api, status=None)) >= 2
+
+
+def test_the_target_retries_through_a_short_outage(make_api: t.Callable[..., LocalImportAPI]) -> None:
+    server = make_api(faults=Faults(error_rate=1.0, error_statuses=(502,)))
+    import threading
+    import time
+
+    threading.Timer(1.5, lambda: server.set_faults(error_rate=0.0)).start()
+    started = time.monotonic()
+    run = run_in_process(
+        base_config(server, authenticate_on_start=False, max_retry_seconds=30),
+        [USERS_SCHEMA, *users(50), state({"users": 50})],
+    )
+    assert time.monotonic() - started >= 1.4
+    assert len(server.rows(DEMO_CLIENT_ID, "users")) == 50
+    assert run.states == [{"users": 50}]

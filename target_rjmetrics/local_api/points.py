@@ -10,13 +10,36 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 MAX_POINTS_PER_REQUEST = 100
 TABLE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 #: Error responses list at most this many reasons (one per offending point).
 MAX_REASONS = 20
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _make_compact_encode() -> Callable[[Any], str]:
+    # JSONEncoder.encode builds a new C encoder on every call, which is most of the cost of
+    # encoding a small point; build it once. Falls back where the C accelerator is missing.
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:
+        return _ENCODER.encode
+    c_encode = c_make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, False,
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(c_encode(value, 0))
+
+    return encode
+
+
+_compact_encode = _make_compact_encode()
 
 
 class InvalidUpsert(ValueError):
@@ -32,8 +55,7 @@ class InvalidUpsert(ValueError):
         self.reasons = reasons
 
 
-@dataclass(frozen=True)
-class DataPoint:
+class DataPoint(NamedTuple):
     """One validated data point.
 
     Attributes:
@@ -183,18 +205,19 @@ def validate_points(doc: Any) -> list[DataPoint]:
         raise InvalidUpsert(reasons)
 
     by_key: dict[str, DataPoint] = {}
-    dumps = json.dumps
+    keys_json_of: dict[tuple[str, ...], str] = {}  # most points of a body share one keys list
+    encode = _compact_encode
     for index, point in enumerate(points):
         keys = point["keys"]
-        key_json = dumps([_canonical_key_value(point[k]) for k in keys], separators=(",", ":"))
+        keys_tuple = tuple(keys)
+        keys_json = keys_json_of.get(keys_tuple)
+        if keys_json is None:
+            keys_json = keys_json_of[keys_tuple] = encode(keys)
+        key_json = encode([_canonical_key_value(point[k]) for k in keys])
         data = {k: v for k, v in point.items() if k != "keys"}
         try:
-            data_json = dumps(data, separators=(",", ":"), allow_nan=False)
+            data_json = encode(data)
         except (RecursionError, ValueError):
             raise InvalidUpsert([f"point {index}: is nested too deeply to store"]) from None
-        by_key[key_json] = DataPoint(
-            key_json=key_json,
-            keys_json=dumps(keys, separators=(",", ":")),
-            data_json=data_json,
-        )
+        by_key[key_json] = DataPoint(key_json, keys_json, data_json)
     return list(by_key.values())

@@ -44,7 +44,7 @@ paths = st.lists(path_segments, max_size=7).map(lambda segs: "/" + "/".join(segs
 methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "FOO"])
 queries = st.sampled_from(["", f"apikey={DEMO_API_KEY}", "apikey=x", f"apikey={DEMO_API_KEY}&apikey=y",
                            "apikey", "since=abc", "format=csv", "client_id=-1", "client_id=99999999999999999999"])
-header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20).map(str.strip)
 headers = st.dictionaries(
     st.sampled_from(["Content-Type", "Accept", "X-Fuzz", "Content-Encoding", "Expect", "Connection"]),
     header_values, max_size=3)

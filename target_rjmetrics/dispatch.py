@@ -34,6 +34,7 @@ class Batch:
         table: The Import API table they go to.
         first_seq: Input sequence number of the earliest record in the batch.
         points: Encoded data points by key; a later version of a key replaces the earlier.
+        point_positions: Stream position of the record each point came from, by key.
         body_bytes: Size of the JSON array these points encode to.
         first_position: 1-based position, within its stream, of the first record.
         last_position: Position of the last record.
@@ -45,6 +46,7 @@ class Batch:
     first_seq: int
     first_position: int
     points: dict[Hashable, bytes] = field(default_factory=dict)
+    point_positions: dict[Hashable, int] = field(default_factory=dict)
     body_bytes: int = 2
     last_position: int = 0
     duplicates: int = 0

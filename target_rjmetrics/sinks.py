@@ -134,7 +134,7 @@ class RJMetricsSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self.table = target.claim_table(stream_name, self.key_properties)
         self._stats = target.stats_for(self.table)
-        self._max_points = int(self.config["max_points_per_request"])
+        self._max_points = target.points_per_request
         self._max_bytes = int(self.config["max_request_bytes"])
         self._open: Batch | None = None
         self._nonfinite_warned = False
@@ -331,6 +331,7 @@ class RJMetricsSink(BatchSink):
             if earlier is not None and batch.body_bytes - len(earlier) + size <= self._max_bytes:
                 # Same key within one request: keep the later version only.
                 batch.points[key] = encoded
+                batch.point_positions[key] = position
                 batch.body_bytes += size - len(earlier)
                 batch.duplicates += 1
                 batch.last_position = position
@@ -349,6 +350,7 @@ class RJMetricsSink(BatchSink):
         else:
             batch.body_bytes += size + 1
         batch.points[key] = encoded
+        batch.point_positions[key] = position
         batch.last_position = position
 
     def seal(self) -> None:
@@ -390,22 +392,23 @@ def send_batch(
         RJMetricsInputError: A single data point was refused as too large.
         RJMetricsAPIError: The API refused the batch; the message names its input range.
     """
-    points = list(batch.points.values())
-    pending = [points]
+    pending = [list(batch.points)]
     while pending:
-        part = pending.pop()
-        body = b"[" + b",".join(part) + b"]"
+        keys = pending.pop()
+        body = b"[" + b",".join([batch.points[key] for key in keys]) + b"]"
         try:
             client.push(batch.table, body, on_retry=on_retry)
         except RJMetricsRequestTooLargeError as exc:
-            if len(part) == 1:
+            if len(keys) == 1:
+                position = batch.point_positions[keys[0]]
                 msg = (
-                    f"The API refused a single data point of {len(body):,} bytes as too large (413) "
-                    f"in {batch.positions()}: {exc}. Drop or shorten large fields with `stream_maps`."
+                    f"The API refused a single data point of {len(body):,} bytes as too large (413): "
+                    f"stream '{batch.stream}' (table '{batch.table}'), record #{position}: {exc}. Drop or "
+                    "shorten large fields with `stream_maps`, or lower `max_request_bytes`."
                 )
                 raise RJMetricsInputError(msg) from None
-            middle = len(part) // 2
-            pending.extend([part[middle:], part[:middle]])  # first half goes first
+            middle = len(keys) // 2
+            pending.extend([keys[middle:], keys[:middle]])  # first half goes first
             continue
         except RJMetricsAPIError as exc:
             hint = (
@@ -417,4 +420,4 @@ def send_batch(
         except RJMetricsRetriesExhausted as exc:
             msg = f"Could not send {batch.positions()}: {exc}"
             raise RJMetricsRetriesExhausted(msg) from None
-        on_request(len(part))
+        on_request(len(keys))

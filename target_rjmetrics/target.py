@@ -26,7 +26,7 @@ from target_rjmetrics.client import (
     RJMetricsClient,
 )
 from target_rjmetrics.dispatch import Dispatcher, StateLedger
-from target_rjmetrics.exceptions import RJMetricsError, RJMetricsInputError
+from target_rjmetrics.exceptions import RJMetricsAuthError, RJMetricsError, RJMetricsInputError
 from target_rjmetrics.sinks import RJMetricsSink, send_batch, table_name
 
 if t.TYPE_CHECKING:
@@ -232,6 +232,7 @@ class TargetRJMetrics(Target):
         self._stats: dict[str, TableStats] = {}
         self._stats_lock = threading.Lock()
         self._positions: dict[str, int] = {}
+        self._alias_sources: dict[str, str] = {}  # output stream -> the input stream it comes from
         self.current_seq = 0
         self.current_position = 0
         self._records_read = 0
@@ -374,7 +375,14 @@ class TargetRJMetrics(Target):
         )
         self._ledger = StateLedger(self._dispatcher, self._write_state)
         if config.get("authenticate_on_start", True) and not dry_run:
-            self._client.authenticate()
+            try:
+                self._client.authenticate()
+            except RJMetricsAuthError as exc:
+                msg = (
+                    f"{exc}. Check `client_id` and `api_key`, and that `sandbox`/`api_url` name the "
+                    "host the key belongs to; nothing was read or sent."
+                )
+                raise RJMetricsAuthError(msg, status=exc.status, reasons=exc.reasons) from None
             self.logger.info("Authenticated as %s.", self._client.describe())
         self._ticker = threading.Thread(target=self._tick, name="rjmetrics-ticker", daemon=True)
         self._ticker.start()
@@ -472,6 +480,7 @@ class TargetRJMetrics(Target):
                     # so that no older point can be sent after a newer one.
                     self._seal_all()
                 super()._process_schema_message(message_dict)
+                self._claim_aliases(stream)
             except (RJMetricsError, TerminationRequested):
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -479,6 +488,30 @@ class TargetRJMetrics(Target):
             finally:
                 self._in_message = False
         self._after_message()
+
+    def _claim_aliases(self, stream: str | None) -> None:
+        """Refuse two input streams that stream maps send to one output stream (one table)."""
+        for stream_map in self.mapper.stream_maps[str(stream)]:
+            alias = stream_map.stream_alias
+            source = self._alias_sources.setdefault(alias, str(stream))
+            if source != stream:
+                msg = (
+                    f"Streams '{source}' and '{stream}' both become stream '{alias}' through "
+                    f"`stream_maps`, so both would load into table '{self.claim_table_name(alias)}'. "
+                    "Give each its own `__alias__`."
+                )
+                raise RJMetricsInputError(msg)
+
+    def claim_table_name(self, stream_name: str) -> str:
+        """Return the table a stream loads into.
+
+        Args:
+            stream_name: The stream (after stream maps).
+
+        Returns:
+            The table name.
+        """
+        return table_name(stream_name, str(self.config.get("table_prefix") or ""))
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import serialize_json
 from singer_sdk.target_base import Target
 
@@ -27,6 +28,7 @@ from target_rjmetrics.client import (
 )
 from target_rjmetrics.dispatch import Dispatcher, StateLedger
 from target_rjmetrics.exceptions import RJMetricsAuthError, RJMetricsError, RJMetricsInputError
+from target_rjmetrics.reader import RJMetricsReader
 from target_rjmetrics.sinks import RJMetricsSink, send_batch, table_name
 
 if t.TYPE_CHECKING:
@@ -72,6 +74,7 @@ class TargetRJMetrics(Target):
 
     name = "target-rjmetrics"
     default_sink_class = RJMetricsSink
+    message_reader_class = RJMetricsReader
     # ACTIVATE_VERSION is not advertised: the API cannot delete rows.
     capabilities: t.ClassVar[list] = [
         PluginCapabilities.ABOUT,
@@ -732,8 +735,12 @@ class TargetRJMetrics(Target):
         except RJMetricsError as exc:
             cls.logger.error("%s", exc)  # noqa: TRY400
             sys.exit(1)
-        except SingerSDKError as exc:
+        except (SingerSDKError, InvalidInputLine) as exc:
             cls.logger.error("%s: %s", type(exc).__name__, exc)  # noqa: TRY400
+            sys.exit(1)
+        except Exception as exc:  # a bug of ours or of a library: say so plainly, then show where
+            cls.logger.error("Unexpected %s: %s", type(exc).__name__, exc)  # noqa: TRY400
+            cls.logger.error("Details follow; please report them.", exc_info=exc)
             sys.exit(1)
 
 

@@ -243,6 +243,7 @@ class TargetRJMetrics(Target):
         self._input_lock = threading.RLock()
         self._in_message = False
         self._pending_signal: int | None = None
+        self._waking_for_failure = False
         self._flush_due = False
         self._stop_ticker = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -427,18 +428,19 @@ class TargetRJMetrics(Target):
             raise dispatcher.failure
 
     def _settle_after_stop(self, exc: BaseException) -> None:
-        """Let requests already sent finish, then write the last state whose records landed."""
+        """Let requests already sent finish, then write the last state whose records landed.
+
+        Requests in flight get their current try (bounded by ``request_timeout``) but no
+        further retries, so stopping never waits out the whole retry budget.
+        """
         if self._dispatcher is None:
             return
         self._dispatcher.stop()
         if isinstance(exc, TerminationRequested):
             self.logger.warning("Stopping on signal %d: finishing requests already sent.", exc.signum)
-            self._dispatcher.wait()
-        else:
-            # A failure: let in-flight requests finish within the retry bound, retry no more.
-            if self._client is not None and not isinstance(exc, KeyboardInterrupt):
-                self._client.cancel_retries()
-            self._dispatcher.wait(timeout=float(self.config.get("request_timeout", 60)) + 5)
+        if self._client is not None:
+            self._client.cancel_retries()
+        self._dispatcher.wait(timeout=float(self.config.get("request_timeout", 60)) + 5)
         self._ledger_emit()
 
     def _finish(self) -> None:
@@ -618,15 +620,27 @@ class TargetRJMetrics(Target):
                 self._flush_for_waiting_state(flush_seconds)
                 dispatcher = self._dispatcher
                 if dispatcher is not None and dispatcher.failure is not None and not interrupted:
-                    # The main thread may be blocked reading a quiet tap: wake it to fail now.
                     interrupted = True
-                    if not self._in_message:
-                        _thread.interrupt_main()
+                    self._wake_main_thread()
                 if time.monotonic() >= next_progress:
                     next_progress = time.monotonic() + PROGRESS_SECONDS
                     self._log_progress()
             except Exception:  # noqa: BLE001 (the ticker must not die; the main thread reports failures)
                 self.logger.debug("Ticker error", exc_info=True)
+
+    def _wake_main_thread(self) -> None:
+        """Sending failed while the main thread may be blocked reading a quiet tap: wake it.
+
+        A real SIGINT aimed at the main thread interrupts its blocking read; our handler
+        then raises the failure instead of treating it as a termination request.
+        """
+        if self._in_message:
+            return  # the main thread is busy and sees the failure after this message
+        self._waking_for_failure = True
+        if signal.getsignal(signal.SIGINT) == self._handle_termination:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        else:  # embedded without our handler (e.g. in tests): the flag wakes it at the next line
+            _thread.interrupt_main()
 
     def _flush_for_waiting_state(self, flush_seconds: float) -> None:
         ledger, dispatcher = self._ledger, self._dispatcher
@@ -692,6 +706,12 @@ class TargetRJMetrics(Target):
             signum: The signal.
             frame: Unused.
         """
+        if self._waking_for_failure:
+            self._waking_for_failure = False
+            failure = self._dispatcher.failure if self._dispatcher is not None else None
+            if failure is not None and not self._in_message:
+                raise failure
+            return  # the message being processed sees the failure when it ends
         self._pending_signal = signum
         if not self._in_message:
             raise TerminationRequested(signum)

@@ -166,3 +166,19 @@ def test_sigint_stops_with_its_own_exit_code(local_api: LocalImportAPI, tmp_path
         live.kill()
     assert code == 128 + signal.SIGINT
     assert "Traceback" not in live.stderr
+
+
+def test_a_failure_while_the_tap_is_quiet_ends_the_run_without_waiting_for_input(
+    local_api: LocalImportAPI, tmp_path: Path
+) -> None:
+    local_api.set_faults(fail_after=0, fail_status=400)
+    live = LiveTarget(base_config(local_api, state_flush_seconds=1, authenticate_on_start=False), tmp_path)
+    try:
+        live.send([USERS_SCHEMA, *users(5), state({"users": 5})])  # then the tap goes quiet
+        code = live.finish(timeout=20)  # standard input stays open
+    finally:
+        live.kill()
+    assert code == 1
+    assert "records #1-#5 of stream 'users' (table 'users')" in live.stderr
+    assert "answered 400" in live.stderr
+    assert live.states == []

@@ -37,7 +37,7 @@ from target_rjmetrics.exceptions import (
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-    from target_rjmetrics.client import RJMetricsClient
+    from target_rjmetrics.client import CaptureClient, RJMetricsClient
     from target_rjmetrics.target import TargetRJMetrics
 
 #: The Import API's own control field: the list of key fields of a data point.
@@ -333,7 +333,7 @@ class RJMetricsSink(BatchSink):
             )
         return RENAMED_KEYS_FIELD
 
-    def _nonfinite(self, name: str, position: int) -> None:
+    def _nonfinite(self, name: str, position: int) -> t.Any:  # noqa: ANN401 (always None: JSON's stand-in)
         self._stats.nonfinite += 1
         if not self._nonfinite_warned:
             self._nonfinite_warned = True
@@ -343,6 +343,7 @@ class RJMetricsSink(BatchSink):
                 self._where(position),
                 name,
             )
+        return None
 
     def _clean_nested(self, value: t.Any, name: str, position: int) -> t.Any:  # noqa: ANN401
         cls = type(value)
@@ -453,7 +454,7 @@ def _format_datetime(value: datetime.datetime) -> str:
 
 
 def send_batch(
-    client: RJMetricsClient,
+    client: RJMetricsClient | CaptureClient,
     batch: Batch,
     on_request: Callable[[int], None],
     on_retry: Callable[[str, float], None],

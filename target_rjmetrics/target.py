@@ -458,7 +458,7 @@ class TargetRJMetrics(Target):
     def _process_record_message(self, message_dict: dict) -> None:
         with self._input_lock:
             self._in_message = True
-            stream = message_dict.get("stream")
+            stream = str(message_dict.get("stream"))
             position = self._positions[stream] = self._positions.get(stream, 0) + 1
             self.current_position = position
             self.current_seq = self._records_read

@@ -278,6 +278,47 @@ def prefix_file(full: Path, records: int) -> Path:
     return path
 
 
+def describe_input(path: Path, window: int = 3) -> str:
+    """Records, distinct keys, and how often a request of 100 shares a key with the few before it.
+
+    A sender that keeps each key's versions in order (as target-rjmetrics does) cannot send a
+    request while an earlier one holding the same key is in flight, so this share bounds how
+    much concurrency helps on this input.
+    """
+    keys = {name: spec["key_properties"] for name, spec in STREAMS.items()}
+    seen: dict[str, set[tuple[Any, ...]]] = {name: set() for name in STREAMS}
+    current: dict[str, set[tuple[Any, ...]]] = {name: set() for name in STREAMS}
+    recent: dict[str, list[set[tuple[Any, ...]]]] = {name: [] for name in STREAMS}
+    records = batches = sharing = 0
+
+    def close(stream: str) -> None:
+        nonlocal batches, sharing
+        batch = current[stream]
+        batches += 1
+        sharing += any(batch & earlier for earlier in recent[stream])
+        recent[stream] = [*recent[stream][-(window - 1):], batch]
+        current[stream] = set()
+
+    with path.open(encoding="utf-8") as src:
+        for line in src:
+            if line.startswith('{"type": "RECORD"'):
+                message = json.loads(line)
+                stream, record = message["stream"], message["record"]
+                key = tuple(record[k] for k in keys[stream])
+                records += 1
+                seen[stream].add(key)
+                current[stream].add(key)
+                if len(current[stream]) == 100:
+                    close(stream)
+    for stream in STREAMS:
+        if current[stream]:
+            close(stream)
+    distinct = sum(len(v) for v in seen.values())
+    return (f"{records:,} records, {distinct:,} distinct keys ({records / distinct:.2f} versions per key); "
+            f"{sharing / batches:.0%} of requests of 100 share a key with one of the {window} before them "
+            "in their stream")
+
+
 def last_state(path: Path) -> Any:
     """The value of the last STATE message of a Singer file."""
     value = None
@@ -458,20 +499,22 @@ class Result:
         return self.records < self.size
 
 
-def run_child(cmd: list[str], stdin_path: Path, stdout_path: Path, stderr_path: Path,
-              hard_timeout: float) -> tuple[int, float, float, float]:
-    """Run ``cmd`` on a file; return (exit code, wall s, user+sys CPU s, peak RSS MiB) from wait4."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_RJMETRICS_")}
-    with stdin_path.open("rb") as fin, stdout_path.open("wb") as fout, stderr_path.open("wb") as ferr:
+# Contestants are started by this small launcher process, not by run.py itself. On Linux a
+# child's ru_maxrss starts from the high-water RSS of the memory image it replaced at exec,
+# which for a (v)fork of run.py is run.py's own (over 100 MiB once it has generated 1M
+# records): every child would report at least that. The launcher stays at ~10 MiB.
+_LAUNCHER = r"""
+import json, os, signal, subprocess, sys, threading, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["stdin"], "rb") as fin, open(job["stdout"], "wb") as fout, open(job["stderr"], "wb") as ferr:
         began = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=fin, stdout=fout, stderr=ferr)
+        proc = subprocess.Popen(job["cmd"], cwd=job["cwd"], env=job["env"], stdin=fin, stdout=fout, stderr=ferr)
         reaped = threading.Event()
-
-        def kill() -> None:
+        def kill():
             if not reaped.is_set():
                 os.kill(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(hard_timeout, kill)
+        timer = threading.Timer(job["timeout"], kill)
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -480,7 +523,50 @@ def run_child(cmd: list[str], stdin_path: Path, stdout_path: Path, stderr_path: 
             timer.cancel()
         wall = time.perf_counter() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    print(json.dumps([proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024]), flush=True)
+"""
+
+
+class Launcher:
+    """Runs each contestant and reports what ``os.wait4`` said about it."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([PY, "-I", "-S", "-c", _LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.lock = threading.Lock()
+
+    def run(self, cmd: list[str], stdin_path: Path, stdout_path: Path, stderr_path: Path,
+            hard_timeout: float) -> tuple[int, float, float, float]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_RJMETRICS_")}
+        job = {"cmd": cmd, "cwd": str(REPO), "env": env, "stdin": str(stdin_path), "stdout": str(stdout_path),
+               "stderr": str(stderr_path), "timeout": hard_timeout}
+        with self.lock:
+            assert self.proc.stdin is not None and self.proc.stdout is not None  # noqa: S101
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+        if not answer:
+            msg = "the launcher process died"
+            raise RuntimeError(msg)
+        code, wall, cpu, rss = json.loads(answer)
+        return int(code), float(wall), float(cpu), float(rss)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+_launcher: Launcher | None = None
+
+
+def run_child(cmd: list[str], stdin_path: Path, stdout_path: Path, stderr_path: Path,
+              hard_timeout: float) -> tuple[int, float, float, float]:
+    """Run ``cmd`` on a file; return (exit code, wall s, user+sys CPU s, peak RSS MiB) from wait4."""
+    global _launcher  # noqa: PLW0603 (one launcher per run, started while run.py is small)
+    if _launcher is None:
+        _launcher = Launcher()
+    return _launcher.run(cmd, stdin_path, stdout_path, stderr_path, hard_timeout)
 
 
 def measure(contestant: Contestant, server: Server, workdir: Path, full: Path, size: int,
@@ -775,6 +861,7 @@ def main() -> int:
     chosen = [c for c in CONTESTANTS if args.only is None or c.name in args.only.split(",")]
     args.cache_dir.mkdir(parents=True, exist_ok=True)
 
+    run_child([PY, "-c", "pass"], Path(os.devnull), Path(os.devnull), Path(os.devnull), 60)  # start the launcher now
     with tempfile.TemporaryDirectory(prefix="rjm-bench-") as tmp:
         workdir = Path(tmp)
         if args.profile is not None:
@@ -790,6 +877,9 @@ def main() -> int:
               "50 ms set with PUT /_local/faults (sandbox at 50 ms too: it validates like production, and "
               "storing would add the server's SQLite cost to every contestant alike)\n")
         files = {size: input_file(args.cache_dir, size) for size in sizes}
+        for size in sizes:
+            print(f"  input {human(size)}: {describe_input(files[size])}")
+        print()
 
         if not args.no_check:
             print("correctness pass: persisting in-memory server, 0 ms, "

@@ -20,6 +20,7 @@ import fastjsonschema
 import jsonschema
 import msgspec
 from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
+from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
 from singer_sdk.helpers._typing import get_datelike_property_type, handle_invalid_timestamp_in_record
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
@@ -427,10 +428,11 @@ class RJMetricsSink(BatchSink):
         self._open = None
 
 
+# The SDK's parsers: the standard library's, made to read every ISO 8601 form on Python 3.10.
 _DATELIKE_PARSERS: dict[str, t.Callable[[str], t.Any]] = {
-    "date-time": datetime.datetime.fromisoformat,
-    "date": datetime.date.fromisoformat,
-    "time": datetime.time.fromisoformat,
+    "date-time": datetime_fromisoformat,
+    "date": date_fromisoformat,
+    "time": time_fromisoformat,
 }
 
 

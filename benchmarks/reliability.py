@@ -1,0 +1,108 @@
+"""Reliability campaign at scale: the scenarios of tests/reliability, bigger, with a table of figures.
+
+Run on purpose (not part of the test suite)::
+
+    .venv/bin/python benchmarks/reliability.py            # default scale, bounded to ~15 min on 2 cores
+    .venv/bin/python benchmarks/reliability.py --quick    # the test suite's scale, a few minutes
+
+Every scenario loads streams whose keys are updated many times into a local Import API on a
+loopback port while something attacks the target (injected faults, kills, a server that dies,
+a permanent refusal), then prints one row: records sent, records that landed (covered by the
+stored version of their key), whether the final rows equal the last version of each key in
+input order, STATE messages emitted, STATE messages ahead of landed data (must be 0),
+transient failures retried, and the exit code of the last run. The scenario code is shared
+with the tests (tests/reliability/reliability_scenarios.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
+
+import reliability_scenarios as rs  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the test suite's scale (a few minutes)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the input order, faults and kill moments")
+    parser.add_argument("--kills", type=int, default=None, help="kills per kill/resume scenario")
+    args = parser.parse_args()
+
+    if args.quick:
+        workload = rs.Workload(n_keys=150, rounds=8, seed=args.seed, state_every=97)
+        kills = args.kills or 3
+        memory_sizes = (8_000, 40_000)
+    else:
+        workload = rs.Workload(n_keys=600, rounds=10, seed=args.seed, state_every=250)
+        kills = args.kills or 6
+        memory_sizes = (20_000, 100_000)
+    small = rs.Workload(streams=("users", "shop-orders"), n_keys=workload.n_keys, rounds=6, seed=args.seed,
+                        state_every=workload.state_every // 2)
+    print(f"workload: {len(workload.streams)} streams x {workload.n_keys} keys x {workload.rounds} rounds = "
+          f"{workload.total:,} records, STATE every {workload.state_every}", flush=True)
+
+    results: list[rs.Result] = []
+    notes: list[str] = []
+    started = time.monotonic()
+
+    def record(result: rs.Result, seconds: float) -> None:
+        results.append(result)
+        flag = "ok" if not result.problems else "PROBLEMS"
+        print(f"  {result.scenario}: {flag} in {seconds:.1f}s {result.note}", flush=True)
+        for problem in result.problems[:5]:
+            print(f"    - {problem[:400]}", flush=True)
+        if result.note:
+            notes.append(f"{result.scenario}: {result.note}")
+
+    with tempfile.TemporaryDirectory(prefix="rjm-reliability-") as tmp:
+        work = Path(tmp)
+
+        def timed(fn, *a, **kw):  # type: ignore[no-untyped-def]
+            t0 = time.monotonic()
+            value = fn(*a, **kw)
+            return value, time.monotonic() - t0
+
+        for kind in rs.FAULT_KINDS:
+            result, secs = timed(rs.fault_scenario, kind, workload, work, seed=args.seed + 6)
+            record(result, secs)
+        for sigs in ([signal.SIGKILL] * kills, [signal.SIGTERM] * kills,
+                     [signal.SIGKILL, signal.SIGTERM] * (kills // 2)):
+            result, secs = timed(rs.kill_resume_scenario, sigs, workload, work, seed=args.seed + 10,
+                                 kill_window=(0.9, 4.0))
+            record(result, secs)
+        result, secs = timed(rs.server_restart_scenario, workload, work, outage=3.0, max_retry_seconds=60)
+        record(result, secs)
+        result, secs = timed(rs.server_restart_scenario, workload, work, outage=6.0, max_retry_seconds=2)
+        record(result, secs)
+        for status in (400, 401, 404, None):
+            result, secs = timed(rs.permanent_failure_scenario, status, small, work, fail_after=30)
+            record(result, secs)
+        peaks = []
+        for size in memory_sizes:
+            (peak, result), secs = timed(rs.memory_scenario, size, work, latency_ms=60)
+            peaks.append(peak)
+            record(result, secs)
+        if all(peaks):
+            notes.append(f"peak memory ratio {memory_sizes[1]:,} vs {memory_sizes[0]:,} records: "
+                         f"{peaks[1] / peaks[0]:.2f}")
+
+    print()
+    print(rs.format_table(results))
+    print()
+    for note in notes:
+        print(f"note: {note}")
+    failed = [r.scenario for r in results if r.problems or r.ahead]
+    print(f"\n{len(results)} scenarios in {time.monotonic() - started:.0f}s; "
+          f"{'all as expected' if not failed else 'UNEXPECTED: ' + ', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Security: the API key never shows, stream names never steer requests, TLS is verified.
+
+A distinctive key (with characters that URL-encoding changes) is registered with the local
+server; every scenario below then looks for any fragment of it in what the target printed
+or wrote.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+import typing as t
+
+import pytest
+from reliability_scenarios import (
+    SECRET_FRAGMENTS,
+    SECRET_KEY,
+    TARGET_BIN,
+    InProcessServer,
+    TargetProcess,
+    Workload,
+    clean_env,
+    free_port,
+    sanitise,
+    target_config,
+)
+
+from target_rjmetrics.local_api import Faults
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+WORKLOAD = Workload(streams=("users", "shop-orders"), n_keys=60, rounds=4, seed=21, state_every=40)
+
+
+def _assert_no_key(text: str, where: str) -> None:
+    leaked = [f for f in SECRET_FRAGMENTS if f in text]
+    assert not leaked, f"the API key leaked into {where}: fragments {leaked}"
+
+
+def _run(config: dict[str, t.Any], tmp_path: Path, env: dict[str, str] | None = None,
+         data: bytes | None = None) -> TargetProcess:
+    proc = TargetProcess(config, WORKLOAD.text(0) if data is None else data, tmp_path, env=env)
+    proc.wait(120)
+    return proc
+
+
+SCENARIOS = {
+    "load under faults": ({"error_rate": 0.1, "drop_rate": 0.05, "rate_limit_rate": 0.05, "retry_after": 0}, {}, None),
+    "permanent 400": ({"fail_after": 3, "fail_status": 400}, {}, None),
+    "401 mid-run": ({"fail_after": 3, "fail_status": 401}, {}, None),
+    "retries exhausted": ({"fail_after": 3, "fail_status": 503}, {"max_retry_seconds": 1}, None),
+    "debug logging": ({"error_rate": 0.1}, {}, {"LOGLEVEL": "DEBUG"}),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_the_api_key_never_appears_in_output(name: str, tmp_path: Path) -> None:
+    fault_fields, overrides, env_extra = SCENARIOS[name]
+    server = InProcessServer(Faults(seed=2, **fault_fields), credentials={1: SECRET_KEY})
+    try:
+        config = target_config(server.base_url, api_key=SECRET_KEY, **overrides)
+        proc = _run(config, tmp_path, env=clean_env(**env_extra) if env_extra else None)
+    finally:
+        server.stop()
+    assert proc.exit_code is not None
+    if name in ("load under faults", "debug logging"):
+        assert proc.exit_code == 0, proc.stderr[-2000:]
+    else:
+        assert proc.exit_code == 1, proc.stderr[-2000:]
+    _assert_no_key(proc.stdout, "stdout")
+    _assert_no_key(proc.stderr, "stderr")
+
+
+def test_the_api_key_never_appears_when_the_host_is_unreachable(tmp_path: Path) -> None:
+    config = target_config(f"http://127.0.0.1:{free_port()}/v2", api_key=SECRET_KEY, max_retry_seconds=1)
+    proc = _run(config, tmp_path)
+    assert proc.exit_code == 1
+    assert "127.0.0.1" in proc.stderr, "the error should say which host could not be reached"
+    _assert_no_key(proc.stdout + proc.stderr, "the output of a failed connection")
+
+
+def test_the_api_key_never_appears_in_the_dry_run_file(tmp_path: Path) -> None:
+    dry = tmp_path / "dry-run.jsonl"
+    config = target_config("http://127.0.0.1:9/v2", api_key=SECRET_KEY, dry_run_file=str(dry))
+    proc = _run(config, tmp_path)
+    assert proc.exit_code == 0, proc.stderr[-2000:]
+    text = dry.read_text()
+    assert text.count("\n") >= 5, "the dry run wrote no requests"
+    _assert_no_key(text, "the dry-run file")
+    _assert_no_key(proc.stdout + proc.stderr, "the output of a dry run")
+    assert all("apikey=***" in json.loads(line)["url"] for line in text.splitlines())
+
+
+@pytest.mark.parametrize("fmt", [None, "json", "markdown"])
+def test_the_api_key_never_appears_in_about(fmt: str | None, tmp_path: Path) -> None:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(target_config("http://127.0.0.1:9/v2", api_key=SECRET_KEY)))
+    proc = subprocess.run(
+        [str(TARGET_BIN), "--about", *(["--format", fmt] if fmt else []), "--config", str(config_path)],
+        capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "api_key" in proc.stdout
+    _assert_no_key(proc.stdout + proc.stderr, f"--about --format {fmt}")
+
+
+HOSTILE_STREAM_NAMES = [
+    "users?apikey=stolen&x=1",
+    "users#fragment",
+    "../../_local/faults",
+    "users/../../authenticate",
+    "a%2F..%3F%23",
+    "with spaces and\ttab",
+    "café/orders",
+    "\\windows\\path",
+    "%00nul",
+    "s" * 300,
+]
+
+
+def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -> None:
+    server = InProcessServer(credentials={1: SECRET_KEY})
+    properties = {"id": {"type": "integer"}}
+    lines = []
+    for name in HOSTILE_STREAM_NAMES:
+        lines.append({"type": "SCHEMA", "stream": name, "key_properties": ["id"],
+                      "schema": {"type": "object", "properties": properties}})
+        lines.extend({"type": "RECORD", "stream": name, "record": {"id": i}} for i in (1, 2))
+    data = "".join(json.dumps(m) + "\n" for m in lines).encode()
+    try:
+        faults_before = server.api.faults
+        proc = _run(target_config(server.base_url, api_key=SECRET_KEY), tmp_path, data=data)
+        entries = server.entries()
+        tables = server.tables()
+        faults_after = server.api.faults
+    finally:
+        server.stop()
+    assert proc.exit_code == 0, proc.stderr[-2000:]
+    expected = {sanitise(name) for name in HOSTILE_STREAM_NAMES}
+    assert tables == {table: 2 for table in expected}
+    posts = [e for e in entries if e["method"] == "POST"]
+    assert {e["path"] for e in posts} == {f"/v2/client/1/table/{table}/data" for table in expected}
+    assert all(e["status"] == 201 for e in posts)
+    others = {e["path"] for e in entries if e["method"] != "POST"}
+    assert others <= {"/v2/client/1/authenticate"}, others
+    assert faults_after == faults_before
+    _assert_no_key(proc.stdout + proc.stderr, "output")
+
+
+def _self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed, so no self-signed certificate can be made")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, timeout=60, check=True,
+    )
+    return cert, key
+
+
+def test_tls_certificates_are_verified(tmp_path: Path) -> None:
+    cert, key = _self_signed_cert(tmp_path)
+    handled: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            handled.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: t.Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = f"https://127.0.0.1:{httpd.server_address[1]}/v2"
+        for authenticate in (True, False):
+            config = target_config(base, api_key=SECRET_KEY, max_retry_seconds=1, authenticate_on_start=authenticate)
+            proc = _run(config, tmp_path)
+            assert proc.exit_code == 1, f"a self-signed certificate was accepted: {proc.stderr[-2000:]}"
+            assert any(w in proc.stderr for w in ("SSL", "certificate", "CERTIFICATE")), proc.stderr[-2000:]
+            _assert_no_key(proc.stdout + proc.stderr, "the output of a TLS failure")
+            assert not proc.states
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert handled == [], f"requests got through an unverified TLS connection: {handled}"

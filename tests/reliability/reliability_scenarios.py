@@ -183,8 +183,8 @@ class ServerProcess:
     """
 
     def __init__(self, workdir: Path, port: int = 0, extra_args: t.Sequence[str] = ()) -> None:
-        self.workdir = workdir
-        self.data_dir = workdir / "api-data"
+        self.workdir = Path(tempfile.mkdtemp(prefix="api-", dir=workdir))
+        self.data_dir = self.workdir / "data"
         self.port = port
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -772,7 +772,8 @@ def kill_resume_scenario(
             code = proc.wait(timeout)
             runs.append(RunRecord(start, proc.started, proc.states, code, proc.stderr, proc.stdout))
             if signum == signal.SIGTERM and code not in (0, 128 + signal.SIGTERM):
-                problems.append(f"SIGTERM run exited {code}: {proc.stderr[-800:]}")
+                errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+                problems.append(f"SIGTERM run exited {code} (expected 143): {errors[-3:]}")
             if signum == signal.SIGKILL and code not in (0, -signal.SIGKILL):
                 problems.append(f"SIGKILL run exited {code}")
             if signum == signal.SIGTERM and "Traceback" in proc.stderr:

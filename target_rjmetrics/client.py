@@ -65,6 +65,33 @@ def redact(text: str, secret: str | None) -> str:
     return _APIKEY_PARAM.sub(r"\1***", text)
 
 
+class RedactingFilter(logging.Filter):
+    """Removes ``apikey=`` values from log records, e.g. urllib3's DEBUG request lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message without the key.
+
+        Args:
+            record: A log record.
+
+        Returns:
+            Always True: the record is kept, redacted.
+        """
+        message = record.getMessage()
+        if "apikey" in message.lower():
+            record.msg = redact(message, None)
+            record.args = None
+        return True
+
+
+def _redact_library_logs() -> None:
+    """Make sure the HTTP libraries' own loggers can never print a URL with the key."""
+    for name in ("urllib3.connectionpool", "urllib3", "requests"):
+        library_logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in library_logger.filters):
+            library_logger.addFilter(RedactingFilter())
+
+
 def _retry_waits(
     initial: float,
     cap: float,
@@ -146,6 +173,7 @@ class RJMetricsClient:
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
         self._cancelled = threading.Event()
+        _redact_library_logs()
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -198,6 +226,13 @@ class RJMetricsClient:
                 timeout=self.timeout,
                 **kwargs,
             )
+        except requests.exceptions.SSLError as exc:
+            # A certificate that does not verify will not verify on a retry either.
+            msg = self.redact(
+                f"{method} {url} failed TLS verification: {exc}. Check `api_url` (TLS verification "
+                "is always on)."
+            )
+            raise RJMetricsError(msg) from None
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             kind = "timed out" if isinstance(exc, requests.Timeout) else "lost its connection"
             msg = self.redact(f"{method} {url} {kind}: {exc}")

@@ -130,11 +130,21 @@ class Dispatcher:
         with self._cond:
             return min((b.first_seq for b in self._unlanded), default=math.inf)
 
-    def submit(self, batch: Batch) -> None:
+    def submit(self, batch: Batch, *, hold_back: bool = False) -> bool:
         """Seal a registered batch and send it once no earlier batch shares a key with it.
+
+        With ``hold_back``, points whose key is still on its way in an earlier batch stay
+        behind in ``batch``, which remains open for more records, and only the others are
+        sent now: a stream that updates recent keys then keeps several requests in flight
+        instead of waiting for each to land. This happens only while at most half of the
+        points are held back, so the open batch keeps room to grow.
 
         Args:
             batch: The batch to send.
+            hold_back: Keep points with busy keys open instead of waiting to send them.
+
+        Returns:
+            True when ``batch`` stays open, holding points back; False when it was sealed.
 
         Raises:
             BaseException: The failure of an earlier batch; nothing more is sent.
@@ -144,6 +154,12 @@ class Dispatcher:
                 self._cond.wait()
             if self._failure is not None or not self._accepting:
                 raise self._failure or RuntimeError("dispatcher closed")  # noqa: EM101
+            held = False
+            if hold_back:
+                busy = {key for key in batch.points if (batch.table, key) in self._last_for_key}
+                if busy and 2 * len(busy) <= len(batch.points):
+                    batch = self._split_off_free_points(batch, busy)
+                    held = True
             batch.sealed = True
             self._sealed_unlanded += 1
             for key in batch.points:
@@ -155,6 +171,38 @@ class Dispatcher:
                 self._last_for_key[slot] = batch
             if batch.waiting_on == 0:
                 self._start(batch)
+            return held
+
+    def _split_off_free_points(self, batch: Batch, busy: set[Hashable]) -> Batch:
+        """Move the points of ``batch`` whose keys are not busy into a new registered batch.
+
+        Both keep ``batch.first_seq``, so no STATE passes the held-back records early.
+        """
+        free = Batch(
+            stream=batch.stream,
+            table=batch.table,
+            first_seq=batch.first_seq,
+            first_position=batch.first_position,
+            duplicates=batch.duplicates,
+        )
+        kept_points: dict[Hashable, bytes] = {}
+        kept_positions: dict[Hashable, int] = {}
+        for key, encoded in batch.points.items():
+            if key in busy:
+                kept_points[key] = encoded
+                kept_positions[key] = batch.point_positions[key]
+            else:
+                free.points[key] = encoded
+                free.point_positions[key] = batch.point_positions[key]
+        for part, positions in ((free, free.point_positions), (batch, kept_positions)):
+            part.first_position = min(positions.values())
+            part.last_position = max(positions.values())
+        batch.points, batch.point_positions = kept_points, kept_positions
+        batch.duplicates = 0
+        free.body_bytes = _body_bytes(free.points)
+        batch.body_bytes = _body_bytes(batch.points)
+        self._unlanded.add(free)
+        return free
 
     def _start(self, batch: Batch) -> None:
         # Called with the lock held.
@@ -225,6 +273,11 @@ class Dispatcher:
     def close(self) -> None:
         """Stop the sending threads once they are idle."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _body_bytes(points: dict[Hashable, bytes]) -> int:
+    """Size of the JSON array of these encoded points."""
+    return 2 + sum(len(p) for p in points.values()) + max(len(points) - 1, 0)
 
 
 class StateLedger:

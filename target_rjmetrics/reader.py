@@ -64,7 +64,7 @@ class RJMetricsReader(MsgSpecReader):
         if missing:
             kind = line_dict.get("type", "a message")
             msg = (
-                f"Input line {self.line_number}: {kind} message lacks "
+                f"Input line {self.line_number}: the {kind} message is missing "
                 f"{', '.join(repr(m) for m in sorted(missing))}."
             )
             raise InvalidInputLine(msg)

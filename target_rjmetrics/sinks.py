@@ -19,7 +19,7 @@ import typing as t
 import fastjsonschema
 import jsonschema
 import msgspec
-from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
+from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
 from singer_sdk.helpers._typing import get_datelike_property_type, handle_invalid_timestamp_in_record
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
@@ -224,6 +224,29 @@ class RJMetricsSink(BatchSink):
                     record, [name], value, kind, exc, treatment, self.logger
                 )
 
+    def preprocess_record(self, record: dict, context: dict) -> dict:  # noqa: ARG002
+        """Refuse a record that lacks a key property, naming it (before the SDK's own check).
+
+        Args:
+            record: The validated record.
+            context: Unused.
+
+        Returns:
+            The record, unchanged.
+
+        Raises:
+            MissingKeyPropertiesError: A key property is not in the record.
+        """
+        for name in self._key_properties:
+            if name not in record:
+                msg = (
+                    f"key property '{name}' is missing or null, so the data point cannot be upserted. "
+                    "Fix the source, or change the stream's key properties with `stream_maps` "
+                    "(`__key_properties__`)."
+                )
+                raise MissingKeyPropertiesError(msg)
+        return record
+
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """Validate with messages that never carry record values.
 
@@ -394,20 +417,26 @@ class RJMetricsSink(BatchSink):
         batch = self._open
         if batch is not None:
             earlier = batch.points.get(key)
-            if earlier is not None and batch.body_bytes - len(earlier) + size <= self._max_bytes:
-                # Same key within one request: keep the later version only.
-                batch.points[key] = encoded
-                batch.point_positions[key] = position
-                batch.body_bytes += size - len(earlier)
-                batch.duplicates += 1
-                batch.last_position = position
-                self._stats.duplicates += 1
-                return
-            if earlier is not None or len(batch.points) >= self._max_points or (
-                batch.body_bytes + size + 1 > self._max_bytes
-            ):
+            if earlier is not None:
+                if batch.body_bytes - len(earlier) + size <= self._max_bytes:
+                    # Same key within one request: keep the later version only.
+                    batch.points[key] = encoded
+                    batch.point_positions[key] = position
+                    batch.body_bytes += size - len(earlier)
+                    batch.duplicates += 1
+                    batch.last_position = position
+                    self._stats.duplicates += 1
+                    return
                 self.seal()
                 batch = None
+            elif len(batch.points) >= self._max_points or batch.body_bytes + size + 1 > self._max_bytes:
+                self.seal(hold_back=True)
+                batch = self._open
+                if batch is not None and (
+                    len(batch.points) >= self._max_points or batch.body_bytes + size + 1 > self._max_bytes
+                ):
+                    self.seal()  # what was held back leaves no room: send it as it is
+                    batch = None
         if batch is None:
             batch = Batch(stream=self.stream_name, table=self.table, first_seq=seq, first_position=position)
             self._target.dispatcher.register(batch)
@@ -419,13 +448,18 @@ class RJMetricsSink(BatchSink):
         batch.point_positions[key] = position
         batch.last_position = position
 
-    def seal(self) -> None:
-        """Hand the open batch, if any, to the dispatcher."""
+    def seal(self, *, hold_back: bool = False) -> None:
+        """Hand the open batch, if any, to the dispatcher.
+
+        Args:
+            hold_back: Let the dispatcher keep points whose keys are still on their way
+                in this batch, which stays open (see ``Dispatcher.submit``).
+        """
         batch = self._open
         if batch is None:
             return
-        self._target.dispatcher.submit(batch)
-        self._open = None
+        if not self._target.dispatcher.submit(batch, hold_back=hold_back):
+            self._open = None
 
 
 # The SDK's parsers: the standard library's, made to read every ISO 8601 form on Python 3.10.

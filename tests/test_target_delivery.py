@@ -182,3 +182,27 @@ def test_the_target_retries_through_a_short_outage(make_api: t.Callable[..., Loc
     assert time.monotonic() - started >= 1.4
     assert len(server.rows(DEMO_CLIENT_ID, "users")) == 50
     assert run.states == [{"users": 50}]
+
+
+def test_a_stream_updating_recent_keys_still_keeps_requests_in_flight_together(
+    make_api: t.Callable[..., LocalImportAPI],
+) -> None:
+    # Every 100 records, 10 update keys of the previous 100: without holding those back, each
+    # request would wait for the one before it to land.
+    server = make_api(faults=Faults(latency_ms=100))
+    messages: list[dict[str, t.Any]] = [USERS_SCHEMA]
+    last: dict[int, str] = {}
+    for block in range(20):
+        for i in range(90):
+            key = block * 90 + i + 1
+            messages.append(record("users", id=key, status=f"b{block}"))
+            last[key] = f"b{block}"
+        for i in range(10):
+            key = max(1, (block - 1) * 90 + i + 1)
+            messages.append(record("users", id=key, status=f"b{block}-update"))
+            last[key] = f"b{block}-update"
+    run_in_process(base_config(server, max_concurrent_requests=4), messages)
+    rows = {row["id"]: row["status"] for row in server.rows(DEMO_CLIENT_ID, "users")}
+    assert rows == last
+    _assert_no_key_overlap(server, "users")
+    assert max(e["in_flight"] for e in upserts(server)) >= 3

@@ -309,8 +309,7 @@ class TargetRJMetrics(Target):
             RJMetricsInputError: The name is empty after sanitising, another stream already
                 loads into that table, or the stream's key properties changed mid-run.
         """
-        prefix = str(self.config.get("table_prefix") or "")
-        table = table_name(stream_name, prefix)
+        table = self.table_for(stream_name)
         if not table:
             msg = f"Stream '{stream_name}' maps to an empty table name. Set `table_prefix` or rename the stream."
             raise RJMetricsInputError(msg)
@@ -510,12 +509,12 @@ class TargetRJMetrics(Target):
             if source != stream:
                 msg = (
                     f"Streams '{source}' and '{stream}' both become stream '{alias}' through "
-                    f"`stream_maps`, so both would load into table '{self.claim_table_name(alias)}'. "
+                    f"`stream_maps`, so both would load into table '{self.table_for(alias)}'. "
                     "Give each its own `__alias__`."
                 )
                 raise RJMetricsInputError(msg)
 
-    def claim_table_name(self, stream_name: str) -> str:
+    def table_for(self, stream_name: str) -> str:
         """Return the table a stream loads into.
 
         Args:
@@ -566,7 +565,7 @@ class TargetRJMetrics(Target):
         return RJMetricsInputError(f"Cannot load {where}: {type(exc).__name__} (run with log level DEBUG for details)")
 
     def _where(self, stream: str | None, position: int) -> str:
-        table = table_name(str(stream), str(self.config.get("table_prefix") or ""))
+        table = self.table_for(str(stream))
         return f"stream '{stream}' (table '{table}'), record #{position}"
 
     def _ledger_or_start(self) -> StateLedger:

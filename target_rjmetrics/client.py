@@ -305,10 +305,13 @@ class RJMetricsClient:
         try:
             retrying()
         except RJMetricsTransientError as exc:
-            msg = (
-                f"{what} still failing after retrying for up to {self.max_retry_seconds:g}s: {exc}. "
-                "Raise `max_retry_seconds` to wait longer, or check the API's status."
-            )
+            if self._cancelled.is_set():
+                msg = f"{what} not retried because the run is stopping: {exc}"
+            else:
+                msg = (
+                    f"{what} still failing after retrying for up to {self.max_retry_seconds:g}s: {exc}. "
+                    "Raise `max_retry_seconds` to wait longer, or check the API's status."
+                )
             raise RJMetricsRetriesExhausted(self.redact(msg)) from None
 
     # -- API ----------------------------------------------------------------------

@@ -25,6 +25,10 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
 
+class DispatcherStopped(Exception):  # noqa: N818
+    """The dispatcher was stopped: it takes no more batches."""
+
+
 @dataclass(eq=False)
 class Batch:
     """Data points bound for one table, to be sent in one request (or split on 413).
@@ -150,10 +154,13 @@ class Dispatcher:
             BaseException: The failure of an earlier batch; nothing more is sent.
         """
         with self._cond:
-            while self._failure is None and self._sealed_unlanded >= self._max_queued:
+            while self._failure is None and self._accepting and self._sealed_unlanded >= self._max_queued:
                 self._cond.wait()
-            if self._failure is not None or not self._accepting:
-                raise self._failure or RuntimeError("dispatcher closed")  # noqa: EM101
+            if self._failure is not None:
+                raise self._failure
+            if not self._accepting:
+                raise DispatcherStopped
+
             held = False
             if hold_back:
                 busy = {key for key in batch.points if (batch.table, key) in self._last_for_key}

@@ -244,6 +244,7 @@ class TargetRJMetrics(Target):
         self._in_message = False
         self._pending_signal: int | None = None
         self._waking_for_failure = False
+        self._stopping = False
         self._flush_due = False
         self._stop_ticker = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -402,15 +403,15 @@ class TargetRJMetrics(Target):
         try:
             self._start()
             super().listen(file_input)
-        except KeyboardInterrupt as exc:
-            # The ticker wakes a main thread that waits on a quiet tap when sending failed.
-            self._settle_after_stop(exc)
-            failure = self._dispatcher.failure if self._dispatcher is not None else None
-            if failure is not None:
-                raise failure from None
-            raise
         except BaseException as exc:
-            self._settle_after_stop(exc)
+            self._settle_after_stop()
+            if self._pending_signal is not None and not isinstance(exc, TerminationRequested):
+                # Whatever the stop interrupted (a wait for room to send, a retry), the run
+                # ends because of the signal.
+                raise TerminationRequested(self._pending_signal) from None
+            failure = self._dispatcher.failure if self._dispatcher is not None else None
+            if isinstance(exc, KeyboardInterrupt) and failure is not None:
+                raise failure from None  # the ticker woke a main thread waiting on a quiet tap
             raise
         finally:
             self._finish()
@@ -426,17 +427,18 @@ class TargetRJMetrics(Target):
         if dispatcher.failure is not None:
             raise dispatcher.failure
 
-    def _settle_after_stop(self, exc: BaseException) -> None:
+    def _settle_after_stop(self) -> None:
         """Let requests already sent finish, then write the last state whose records landed.
 
         Requests in flight get their current try (bounded by ``request_timeout``) but no
         further retries, so stopping never waits out the whole retry budget.
         """
+        self._stopping = True  # the ticker no longer seals batches or wakes this thread
         if self._dispatcher is None:
             return
         self._dispatcher.stop()
-        if isinstance(exc, TerminationRequested):
-            self.logger.warning("Stopping on signal %d: finishing requests already sent.", exc.signum)
+        if self._pending_signal is not None:
+            self.logger.warning("Stopping on signal %d: finishing requests already sent.", self._pending_signal)
         if self._client is not None:
             self._client.cancel_retries()
         self._dispatcher.wait(timeout=float(self.config.get("request_timeout", 60)) + 5)
@@ -641,8 +643,8 @@ class TargetRJMetrics(Target):
         A real SIGINT aimed at the main thread interrupts its blocking read; our handler
         then raises the failure instead of treating it as a termination request.
         """
-        if self._in_message:
-            return  # the main thread is busy and sees the failure after this message
+        if self._in_message or self._stopping:
+            return  # the main thread is busy, or already stopping, and sees the failure itself
         self._waking_for_failure = True
         if signal.getsignal(signal.SIGINT) == self._handle_termination:
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
@@ -651,7 +653,7 @@ class TargetRJMetrics(Target):
 
     def _flush_for_waiting_state(self, flush_seconds: float) -> None:
         ledger, dispatcher = self._ledger, self._dispatcher
-        if ledger is None or dispatcher is None:
+        if ledger is None or dispatcher is None or self._stopping:
             return
         oldest = ledger.oldest_waiting()
         if oldest is None:
@@ -716,12 +718,19 @@ class TargetRJMetrics(Target):
         if self._waking_for_failure:
             self._waking_for_failure = False
             failure = self._dispatcher.failure if self._dispatcher is not None else None
-            if failure is not None and not self._in_message:
+            if failure is not None and not self._in_message and not self._stopping:
                 raise failure
-            return  # the message being processed sees the failure when it ends
+            return  # the message being processed, or the stop under way, sees the failure
         self._pending_signal = signum
+        self._stopping = True
         if not self._in_message:
             raise TerminationRequested(signum)
+        # Busy with a message, perhaps waiting for room to send while requests retry: stop
+        # retrying and stop accepting batches, so it returns soon and sees the signal.
+        if self._client is not None:
+            self._client.cancel_retries()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
 
     @classmethod
     def invoke(  # type: ignore[override]

@@ -182,3 +182,24 @@ def test_a_failure_while_the_tap_is_quiet_ends_the_run_without_waiting_for_input
     assert "records #1-#5 of stream 'users' (table 'users')" in live.stderr
     assert "answered 400" in live.stderr
     assert live.states == []
+
+
+def test_sigterm_while_requests_are_failing_still_exits_as_stopped_by_the_signal(
+    make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
+) -> None:
+    server = make_api(faults=Faults(seed=4, error_rate=1.0, error_statuses=(502,), latency_ms=200, jitter_ms=1500))
+    config = base_config(server, max_concurrent_requests=4, max_retry_seconds=60, state_flush_seconds=1,
+                         authenticate_on_start=False)
+    live = LiveTarget(config, tmp_path)
+    try:
+        live.send([USERS_SCHEMA, *users(1000)])
+        _wait_until(lambda: len(upserts(server, status=None)) >= 4)
+        live.proc.send_signal(signal.SIGTERM)
+        code = live.finish(timeout=30)
+    finally:
+        live.kill()
+    assert code == 128 + signal.SIGTERM, live.stderr[-1500:]
+    assert "Stopping on signal 15" in live.stderr
+    assert "Stopped by signal 15" in live.stderr
+    assert "Traceback" not in live.stderr
+    assert live.states == []

@@ -35,6 +35,11 @@ def _wait_until(condition: t.Callable[[], bool], timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
+def _wait_until_started(server: LocalImportAPI) -> None:
+    """Wait until the target has checked its credentials, i.e. is about to read input."""
+    _wait_until(lambda: any("authenticate" in e["path"] for e in server.request_log()))
+
+
 def _checkpointed_users(total: int, every: int) -> list[dict[str, t.Any]]:
     """Users 1..total with a STATE ``{"users": n}`` after every ``every`` records."""
     messages: list[dict[str, t.Any]] = [USERS_SCHEMA]
@@ -81,6 +86,7 @@ def test_states_come_out_in_input_order_without_repeats_or_empties(local_api: Lo
 def test_state_is_written_promptly_when_the_tap_goes_quiet(local_api: LocalImportAPI, tmp_path: Path) -> None:
     live = LiveTarget(base_config(local_api, state_flush_seconds=1), tmp_path)
     try:
+        _wait_until_started(local_api)  # time the STATE, not the target's start-up
         live.send([USERS_SCHEMA, *users(5), state({"users": 5})])  # far from a full request
         sent_at = time.time()
         stamp = live.wait_for_state(lambda v: v == {"users": 5}, timeout=10)
@@ -97,6 +103,7 @@ def test_state_is_written_promptly_while_input_keeps_flowing(local_api: LocalImp
     events = schema("events", {"id": {"type": "integer"}}, ["id"])
     live = LiveTarget(base_config(local_api, state_flush_seconds=1), tmp_path)
     try:
+        _wait_until_started(local_api)
         live.send([USERS_SCHEMA, events, *users(3), state({"users": 3})])
         sent_at = time.time()
         stamp = None
@@ -158,7 +165,7 @@ def test_sigint_stops_with_its_own_exit_code(local_api: LocalImportAPI, tmp_path
     live = LiveTarget(base_config(local_api), tmp_path)
     try:
         live.send([USERS_SCHEMA, *users(10)])
-        _wait_until(lambda: any("authenticate" in e["path"] for e in local_api.request_log()))
+        _wait_until_started(local_api)
         time.sleep(0.3)  # now blocked on its input
         live.proc.send_signal(signal.SIGINT)
         code = live.finish(timeout=20)

@@ -14,18 +14,9 @@ from target_rjmetrics.local_api import LocalImportAPI
 
 
 @pytest.fixture
-def make_server() -> Iterator[Any]:
-    """Factory of started in-process servers, all stopped at teardown."""
-    servers: list[LocalImportAPI] = []
-
-    def make(**kwargs: Any) -> LocalImportAPI:
-        server = LocalImportAPI(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+def make_server(make_api: Any) -> Any:
+    """Factory of started in-process servers: the suite-wide ``make_api`` of tests/conftest.py."""
+    return make_api
 
 
 @pytest.fixture

@@ -145,8 +145,6 @@ class RJMetricsClient:
         base_url: str = PRODUCTION_URL,
         timeout: float = 60.0,
         max_retry_seconds: float = 300.0,
-        on_retry: Callable[[str, float], None] | None = None,
-        seed: int | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         """Create a client.
@@ -157,8 +155,6 @@ class RJMetricsClient:
             base_url: API base URL ending in ``/v2``.
             timeout: Seconds to wait for a connection and for each read.
             max_retry_seconds: Give up retrying a request after this many seconds.
-            on_retry: Called with (reason, wait seconds) before each retry.
-            seed: Seed of the jitter, for repeatable tests.
             logger: Where retries are logged (WARNING, one line each).
         """
         self._logger = logger or logging.getLogger(__name__)
@@ -167,8 +163,7 @@ class RJMetricsClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retry_seconds = max_retry_seconds
-        self._on_retry = on_retry
-        self._rng = random.Random(seed)  # noqa: S311 (jitter, not cryptography)
+        self._rng = random.Random()  # noqa: S311 (jitter, not cryptography)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -286,9 +281,8 @@ class RJMetricsClient:
             wait = float(details.get("wait") or 0.0)
             reason = str(exc) if exc is not None else "transient failure"
             self._logger.warning("Retrying %s in %.2fs (try %d): %s", what, wait, details["tries"], reason)
-            for callback in (self._on_retry, on_retry):
-                if callback is not None:
-                    callback(reason, wait)
+            if on_retry is not None:
+                on_retry(reason, wait)
 
         retrying = backoff.on_exception(
             _retry_waits,

@@ -55,7 +55,6 @@ class Batch:
     last_position: int = 0
     duplicates: int = 0
     # Dispatcher bookkeeping.
-    sealed: bool = False
     landed: bool = False
     waiting_on: int = 0
     dependents: list[Batch] = field(default_factory=list)
@@ -87,7 +86,7 @@ class Dispatcher:
         send: Callable[[Batch], None],
         max_concurrent: int,
         max_queued: int,
-        on_landed: Callable[[Batch, float], None] | None = None,
+        on_landed: Callable[[Batch], None] | None = None,
     ) -> None:
         """Create a dispatcher.
 
@@ -95,8 +94,8 @@ class Dispatcher:
             send: Sends one batch; raises to fail the run.
             max_concurrent: Requests in flight at once.
             max_queued: Sealed batches not yet landed before ``submit`` blocks.
-            on_landed: Called (outside the lock) with each batch that landed and the
-                seconds it took, from the sending thread.
+            on_landed: Called (outside the lock) with each batch that landed, from the
+                sending thread.
         """
         self._send = send
         self._on_landed = on_landed
@@ -167,7 +166,6 @@ class Dispatcher:
                 if busy and 2 * len(busy) <= len(batch.points):
                     batch = self._split_off_free_points(batch, busy)
                     held = True
-            batch.sealed = True
             self._sealed_unlanded += 1
             for key in batch.points:
                 slot = (batch.table, key)
@@ -221,7 +219,6 @@ class Dispatcher:
             skip = self._failure is not None
             if not skip:
                 self.in_flight += 1
-        started = time.monotonic()
         error: BaseException | None = None
         if not skip:
             try:
@@ -251,7 +248,7 @@ class Dispatcher:
                 batch.dependents = []
             self._cond.notify_all()
         if batch.landed and self._on_landed is not None:
-            self._on_landed(batch, time.monotonic() - started)
+            self._on_landed(batch)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every sealed batch has landed, or a failure has stopped sending.

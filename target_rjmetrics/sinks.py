@@ -70,6 +70,11 @@ def table_name(stream_name: str, prefix: str = "") -> str:
     return prefix + _UNSAFE_TABLE_CHARS.sub("_", stream_name)
 
 
+def record_place(stream: str, table: str, position: int) -> str:
+    """Name a record's place in the input for error messages, e.g. ``stream 'users' (table 'users'), record #3``."""
+    return f"stream '{stream}' (table '{table}'), record #{position}"
+
+
 class ValueFreeValidator(BaseJSONSchemaValidator):
     """JSON Schema validation whose errors name the field and rule, never the value.
 
@@ -304,7 +309,7 @@ class RJMetricsSink(BatchSink):
     # -- records to points ----------------------------------------------------------
 
     def _where(self, position: int) -> str:
-        return f"stream '{self.stream_name}' (table '{self.table}'), record #{position}"
+        return record_place(self.stream_name, self.table, position)
 
     def _to_point(self, record: dict, position: int) -> dict[str, t.Any]:
         point: dict[str, t.Any] = {KEYS_FIELD: self._record_keys}

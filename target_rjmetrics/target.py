@@ -29,7 +29,7 @@ from target_rjmetrics.client import (
 from target_rjmetrics.dispatch import Dispatcher, StateLedger
 from target_rjmetrics.exceptions import RJMetricsAuthError, RJMetricsError, RJMetricsInputError
 from target_rjmetrics.reader import RJMetricsReader
-from target_rjmetrics.sinks import RJMetricsSink, send_batch, table_name
+from target_rjmetrics.sinks import RJMetricsSink, record_place, send_batch, table_name
 
 if t.TYPE_CHECKING:
     from pathlib import PurePath
@@ -457,7 +457,8 @@ class TargetRJMetrics(Target):
     # -- message handling -----------------------------------------------------------------
 
     def _process_record_message(self, message_dict: dict) -> None:
-        self._assert_line_requires(message_dict, requires={"stream", "record"})
+        if "stream" not in message_dict or "record" not in message_dict:
+            self._assert_line_requires(message_dict, requires={"stream", "record"})  # raises, naming it
         with self._input_lock:
             self._in_message = True
             stream = str(message_dict["stream"])
@@ -567,8 +568,7 @@ class TargetRJMetrics(Target):
         return RJMetricsInputError(f"Cannot load {where}: {type(exc).__name__} (run with log level DEBUG for details)")
 
     def _where(self, stream: str | None, position: int) -> str:
-        table = self.table_for(str(stream))
-        return f"stream '{stream}' (table '{table}'), record #{position}"
+        return record_place(str(stream), self.table_for(str(stream)), position)
 
     def _ledger_or_start(self) -> StateLedger:
         self._start()
@@ -603,7 +603,7 @@ class TargetRJMetrics(Target):
 
         send_batch(self._client, batch, on_request, on_retry)
 
-    def _landed(self, batch: Batch, _seconds: float) -> None:
+    def _landed(self, batch: Batch) -> None:
         stats = self.stats_for(batch.table)
         with self._stats_lock:
             stats.landed += len(batch.points) + batch.duplicates

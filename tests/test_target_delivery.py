@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 import typing as t
 
 import pytest
@@ -115,22 +117,17 @@ def test_timeouts_are_retried(make_api: t.Callable[..., LocalImportAPI], caplog:
 
 def test_retry_after_is_honoured(make_api: t.Callable[..., LocalImportAPI]) -> None:
     server = make_api(faults=Faults(rate_limit_rate=1.0, retry_after=2))
-    # Lift the rate limit as soon as one 429 has been answered.
-    original = server.request_log
 
-    run_config = base_config(server, max_concurrent_requests=1, authenticate_on_start=False)
-    import threading
-
-    def lift() -> None:
-        import time
-
-        while not any(e["status"] == 429 for e in original()):
+    def lift_the_limit_after_one_429() -> None:
+        while not any(e["status"] == 429 for e in server.request_log()):
             time.sleep(0.01)
         server.set_faults(rate_limit_rate=0.0)
 
-    lifter = threading.Thread(target=lift, daemon=True)
+    lifter = threading.Thread(target=lift_the_limit_after_one_429, daemon=True)
     lifter.start()
-    run_in_process(run_config, [USERS_SCHEMA, *users(3)])
+    run_in_process(
+        base_config(server, max_concurrent_requests=1, authenticate_on_start=False), [USERS_SCHEMA, *users(3)]
+    )
     lifter.join(timeout=5)
     log = upserts(server, status=None)
     first_429 = next(e for e in log if e["status"] == 429)
@@ -170,9 +167,6 @@ def test_an_exhausted_retry_budget_fails_with_the_setting_to_change(local_api: L
 
 def test_the_target_retries_through_a_short_outage(make_api: t.Callable[..., LocalImportAPI]) -> None:
     server = make_api(faults=Faults(error_rate=1.0, error_statuses=(502,)))
-    import threading
-    import time
-
     threading.Timer(1.5, lambda: server.set_faults(error_rate=0.0)).start()
     started = time.monotonic()
     run = run_in_process(

@@ -324,7 +324,7 @@ class RJMetricsSink(BatchSink):
             elif cls is float:
                 point[name] = value if math.isfinite(value) else self._nonfinite(name, position)
             elif cls is datetime.datetime:
-                point[name] = _format_datetime(value)
+                point[name] = self._datetime_text(value, name, position)
             elif cls is datetime.date:
                 point[name] = value.isoformat()
             elif cls is dict or cls is list:
@@ -384,8 +384,19 @@ class RJMetricsSink(BatchSink):
             self._nonfinite(name, position)
             return None
         if cls is datetime.datetime:
-            return _format_datetime(value)
+            return self._datetime_text(value, name, position)
         return value
+
+    def _datetime_text(self, value: datetime.datetime, name: str, position: int) -> str:
+        try:
+            return _format_datetime(value)
+        except OverflowError:
+            msg = (
+                f"{self._where(position)}: field '{name}' is a date-time that falls outside the years "
+                "0001-9999 once converted to UTC, which the API's YYYY-MM-DD HH:MM:SS cannot write. Fix "
+                "the source, or replace the field with `stream_maps`."
+            )
+            raise RJMetricsInputError(msg) from None
 
     def _key_of(self, point: dict[str, t.Any], record: dict, position: int) -> Hashable:
         values = []
@@ -404,7 +415,7 @@ class RJMetricsSink(BatchSink):
                     "API accepts only scalar key values. Choose scalar key properties with `stream_maps`."
                 )
                 raise RJMetricsInputError(msg)
-            values.append(value)
+            values.append(_key_part(value))
         return values[0] if len(values) == 1 else tuple(values)
 
     # -- batching -------------------------------------------------------------------
@@ -482,6 +493,40 @@ def _datelike_type(prop: t.Any) -> str | None:  # noqa: ANN401
         return None
 
 
+class _JSONBool:
+    """A JSON boolean as one part of a key: never equal to the numbers 1 and 0, unlike ``True``/``False``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:  # noqa: FBT001
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _JSONBool and other.value is self.value
+
+    def __hash__(self) -> int:
+        return hash((_JSONBool, self.value))
+
+    def __repr__(self) -> str:
+        return "true" if self.value else "false"
+
+
+_JSON_TRUE = _JSONBool(True)  # noqa: FBT003
+_JSON_FALSE = _JSONBool(False)  # noqa: FBT003
+
+
+def _key_part(value: t.Any) -> Hashable:  # noqa: ANN401
+    """One key value as the API tells keys apart: equal JSON values of the same JSON type.
+
+    Python's ``True == 1`` would merge points the API keeps apart, so booleans get their own
+    type; numbers keep Python's exact equality, under which ``1``, ``1.0`` and ``Decimal("1.0")``
+    are one key, as they are one JSON number.
+    """
+    if type(value) is bool:
+        return _JSON_TRUE if value else _JSON_FALSE
+    return t.cast("Hashable", value)
+
+
 def _finite_decimal(value: decimal.Decimal) -> bool:
     """Tell whether a decimal is finite and within a double's range, as JSON readers need."""
     return value.is_finite() and value.adjusted() < _DOUBLE_MAX_EXPONENT
@@ -491,7 +536,8 @@ def _format_datetime(value: datetime.datetime) -> str:
     """Format as the API's ``YYYY-MM-DD HH:MM:SS`` in UTC (naive values are taken as UTC)."""
     if value.tzinfo is not None:
         value = value.astimezone(datetime.timezone.utc)
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value.year < 1000 else value.isoformat(" ", "seconds")[:19]  # noqa: PLR2004
+    # isoformat always writes four-digit years (strftime's %Y does not below year 1000).
+    return value.isoformat(" ", "seconds")[:19]
 
 
 def send_batch(

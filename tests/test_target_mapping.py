@@ -183,6 +183,39 @@ def test_composite_key_properties_become_the_keys_of_each_point(local_api: Local
     assert all(r["keys"] == ["shop", "sku"] for r in rows)
 
 
+@pytest.mark.parametrize("per_request", [100, 1])
+def test_keys_are_told_apart_as_the_api_does_true_is_not_1_and_1_is_1_point_0(
+    local_api: LocalImportAPI, per_request: int
+) -> None:
+    # In one request (100) the target merges points itself; one point per request (1) lets the
+    # API merge them. Both must keep exactly the rows the API keeps apart.
+    messages = [
+        schema("flags", {"id": {}, "v": {"type": "string"}}, ["id"]),
+        record("flags", id=True, v="true"),
+        record("flags", id=1, v="one"),
+        record("flags", id=False, v="false"),
+        record("flags", id=0, v="zero"),
+        record("flags", id=1.0, v="one again, as 1.0"),
+        record("flags", id="1", v="the string 1"),
+        schema("pairs", {"a": {}, "b": {}, "v": {"type": "string"}}, ["a", "b"]),
+        record("pairs", a=1, b=True, v="1,true"),
+        record("pairs", a=True, b=1, v="true,1"),
+        record("pairs", a=1, b=1, v="1,1"),
+        record("pairs", a=1.0, b=1, v="1.0,1 replaces 1,1"),
+    ]
+
+    run = run_cli(base_config(local_api, max_points_per_request=per_request), messages)
+
+    assert run.exit_code == 0, run.stderr
+    flags = {json.dumps(r["id"]): r["v"] for r in local_api.rows(CID, "flags")}
+    assert flags == {"true": "true", "1.0": "one again, as 1.0", "false": "false", "0": "zero", '"1"': "the string 1"}
+    pairs = sorted(r["v"] for r in local_api.rows(CID, "pairs"))
+    assert pairs == ["1,true", "1.0,1 replaces 1,1", "true,1"]
+    # Only 1 and 1.0 are one key: in one request the target merges them, so 5 of 6 points go out.
+    sent = sum(entry["points"] for entry in upserts(local_api, table="flags"))
+    assert sent == (5 if per_request == 100 else 6)
+
+
 def test_record_missing_its_key_field_fails_naming_stream_table_position_and_field(
     local_api: LocalImportAPI,
 ) -> None:
@@ -347,6 +380,53 @@ def test_date_times_land_in_utc_as_the_api_format_and_dates_as_iso(local_api: Lo
         3: ("2023-12-31 23:00:00", "2024-01-01"),
         4: ("2024-03-02 01:15:00", None),
     }
+
+
+def test_every_year_from_0001_to_9999_is_sent_with_four_digits(local_api: LocalImportAPI) -> None:
+    dt = {"type": ["string", "null"], "format": "date-time"}
+    props = {"id": {"type": "integer"}, "at": dt, "day": {"type": ["string", "null"], "format": "date"}}
+    messages = [
+        schema("ev", props, ["id"]),
+        record("ev", id=1, at="0001-01-01T00:00:00", day="0001-01-01"),  # the common "zero date"
+        record("ev", id=2, at="0999-06-01T12:00:00Z", day="0999-06-01"),
+        record("ev", id=3, at="0099-02-03T04:05:06+00:00", day="0009-09-09"),
+        record("ev", id=4, at="9999-12-31T23:59:59Z", day="9999-12-31"),
+        record("ev", id=5, at="0001-01-01T05:00:00+05:00", day=None),  # exactly the first second in UTC
+    ]
+
+    run_in_process(base_config(local_api), messages)
+
+    rows = landed_by_id(local_api, "ev")
+    assert {i: (r["at"], r["day"]) for i, r in rows.items()} == {
+        1: ("0001-01-01 00:00:00", "0001-01-01"),
+        2: ("0999-06-01 12:00:00", "0999-06-01"),
+        3: ("0099-02-03 04:05:06", "0009-09-09"),
+        4: ("9999-12-31 23:59:59", "9999-12-31"),
+        5: ("0001-01-01 00:00:00", None),
+    }
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+01:00"])
+def test_a_date_time_that_leaves_years_1_to_9999_in_utc_is_a_clear_error(local_api: LocalImportAPI, value: str) -> None:
+    dt = {"type": "string", "format": "date-time"}
+    messages = [
+        schema("ev", {"id": {"type": "integer"}, "at": dt}, ["id"]),
+        record("ev", id=1, at="2024-01-01T00:00:00Z"),
+        state({"after": 1}),
+        record("ev", id=2, at=value),
+        state({"after": 2}),
+    ]
+
+    run = run_cli(base_config(local_api), messages)
+
+    assert run.exit_code == 1
+    assert "stream 'ev' (table 'ev'), record #2: field 'at' is a date-time that falls outside the years 0001-9999" in (
+        run.stderr
+    )
+    assert "OverflowError" not in run.stderr and "Traceback" not in run.stderr
+    assert value not in run.output and value[:10] not in run.output
+    assert {"after": 2} not in run.states
+    assert [r["id"] for r in local_api.rows(CID, "ev")] in ([], [1])
 
 
 def test_decimals_are_sent_digit_for_digit(local_api: LocalImportAPI, tmp_path: t.Any) -> None:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
+from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import serialize_json
 from singer_sdk.target_base import Target
 
+from target_rjmetrics.batch_files import read_batch
 from target_rjmetrics.client import (
     MAX_POINTS_PER_REQUEST,
     MAX_REQUEST_BYTES,
@@ -78,6 +80,7 @@ class TargetRJMetrics(Target):
     # ACTIVATE_VERSION is not advertised: the API cannot delete rows.
     capabilities: t.ClassVar[list] = [
         PluginCapabilities.ABOUT,
+        PluginCapabilities.BATCH,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
         PluginCapabilities.STRUCTURED_LOGGING,
@@ -542,6 +545,28 @@ class TargetRJMetrics(Target):
         finally:
             self._in_message = False
         self._after_message()
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Load every record of a BATCH message's files exactly as a RECORD message of its stream.
+
+        The SDK's own handling (0.54) reads each file whole and hands the records to
+        ``Sink.process_batch`` without validation, stream maps or a place in the input; this
+        streams them through the same path as RECORD messages instead, so keys, key order,
+        positions, counts and the STATE rules are the same whichever way a tap sends records.
+        """
+        self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
+        stream = str(message_dict["stream"])
+        batch_config = self.config.get("batch_config")
+        storage = BatchConfig.from_dict(batch_config).storage if batch_config else None
+        for url, number, record in read_batch(stream, message_dict["encoding"], message_dict["manifest"], storage):
+            try:
+                self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
+            except (RJMetricsInputError, InvalidInputLine) as exc:
+                raise type(exc)(f"{exc} (row {number} of batch file {url})") from None
+            except SingerSDKError as exc:
+                if isinstance(exc, RJMetricsError):
+                    raise
+                raise RJMetricsInputError(f"{exc} (row {number} of batch file {url})") from None
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         self.logger.warning(

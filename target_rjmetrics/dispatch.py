@@ -115,6 +115,17 @@ class Dispatcher:
         """The first error a batch raised, if any."""
         return self._failure
 
+    def fail(self, error: BaseException) -> None:
+        """Stop sending because of a failure found outside the sending threads.
+
+        Args:
+            error: The failure; the first one recorded is the one the run reports.
+        """
+        with self._cond:
+            if self._failure is None:
+                self._failure = error
+            self._cond.notify_all()
+
     def register(self, batch: Batch) -> None:
         """Count a new, still open batch as not landed.
 

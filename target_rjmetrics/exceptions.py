@@ -9,7 +9,8 @@ the SDK's retriable/fatal split reads ours the same way::
     │       ├── RJMetricsAPIError          the API refused a request (4xx other than 413/429)
     │       │   └── RJMetricsAuthError     401: wrong client id or API key
     │       ├── RJMetricsRetriesExhausted  transient failures outlasted ``max_retry_seconds``
-    │       └── RJMetricsInputError        the input cannot become valid data points
+    │       ├── RJMetricsInputError        the input cannot become valid data points
+    │       └── RJMetricsOutputError       a STATE could not be written to standard output
     └── RetriableAPIError
         └── RJMetricsTransientError        429, 5xx, timeouts, dropped connections
 
@@ -60,6 +61,10 @@ class RJMetricsRetriesExhausted(RJMetricsError):
 
 class RJMetricsInputError(RJMetricsError):
     """A Singer message cannot be turned into valid Import API data points."""
+
+
+class RJMetricsOutputError(RJMetricsError):
+    """A STATE message could not be written to standard output (closed pipe, full disk)."""
 
 
 class RJMetricsTransientError(RetriableAPIError):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import _thread
+import contextlib
+import errno
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,7 +32,12 @@ from target_rjmetrics.client import (
     RJMetricsClient,
 )
 from target_rjmetrics.dispatch import Dispatcher, StateLedger
-from target_rjmetrics.exceptions import RJMetricsAuthError, RJMetricsError, RJMetricsInputError
+from target_rjmetrics.exceptions import (
+    RJMetricsAuthError,
+    RJMetricsError,
+    RJMetricsInputError,
+    RJMetricsOutputError,
+)
 from target_rjmetrics.reader import RJMetricsReader
 from target_rjmetrics.sinks import RJMetricsSink, record_place, send_batch, table_name
 
@@ -257,6 +265,7 @@ class TargetRJMetrics(Target):
         self._dispatcher: Dispatcher | None = None
         self._ledger: StateLedger | None = None
         self._stdout_lock = threading.Lock()
+        self._output_failure: RJMetricsOutputError | None = None
 
     # -- settings ---------------------------------------------------------------------
 
@@ -638,8 +647,37 @@ class TargetRJMetrics(Target):
     def _write_state(self, value: dict) -> None:
         line = serialize_json(value) + "\n"
         with self._stdout_lock:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            if self._output_failure is not None:
+                raise self._output_failure
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except OSError as exc:
+                raise self._stdout_failed(exc) from None
+
+    def _stdout_failed(self, exc: OSError) -> RJMetricsOutputError:
+        """Turn a failed STATE write into the run's failure (called with the stdout lock held).
+
+        The write may fail on a sending thread, where an exception would be lost: the
+        dispatcher records it, so the main thread stops the run and exits non-zero.
+        """
+        reason = {
+            errno.EPIPE: "broken pipe: whatever reads the target's output stopped reading",
+            errno.ENOSPC: "no space left on the device standard output writes to",
+        }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        self._output_failure = RJMetricsOutputError(
+            f"Cannot write STATE to standard output ({reason}). Records sent so far were accepted, but "
+            "no STATE after them could be recorded: keep the target's output readable (a file with "
+            "room, or a reader that reads to the end) and rerun from the last STATE that was saved."
+        )
+        # Nothing more can reach stdout; keep interpreter shutdown from tripping on it again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        if self._dispatcher is not None:
+            self._dispatcher.fail(self._output_failure)
+        return self._output_failure
 
     # -- the background ticker: prompt STATE and progress lines ------------------------------
 

@@ -6,11 +6,16 @@ import signal
 import time
 import typing as t
 
+import pytest
 from target_support import (
+    TARGET_BIN,
     USERS_SCHEMA,
     LiveTarget,
     base_config,
+    clean_env,
+    landed_by_id,
     landed_keys_by,
+    lines,
     record,
     run_cli,
     run_in_process,
@@ -210,3 +215,45 @@ def test_sigterm_while_requests_are_failing_still_exits_as_stopped_by_the_signal
     assert "Stopped by signal 15" in live.stderr
     assert "Traceback" not in live.stderr
     assert live.states == []
+
+
+def _run_into(stdout_sink: str, config: dict[str, t.Any], messages: list[t.Any], tmp_path: Path) -> tuple[int, str]:
+    """Run the CLI with its standard output going to ``stdout_sink`` (a shell redirection or pipe)."""
+    import json
+    import subprocess
+
+    config_path, input_path = tmp_path / "config.json", tmp_path / "input.jsonl"
+    config_path.write_text(json.dumps(config))
+    input_path.write_text(lines(messages))
+    command = f'"{TARGET_BIN}" --config "{config_path}" < "{input_path}" {stdout_sink}; exit ${{PIPESTATUS[0]}}'
+    proc = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=120, env=clean_env(), check=False
+    )
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("latency_ms", [0, 150])  # 150: STATE is written by a sending thread as records land
+@pytest.mark.parametrize(
+    ("stdout_sink", "reason"),
+    [
+        ("> /dev/full", "no space left on the device standard output writes to"),
+        ("| head -c 1 > /dev/null", "broken pipe"),
+    ],
+)
+def test_a_state_that_cannot_be_written_fails_the_run_after_settling(
+    make_api: t.Callable[..., LocalImportAPI], tmp_path: Path, stdout_sink: str, reason: str, latency_ms: int
+) -> None:
+    server = make_api(faults=Faults(latency_ms=latency_ms))
+    messages: list[t.Any] = [USERS_SCHEMA]
+    for i in range(6):
+        messages += [*users(10, start=10 * i + 1), state({"after": 10 * (i + 1)})]
+
+    code, stderr = _run_into(stdout_sink, base_config(server, max_points_per_request=5), messages, tmp_path)
+
+    assert code == 1, stderr
+    assert f"Cannot write STATE to standard output ({reason}" in stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    # What was sent was settled, not abandoned: every request that went out got its answer.
+    sent = upserts(server, status=None)
+    assert sent and all(entry["status"] == 201 for entry in sent)
+    assert sum(entry["points"] for entry in sent) == len(landed_by_id(server, "users"))

@@ -300,31 +300,52 @@ class StateLedger:
 
     States come out in input order; a state that is superseded before it may be
     written is skipped, and a state equal to the last one written is not repeated.
+
+    NB: the states held are bounded in bytes. Over ``max_bytes``, every other state
+    between the oldest and the newest is dropped: writing an older state where a
+    dropped one would have been ready is still honest (it covers fewer records), and
+    the newest state, written last, is never dropped.
     """
 
-    def __init__(self, dispatcher: Dispatcher, write: Callable[[dict], None]) -> None:
+    def __init__(self, dispatcher: Dispatcher, write: Callable[[str], None], *, max_bytes: int = 8 << 20) -> None:
         """Create the ledger.
 
         Args:
             dispatcher: Knows what has landed.
-            write: Writes one state value to stdout.
+            write: Writes one serialized state line to stdout.
+            max_bytes: Most bytes of pending states held before they are thinned out.
         """
         self._dispatcher = dispatcher
         self._write = write
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._pending: list[tuple[int, dict, float]] = []  # (records before it, value, arrived)
-        self._last_written: dict | None = None
+        self._pending: list[tuple[int, str, float]] = []  # (records before it, line, arrived)
+        self._pending_bytes = 0
+        self._last_written: str | None = None
         self.written = 0
+        self.thinned = 0
 
-    def add(self, records_before: int, value: dict) -> None:
+    def add(self, records_before: int, line: str) -> None:
         """Take a STATE that arrived after ``records_before`` records.
 
         Args:
             records_before: How many records the input held before this state.
-            value: The state's value.
+            line: The state's value, serialized as the line to write.
         """
         with self._lock:
-            self._pending.append((records_before, value, time.monotonic()))
+            self._pending.append((records_before, line, time.monotonic()))
+            self._pending_bytes += len(line)
+            while self._pending_bytes > self._max_bytes and len(self._pending) > 2:  # noqa: PLR2004
+                kept = [self._pending[0], *self._pending[2:-1:2], self._pending[-1]]
+                self.thinned += len(self._pending) - len(kept)
+                self._pending = kept
+                self._pending_bytes = sum(len(entry[1]) for entry in kept)
+
+    @property
+    def pending(self) -> int:
+        """How many states are waiting for their records to land."""
+        with self._lock:
+            return len(self._pending)
 
     def oldest_waiting(self) -> tuple[int, float] | None:
         """Return (records before it, monotonic arrival time) of the oldest pending state.
@@ -349,10 +370,11 @@ class StateLedger:
                 ready += 1
             if ready == 0:
                 return
-            value = self._pending[ready - 1][1]
+            line = self._pending[ready - 1][1]
             del self._pending[:ready]
-            if value == self._last_written:
+            self._pending_bytes = sum(len(entry[1]) for entry in self._pending)
+            if line == self._last_written:
                 return
-            self._write(value)
-            self._last_written = value
+            self._write(line)
+            self._last_written = line
             self.written += 1

@@ -6,6 +6,8 @@ record values; this reader names the line number and what is wrong instead.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import typing as t
 
 import msgspec
@@ -37,6 +39,19 @@ class RJMetricsReader(MsgSpecReader):
         self.line_number += 1
         try:
             message = decoder.decode(line)
+        except UnicodeEncodeError as exc:
+            # Undecodable bytes arrive as lone surrogates (see ``process_lines``).
+            msg = (
+                f"Input line {self.line_number} is not valid UTF-8 (an invalid byte at character "
+                f"{exc.start + 1}); the Singer spec requires UTF-8: check the tap's output encoding."
+            )
+            raise InvalidInputLine(msg) from None
+        except RecursionError:
+            msg = (
+                f"Input line {self.line_number} nests objects or arrays too deeply to read (about "
+                f"{sys.getrecursionlimit():,} levels or more); check the tap's output."
+            )
+            raise InvalidInputLine(msg) from None
         except msgspec.DecodeError as exc:
             # Python taps write NaN and Infinity by default (json.dumps allows them), which
             # msgspec refuses; the standard library reads them.
@@ -49,6 +64,30 @@ class RJMetricsReader(MsgSpecReader):
             msg = f"Input line {self.line_number} is JSON but not an object, so not a Singer message."
             raise InvalidInputLine(msg)
         return t.cast("dict", message)
+
+    def process_lines(
+        self,
+        file_input: t.IO[str] | None,
+        callbacks: dict[str, t.Callable[[dict], None]],
+    ) -> t.Counter[str]:
+        """Read every line, naming the line of any input that is not UTF-8.
+
+        Bytes that are not UTF-8 are read as lone surrogates instead of failing inside the
+        text layer, where no line number is known; ``deserialize_json`` then names the line.
+
+        Args:
+            file_input: Where to read; standard input by default.
+            callbacks: Message type to handler.
+
+        Returns:
+            How many messages of each type were read.
+        """
+        source = file_input or self.default_input
+        reconfigure = getattr(source, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):  # a stream that cannot change its error handler
+                reconfigure(errors="surrogateescape")
+        return super().process_lines(_utf8_checked(source, self), callbacks)
 
     def assert_line_requires(self, line_dict: dict, requires: set[str]) -> None:  # type: ignore[override]
         """Check a message has the fields its type needs, naming the missing ones only.
@@ -68,3 +107,20 @@ class RJMetricsReader(MsgSpecReader):
                 f"{', '.join(repr(m) for m in sorted(missing))}."
             )
             raise InvalidInputLine(msg)
+
+
+def _utf8_checked(source: t.Iterable[str], reader: RJMetricsReader) -> t.Iterator[str]:
+    """Yield the lines of ``source``, turning a decoding failure into an error naming the line."""
+    lines = iter(source)
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            msg = (
+                f"Input line {reader.line_number + 1} is not valid UTF-8; the Singer spec requires UTF-8: "
+                "check the tap's output encoding."
+            )
+            raise InvalidInputLine(msg) from None
+        yield line

@@ -546,10 +546,18 @@ class TargetRJMetrics(Target):
         if not value:
             self.logger.debug("Ignoring an empty STATE message.")
             return
+        try:
+            line = serialize_json(value) + "\n"
+        except RecursionError:
+            msg = (
+                f"Input line {getattr(self.message_reader, 'line_number', '?')}: the STATE message nests objects or arrays "
+                "too deeply to write back; check the tap's output."
+            )
+            raise InvalidInputLine(msg) from None
         ledger = self._ledger_or_start()
         self._in_message = True
         try:
-            ledger.add(self._records_read, value)
+            ledger.add(self._records_read, line)
             ledger.emit_ready()
         finally:
             self._in_message = False
@@ -598,6 +606,12 @@ class TargetRJMetrics(Target):
                 return type(exc)(msg)
             except TypeError:  # a class that wants more than a message
                 return RJMetricsInputError(msg)
+        if isinstance(exc, RecursionError):
+            msg = (
+                f"Cannot load {where}: a field nests objects or arrays too deeply to load (hundreds of "
+                "levels). Drop or flatten it with `stream_maps`."
+            )
+            return RJMetricsInputError(msg)
         self.logger.debug("Details of the input error", exc_info=exc)
         return RJMetricsInputError(f"Cannot load {where}: {type(exc).__name__} (run with log level DEBUG for details)")
 
@@ -644,8 +658,7 @@ class TargetRJMetrics(Target):
             stats.last_landed = time.monotonic()
         self._ledger_emit()
 
-    def _write_state(self, value: dict) -> None:
-        line = serialize_json(value) + "\n"
+    def _write_state(self, line: str) -> None:
         with self._stdout_lock:
             if self._output_failure is not None:
                 raise self._output_failure

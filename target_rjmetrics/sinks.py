@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import hashlib
+import json
 import math
 import re
 import typing as t
@@ -45,6 +46,10 @@ if t.TYPE_CHECKING:
 KEYS_FIELD = "keys"
 #: A record field literally named ``keys`` is sent under this name instead.
 RENAMED_KEYS_FIELD = "keys_"
+#: Most bytes of encoded points held in open batches across all streams. Over it, the open
+#: batch holding the oldest record is sent as it is, so memory stays bounded however many
+#: streams are open at once (sealed batches are bounded by the dispatcher's back-pressure).
+OPEN_BATCHES_MAX_BYTES = 32 * 1024 * 1024
 #: Key field of streams without key properties when ``keyless_streams`` is ``hash``.
 RECORD_HASH_FIELD = "_record_hash"
 
@@ -102,7 +107,7 @@ class ValueFreeValidator(BaseJSONSchemaValidator):
             msg = f"the SCHEMA is not valid JSON Schema at {where}: rule '{exc.validator}' is broken"
             raise InvalidJSONSchema(msg) from None
         try:
-            self._compiled: t.Callable[[t.Any], t.Any] | None = fastjsonschema.compile(schema, use_formats=False)
+            self._compiled: t.Callable[[t.Any], t.Any] | None = compile_validator(schema)
         except fastjsonschema.JsonSchemaDefinitionException:
             self._compiled = None  # a schema fastjsonschema cannot compile: use jsonschema
         self._slow = validator_class(schema, format_checker=jsonschema.FormatChecker(formats=()))
@@ -127,6 +132,86 @@ class ValueFreeValidator(BaseJSONSchemaValidator):
         if error is not None:
             field = ".".join(str(p) for p in error.absolute_path) or "(the record)"
             raise InvalidRecord(_rule_broken(field, str(error.validator), error.validator_value), record={})
+
+
+#: Above this many top-level properties a schema is compiled property by property (see below).
+WIDE_SCHEMA_PROPERTIES = 200
+#: Root keywords that a property-by-property validator checks itself (the others only annotate).
+_WIDE_ROOT_RULES = frozenset({"type", "properties", "required", "additionalProperties"})
+_ANNOTATIONS = frozenset({"$schema", "$id", "id", "title", "description", "$comment", "examples", "default"})
+
+
+def compile_validator(schema: dict[str, t.Any]) -> t.Callable[[t.Any], t.Any]:
+    """Compile a stream's schema into a function that raises ``JsonSchemaValueException``.
+
+    ``fastjsonschema`` writes one Python function for the whole schema, whose compilation
+    costs time and memory in proportion to the schema's size (a 10,000-property schema took
+    ~9 s and ~380 MiB). A wide schema whose root only lists properties (no ``$ref``,
+    combinators or pattern rules) is compiled property by property instead, each distinct
+    property schema once, so a wide table of similar columns costs a few small compiles.
+
+    Args:
+        schema: A valid JSON Schema (checked by the caller).
+
+    Returns:
+        A validator raising ``fastjsonschema.JsonSchemaValueException`` like a compiled schema.
+    """
+    properties = schema.get("properties")
+    if (
+        not isinstance(properties, dict)
+        or len(properties) <= WIDE_SCHEMA_PROPERTIES
+        or not set(schema) <= _WIDE_ROOT_RULES | _ANNOTATIONS
+        or "$ref" in json.dumps(schema)
+        or not all(isinstance(p, dict) for p in properties.values())
+    ):
+        return t.cast("t.Callable[[t.Any], t.Any]", fastjsonschema.compile(schema, use_formats=False))
+    return _WideValidator(schema)
+
+
+class _WideValidator:
+    """Validates a record against a wide, flat schema one field at a time (see ``compile_validator``)."""
+
+    def __init__(self, schema: dict[str, t.Any]) -> None:
+        by_text: dict[str, t.Callable[[t.Any], t.Any]] = {}
+
+        def compiled(sub: dict[str, t.Any]) -> t.Callable[[t.Any], t.Any]:
+            text = json.dumps(sub, sort_keys=True)
+            if text not in by_text:
+                by_text[text] = fastjsonschema.compile(sub, use_formats=False)
+            return by_text[text]
+
+        self._schema = schema
+        self._fields = {name: compiled(sub) for name, sub in schema["properties"].items()}
+        root_type = schema.get("type", "object")
+        self._type_ok = root_type == "object" or (isinstance(root_type, list) and "object" in root_type)
+        self._required = [name for name in schema.get("required", []) if isinstance(name, str)]
+        extra = schema.get("additionalProperties", True)
+        self._extra: t.Callable[[t.Any], t.Any] | bool = compiled(extra) if isinstance(extra, dict) else bool(extra)
+
+    def __call__(self, record: dict[str, t.Any]) -> None:
+        if not self._type_ok:
+            raise fastjsonschema.JsonSchemaValueException("", None, "data", self._schema, "type")
+        for name in self._required:
+            if name not in record:
+                raise fastjsonschema.JsonSchemaValueException("", None, "data", self._schema, "required")
+        fields = self._fields
+        for name, value in record.items():
+            check = fields.get(name)
+            if check is None:
+                if self._extra is True:
+                    continue
+                if self._extra is False:
+                    raise fastjsonschema.JsonSchemaValueException(
+                        "", None, f"data.{name}", self._schema, "additionalProperties"
+                    )
+                check = self._extra
+            try:
+                check(value)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                inner = (exc.name or "data")[len("data"):]
+                raise fastjsonschema.JsonSchemaValueException(
+                    "", None, f"data.{name}{inner}", exc.definition, exc.rule
+                ) from None
 
 
 def _rule_broken(field: str, rule: str, expected: t.Any) -> str:  # noqa: ANN401
@@ -160,6 +245,7 @@ class RJMetricsSink(BatchSink):
         self._max_points = target.points_per_request
         self._max_bytes = int(self.config["max_request_bytes"])
         self._open: Batch | None = None
+        self._open_bytes = 0  # this sink's share of the target's open_batch_bytes
         properties = self.schema.get("properties", {})
         self._schema_fields = frozenset(properties)
         self._unknown_field_warnings = not self.schema.get("additionalProperties", False)
@@ -442,6 +528,7 @@ class RJMetricsSink(BatchSink):
                     batch.duplicates += 1
                     batch.last_position = position
                     self._stats.duplicates += 1
+                    self._account()
                     return
                 self.seal()
                 batch = None
@@ -463,6 +550,21 @@ class RJMetricsSink(BatchSink):
         batch.points[key] = encoded
         batch.point_positions[key] = position
         batch.last_position = position
+        self._account()
+
+    @property
+    def open_first_seq(self) -> int | None:
+        """Input sequence number of the oldest record in the open batch, if there is one."""
+        return self._open.first_seq if self._open is not None else None
+
+    def _account(self) -> None:
+        """Keep the target's total of bytes held in open batches current; seal the oldest if over."""
+        current = self._open.body_bytes if self._open is not None else 0
+        target = self._target
+        target.open_batch_bytes += current - self._open_bytes
+        self._open_bytes = current
+        if target.open_batch_bytes > OPEN_BATCHES_MAX_BYTES:
+            target.seal_oldest_open_batch()
 
     def seal(self, *, hold_back: bool = False) -> None:
         """Hand the open batch, if any, to the dispatcher.
@@ -476,6 +578,9 @@ class RJMetricsSink(BatchSink):
             return
         if not self._target.dispatcher.submit(batch, hold_back=hold_back):
             self._open = None
+        current = self._open.body_bytes if self._open is not None else 0
+        self._target.open_batch_bytes += current - self._open_bytes
+        self._open_bytes = current
 
 
 # The SDK's parsers: the standard library's, made to read every ISO 8601 form on Python 3.10.

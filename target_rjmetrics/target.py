@@ -266,6 +266,7 @@ class TargetRJMetrics(Target):
         self._ledger: StateLedger | None = None
         self._stdout_lock = threading.Lock()
         self._output_failure: RJMetricsOutputError | None = None
+        self.open_batch_bytes = 0  # encoded bytes held in every sink's open batch (see RJMetricsSink)
 
     # -- settings ---------------------------------------------------------------------
 
@@ -626,6 +627,16 @@ class TargetRJMetrics(Target):
     def _ledger_emit(self) -> None:
         if self._ledger is not None:
             self._ledger.emit_ready()
+
+    def seal_oldest_open_batch(self) -> None:
+        """Send the open batch holding the oldest record (open batches hold too many bytes)."""
+        open_sinks = [
+            sink
+            for sink in [*self._sinks_to_clear, *self._sinks_active.values()]
+            if isinstance(sink, RJMetricsSink) and sink.open_first_seq is not None
+        ]
+        if open_sinks:
+            min(open_sinks, key=lambda sink: t.cast("int", sink.open_first_seq)).seal()
 
     def _seal_all(self) -> None:
         """Send every open batch (called with the input lock held)."""

@@ -14,11 +14,11 @@ retries. Batches without shared keys go out concurrently, up to the configured l
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 if t.TYPE_CHECKING:
@@ -100,7 +100,14 @@ class Dispatcher:
         self._send = send
         self._on_landed = on_landed
         self._max_queued = max(max_queued, max_concurrent)
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="rjmetrics-send")
+        # Daemon threads of our own rather than a ThreadPoolExecutor, whose threads the
+        # interpreter joins at exit: a request stuck on the network must never keep the
+        # process alive once the run has decided to stop.
+        self._ready: collections.deque[Batch] = collections.deque()
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=self._work, name=f"rjmetrics-send-{i}", daemon=True) for i in range(max_concurrent)
+        ]
         self._cond = threading.Condition()
         self._unlanded: set[Batch] = set()  # registered (open or sealed), not landed
         self._sealed_unlanded = 0
@@ -109,6 +116,8 @@ class Dispatcher:
         self._failure: BaseException | None = None
         self._accepting = True
         self.in_flight = 0
+        for worker in self._workers:
+            worker.start()
 
     @property
     def failure(self) -> BaseException | None:
@@ -223,11 +232,24 @@ class Dispatcher:
     def _start(self, batch: Batch) -> None:
         # Called with the lock held.
         self._running += 1
-        self._pool.submit(self._run, batch)
+        self._ready.append(batch)
+        self._cond.notify_all()
+
+    def _work(self) -> None:
+        """A sending thread: take ready batches until the dispatcher is closed."""
+        while True:
+            with self._cond:
+                while not self._ready and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch = self._ready.popleft()
+            self._run(batch)
 
     def _run(self, batch: Batch) -> None:
         with self._cond:
-            skip = self._failure is not None
+            # Nothing new goes out after a failure or a stop: only requests already sent finish.
+            skip = self._failure is not None or not self._accepting
             if not skip:
                 self.in_flight += 1
         error: BaseException | None = None
@@ -259,7 +281,10 @@ class Dispatcher:
                 batch.dependents = []
             self._cond.notify_all()
         if batch.landed and self._on_landed is not None:
-            self._on_landed(batch)
+            try:
+                self._on_landed(batch)
+            except BaseException as exc:  # noqa: BLE001 (e.g. STATE could not be written: the run's failure)
+                self.fail(exc)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every sealed batch has landed, or a failure has stopped sending.
@@ -272,7 +297,7 @@ class Dispatcher:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._running > 0 or (self._failure is None and self._sealed_unlanded > 0):
+            while self._running > 0 or (self._failure is None and self._accepting and self._sealed_unlanded > 0):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -280,14 +305,17 @@ class Dispatcher:
             return True
 
     def stop(self) -> None:
-        """Refuse new batches (already sealed ones still go out)."""
+        """Refuse new batches and start no sealed one that is not in flight yet."""
         with self._cond:
             self._accepting = False
             self._cond.notify_all()
 
     def close(self) -> None:
         """Stop the sending threads once they are idle."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._closed = True
+            self._ready.clear()
+            self._cond.notify_all()
 
 
 def _body_bytes(points: dict[Hashable, bytes]) -> int:

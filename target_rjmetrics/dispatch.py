@@ -10,6 +10,9 @@ NB: two batches of the same table that share a key are never in flight together.
 batch waits for every earlier batch with one of its keys to land first, so an older
 version of a data point can never overwrite a newer one, whatever the latencies and
 retries. Batches without shared keys go out concurrently, up to the configured limit.
+When a try of a batch was abandoned without an answer (and so may still be applied late),
+the next batch with one of its keys also waits until that late apply can no longer happen
+(``late_apply_seconds`` after the try was abandoned).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        send: Callable[[Batch], None],
+        send: Callable[[Batch], float | None],
         max_concurrent: int,
         max_queued: int,
         on_landed: Callable[[Batch], None] | None = None,
@@ -91,7 +94,9 @@ class Dispatcher:
         """Create a dispatcher.
 
         Args:
-            send: Sends one batch; raises to fail the run.
+            send: Sends one batch; raises to fail the run. Returns None, or the monotonic
+                time until which a try of it that was abandoned may still be applied by
+                the API (its keys then stay busy until that time).
             max_concurrent: Requests in flight at once.
             max_queued: Sealed batches not yet landed before ``submit`` blocks.
             on_landed: Called (outside the lock) with each batch that landed, from the
@@ -115,6 +120,7 @@ class Dispatcher:
         self._last_for_key: dict[tuple[str, Hashable], Batch] = {}
         self._failure: BaseException | None = None
         self._accepting = True
+        self._cooling: dict[Batch, float] = {}  # landed batches whose keys wait out late applies
         self.in_flight = 0
         for worker in self._workers:
             worker.start()
@@ -253,9 +259,10 @@ class Dispatcher:
             if not skip:
                 self.in_flight += 1
         error: BaseException | None = None
+        ghost_until: float | None = None
         if not skip:
             try:
-                self._send(batch)
+                ghost_until = self._send(batch)
             except BaseException as exc:  # noqa: BLE001 (recorded, re-raised on the main thread)
                 error = exc
         with self._cond:
@@ -269,22 +276,52 @@ class Dispatcher:
                 batch.landed = True
                 self._unlanded.discard(batch)
                 self._sealed_unlanded -= 1
-                for key in batch.points:
-                    slot = (batch.table, key)
-                    if self._last_for_key.get(slot) is batch:
-                        del self._last_for_key[slot]
-                if self._failure is None:
-                    for dependent in batch.dependents:
-                        dependent.waiting_on -= 1
-                        if dependent.waiting_on == 0:
-                            self._start(dependent)
-                batch.dependents = []
+                delay = None if ghost_until is None else ghost_until - time.monotonic()
+                if delay is not None and delay > 0:
+                    self._cool(batch, ghost_until, delay)
+                else:
+                    self._release_keys(batch)
             self._cond.notify_all()
         if batch.landed and self._on_landed is not None:
             try:
                 self._on_landed(batch)
             except BaseException as exc:  # noqa: BLE001 (e.g. STATE could not be written: the run's failure)
                 self.fail(exc)
+
+    def _release_keys(self, batch: Batch) -> None:
+        """Let later batches holding keys of ``batch`` go out (called with the lock held)."""
+        self._cooling.pop(batch, None)
+        for key in batch.points:
+            slot = (batch.table, key)
+            if self._last_for_key.get(slot) is batch:
+                del self._last_for_key[slot]
+        if self._failure is None:
+            for dependent in batch.dependents:
+                dependent.waiting_on -= 1
+                if dependent.waiting_on == 0:
+                    self._start(dependent)
+        batch.dependents = []
+
+    def _cool(self, batch: Batch, until: float, delay: float) -> None:
+        """Keep the keys of a landed batch busy until an abandoned try of it can no longer apply.
+
+        NB: a try whose answer never came (a timeout, a dropped connection, a 502/504) may
+        still be applied by the API later, after the retry landed. Its records count as
+        landed at once (the retry carried the same versions), but a newer version of any of
+        its keys is held back until ``until``, so that late apply cannot overwrite it.
+        Called with the lock held.
+        """
+        self._cooling[batch] = until
+
+        def release() -> None:
+            with self._cond:
+                if batch in self._cooling:
+                    self._release_keys(batch)
+                self._cond.notify_all()
+
+        timer = threading.Timer(delay, release)
+        timer.daemon = True
+        timer.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every sealed batch has landed, or a failure has stopped sending.

@@ -650,7 +650,7 @@ def send_batch(
     batch: Batch,
     on_request: Callable[[int], None],
     on_retry: Callable[[str, float], None],
-) -> None:
+) -> float | None:
     """Upsert a batch, splitting it in halves whenever the API answers 413.
 
     Args:
@@ -659,16 +659,23 @@ def send_batch(
         on_request: Called with the number of points of each accepted request.
         on_retry: Called before each retry with (reason, wait seconds).
 
+    Returns:
+        The monotonic time the last try of unknown fate was abandoned, or None when every
+        try that failed surely changed nothing.
+
     Raises:
         RJMetricsInputError: A single data point was refused as too large.
         RJMetricsAPIError: The API refused the batch; the message names its input range.
     """
     pending = [list(batch.points)]
+    abandoned: float | None = None
     while pending:
         keys = pending.pop()
         body = b"[" + b",".join([batch.points[key] for key in keys]) + b"]"
         try:
-            client.push(batch.table, body, on_retry=on_retry)
+            when = client.push(batch.table, body, on_retry=on_retry)
+            if when is not None:
+                abandoned = when if abandoned is None else max(abandoned, when)
         except RJMetricsRequestTooLargeError as exc:
             if len(keys) == 1:
                 position = batch.point_positions[keys[0]]
@@ -692,3 +699,4 @@ def send_batch(
             msg = f"Could not send {batch.positions()}: {exc}"
             raise RJMetricsRetriesExhausted(msg) from None
         on_request(len(keys))
+    return abandoned

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import datetime
 import errno
 import logging
 import os
@@ -48,6 +49,9 @@ if t.TYPE_CHECKING:
     from target_rjmetrics.dispatch import Batch
 
 DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
+#: Seconds an abandoned request may still be applied by the API (no source bounds it; see
+#: "Late application" in the API contract). Gateways give up on a request after about 60 s.
+DEFAULT_LATE_APPLY_SECONDS = 120
 #: Seconds between two progress lines on stderr.
 PROGRESS_SECONDS = 5.0
 
@@ -175,6 +179,17 @@ class TargetRJMetrics(Target):
             description=(
                 "How long to keep retrying a request that meets 429, 5xx, timeouts or dropped "
                 "connections before the run fails."
+            ),
+        ),
+        th.Property(
+            "late_apply_seconds",
+            th.NumberType(minimum=0),
+            default=DEFAULT_LATE_APPLY_SECONDS,
+            title="Late Apply Seconds",
+            description=(
+                "How long after the target gives up waiting for an answer (a timeout, a dropped "
+                "connection, a 502 or 504) the API may still apply that request; newer versions of "
+                "its rows wait that long, so the late request cannot overwrite them."
             ),
         ),
         th.Property(
@@ -439,6 +454,44 @@ class TargetRJMetrics(Target):
         self._ledger_emit()
         if dispatcher.failure is not None:
             raise dispatcher.failure
+        self._wait_out_late_applies(self._late_apply_deadline())
+
+    def _late_apply_deadline(self) -> float | None:
+        """Monotonic time until which a request this run abandoned may still be applied."""
+        late_apply = float(self.config.get("late_apply_seconds", DEFAULT_LATE_APPLY_SECONDS))
+        abandoned = getattr(self._client, "last_abandoned_at", None)
+        if abandoned is None or late_apply <= 0:
+            return None
+        return float(abandoned) + late_apply
+
+    def _wait_out_late_applies(self, until: float | None) -> None:
+        """Before a normal exit, wait until no abandoned request of this run can still apply.
+
+        Otherwise a run started right after this one could send a newer version of a row
+        that this run's abandoned request then overwrites.
+        """
+        remaining = 0.0 if until is None else until - time.monotonic()
+        if remaining <= 0:
+            return
+        self.logger.warning(
+            "A request whose answer never came may still be applied by the API for %.0f s "
+            "(`late_apply_seconds`); waiting that long before exiting so that no later run is overwritten by it.",
+            remaining,
+        )
+        time.sleep(remaining)
+
+    def _warn_about_late_applies(self) -> None:
+        """After a failure or a stop, say how long to wait before running again."""
+        until = self._late_apply_deadline()
+        remaining = 0.0 if until is None else until - time.monotonic()
+        if remaining > 0:
+            wall = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=remaining)
+            self.logger.warning(
+                "A request whose answer never came may still be applied by the API until %s UTC "
+                "(`late_apply_seconds`); wait until then before running again, or a newer version of its "
+                "rows may be overwritten.",
+                wall.strftime("%H:%M:%S"),
+            )
 
     def _settle_after_stop(self) -> None:
         """Let requests already sent finish, then write the last state whose records landed.
@@ -456,6 +509,7 @@ class TargetRJMetrics(Target):
             self._client.cancel_retries()
         self._dispatcher.wait(timeout=float(self.config.get("request_timeout", 60)) + 5)
         self._ledger_emit()
+        self._warn_about_late_applies()
 
     def _finish(self) -> None:
         self._stop_ticker.set()
@@ -647,7 +701,7 @@ class TargetRJMetrics(Target):
 
     # -- sending --------------------------------------------------------------------------
 
-    def _send(self, batch: Batch) -> None:
+    def _send(self, batch: Batch) -> float | None:
         assert self._client is not None  # noqa: S101
         stats = self.stats_for(batch.table)
 
@@ -660,7 +714,9 @@ class TargetRJMetrics(Target):
                 stats.retries += 1
                 self._retries += 1
 
-        send_batch(self._client, batch, on_request, on_retry)
+        abandoned = send_batch(self._client, batch, on_request, on_retry)
+        late_apply = float(self.config.get("late_apply_seconds", DEFAULT_LATE_APPLY_SECONDS))
+        return None if abandoned is None or late_apply <= 0 else abandoned + late_apply
 
     def _landed(self, batch: Batch) -> None:
         stats = self.stats_for(batch.table)

@@ -1,0 +1,71 @@
+"""The dispatcher keeps keys of a batch with an abandoned try busy until a late apply can no longer happen."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from target_rjmetrics.dispatch import Batch, Dispatcher
+
+
+def _batch(table: str, keys: list[int], seq: int) -> Batch:
+    batch = Batch(stream=table, table=table, first_seq=seq, first_position=seq + 1)
+    for key in keys:
+        batch.points[key] = b'{"id":%d}' % key
+        batch.point_positions[key] = seq + 1
+    batch.last_position = seq + 1
+    return batch
+
+
+def test_a_newer_version_of_a_key_waits_until_the_abandoned_try_can_no_longer_apply() -> None:
+    started: dict[str, float] = {}
+    lock = threading.Lock()
+    window = 0.6
+
+    def send(batch: Batch) -> float | None:
+        with lock:
+            started[batch.stream + str(sorted(batch.points))] = time.monotonic()
+        # The first batch had a try whose answer never came: it may apply until `window` from now.
+        return time.monotonic() + window if sorted(batch.points) == [1, 2] else None
+
+    dispatcher = Dispatcher(send=send, max_concurrent=4, max_queued=8)
+    try:
+        first, newer, other = _batch("t", [1, 2], 0), _batch("t", [2], 2), _batch("t", [3], 3)
+        for batch in (first, newer, other):
+            dispatcher.register(batch)
+        dispatcher.submit(first)
+        deadline = time.monotonic() + 5
+        while not first.landed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.landed
+        landed_at = time.monotonic()
+        dispatcher.submit(newer)  # key 2 again: must wait out the window
+        dispatcher.submit(other)  # key 3: free to go at once
+        assert dispatcher.wait(timeout=5)
+        # The records of the first batch count as landed at once (STATE may pass them) ...
+        assert dispatcher.lowest_unlanded_seq() == float("inf")
+        # ... but the newer version of key 2 went out only after the window had passed.
+        assert started["t[2]"] >= started["t[1, 2]"] + window - 0.05
+        assert started["t[3]"] < landed_at + window / 2
+    finally:
+        dispatcher.close()
+
+
+def test_without_an_abandoned_try_nothing_waits() -> None:
+    starts: list[float] = []
+
+    def send(batch: Batch) -> float | None:
+        starts.append(time.monotonic())
+        return None
+
+    dispatcher = Dispatcher(send=send, max_concurrent=1, max_queued=8)
+    try:
+        batches = [_batch("t", [1], i) for i in range(20)]
+        began = time.monotonic()
+        for batch in batches:
+            dispatcher.register(batch)
+            dispatcher.submit(batch)
+        assert dispatcher.wait(timeout=5)
+        assert len(starts) == 20 and time.monotonic() - began < 2
+    finally:
+        dispatcher.close()

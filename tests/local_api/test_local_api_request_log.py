@@ -105,3 +105,40 @@ def test_unparseable_requests_are_logged_with_what_is_known(api: Api) -> None:
     assert bad_json["status"] == 400 and bad_json["points"] is None and bad_json["table"] == "t"
     assert not_found["status"] == 404 and not_found["client_id"] is None
     assert not_found["path"] == "/v2/client/1/nope"
+
+
+def test_log_is_bounded_by_bytes_keeping_the_newest_entries(make_server: Any) -> None:
+    server = make_server(max_log_bytes=4000)
+    with requests.Session() as s:
+        api = Api(server, s)
+        for i in range(40):
+            assert api.push("t", {"keys": ["id"], "id": i, "pad": "x" * 50}).status_code == 201
+        log = server.request_log()
+        held = sum(len(json.dumps(e, separators=(",", ":"))) for e in log)
+        assert held <= 4000
+        assert 5 < len(log) < 40
+        assert [e["seq"] for e in log] == list(range(41 - len(log), 41))  # the newest, in order
+        # Over HTTP too.
+        assert [e["seq"] for e in api.local("requests").json()] == [e["seq"] for e in log]
+
+
+def test_log_entry_count_bound_still_holds(make_server: Any) -> None:
+    server = make_server(max_log_entries=3)
+    with requests.Session() as s:
+        for i in range(5):
+            Api(server, s).push("t", {"keys": ["id"], "id": i})
+    assert [e["seq"] for e in server.request_log()] == [3, 4, 5]
+
+
+def test_cli_log_bounds(cli_server: Any) -> None:
+    entries = cli_server("--in-memory", "--max-log-entries", "2")
+    by_bytes = cli_server("--in-memory", "--max-log-bytes", "1500")
+    for srv in (entries, by_bytes):
+        for i in range(12):
+            url = f"{srv.base_url}/client/1/table/t/data"
+            assert requests.post(url, params={"apikey": DEMO_API_KEY}, json={"keys": ["id"], "id": i},
+                                 timeout=10).status_code == 201
+    assert [e["seq"] for e in requests.get(f"{entries.root_url}/_local/requests", timeout=10).json()] == [11, 12]
+    kept = requests.get(f"{by_bytes.root_url}/_local/requests", timeout=10).json()
+    assert 1 < len(kept) < 12 and kept[-1]["seq"] == 12
+    assert sum(len(json.dumps(e, separators=(",", ":"))) for e in kept) <= 1500

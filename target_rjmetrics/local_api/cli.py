@@ -207,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-log-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
                        help=f"request-log entries kept in memory (default {DEFAULT_MAX_ENTRIES})")
     serve.add_argument("--max-log-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
-                       help="bytes of request-log entries (as JSON) kept in memory "
-                       f"(default {DEFAULT_MAX_BYTES}, 64 MiB)")
+                       help="memory the request log may take, estimated per entry (default "
+                       f"{DEFAULT_MAX_BYTES}, 64 MiB)")
     _add_fault_flags(serve)
 
     tables = sub.add_parser("tables", help="list tables with row counts")

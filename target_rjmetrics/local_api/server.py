@@ -30,7 +30,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-import select
 import re
 import socket
 import sys
@@ -491,20 +490,28 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         deadline = time.monotonic() + max_s
         conn = self.connection
-        while not app._stop_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                readable, _, _ = select.select([conn], [], [], min(GHOST_POLL_S, remaining))
-                if readable and not conn.recv(1, socket.MSG_PEEK):
-                    return True  # EOF: the client gave up
-            except OSError:
-                return True  # reset: the client gave up
-            if readable:
+        previous = conn.gettimeout()
+        try:
+            while not app._stop_event.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                conn.settimeout(min(GHOST_POLL_S, remaining))
+                try:
+                    if not conn.recv(1, socket.MSG_PEEK):
+                        return True  # EOF: the client gave up
+                except TimeoutError:
+                    continue  # still connected, nothing sent
+                except OSError:
+                    return True  # reset: the client gave up
                 # Bytes of a next request: the client is still there; don't spin on them.
                 app._stop_event.wait(GHOST_POLL_S)
-        return True
+            return True
+        finally:
+            try:
+                conn.settimeout(previous)
+            except OSError:
+                pass
 
     def _close_without_answer(self, fault: str) -> None:
         self.close_connection = True

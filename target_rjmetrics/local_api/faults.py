@@ -426,7 +426,7 @@ class FaultInjector:
             hostile_draws=hostile,
         )
 
-    def select(self, decision: Decision, table: str | None) -> frozenset[str]:
+    def select(self, decision: Decision, table: str | None) -> tuple[frozenset[str], Faults]:
         """Count one request reaching the hostile stage and return the faults that hit it.
 
         Args:
@@ -434,7 +434,8 @@ class FaultInjector:
             table: The upsert's table; ``None`` for an authenticate request.
 
         Returns:
-            Names from ``HOSTILE_FAULTS``; which apply depends on the request kind.
+            Names from ``HOSTILE_FAULTS`` (which apply depends on the request kind), and the
+            settings they were chosen under (apply those, not settings changed since).
         """
         names = _TABLE_FAULTS if table is not None else ("authenticate_status",)
         hits: set[str] = set()
@@ -456,7 +457,7 @@ class FaultInjector:
                 if decision.hostile_draws[HOSTILE_FAULTS.index(name)] < getattr(f, f"{name}_rate"):
                     counts[1] += 1
                     hits.add(name)
-        return frozenset(hits)
+        return frozenset(hits), f
 
     def fail_after_reached(self) -> bool:
         """Return True once ``fail_after`` upserts have been accepted."""

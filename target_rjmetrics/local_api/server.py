@@ -288,7 +288,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _begin_entry(self, path: str, route: _Route | None) -> None:
         app = self.server.app
         self._entry, self._decision = app._arrive(self.command or "", path, route is not None)
-        self._route = route
         if route is not None:
             self._entry["client_id"] = _client_id(route.cid_raw)
             if route.table_raw is not None:
@@ -332,12 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
         if client_id is None:
             return
         if route.kind == "authenticate":
-            hits = app._injector.select(decision, None)
-            faults = app.faults
+            hits, faults = app._injector.select(decision, None)
             if faults.trickle_authenticate and faults.trickle_interval is not None:
                 self._trickle_s = faults.trickle_interval
             if "authenticate_status" in hits:
-                self._answer_substitute(app.faults.authenticate_status, query, "authenticate_status")
+                self._answer_substitute(faults, faults.authenticate_status, query, "authenticate_status")
                 return
             self._respond(200, {"code": 200, "message": "authenticated"}, fault=self._trickle_fault())
             return
@@ -358,12 +356,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer_fail_after(decision.faults)
             return
         # The hostile stage: only requests that would otherwise land get here.
-        hits = app._injector.select(decision, table)
-        faults = app.faults
+        hits, faults = app._injector.select(decision, table)
         if "trickle" in hits and faults.trickle_interval is not None:
             self._trickle_s = faults.trickle_interval
         if "upsert_status" in hits and "ghost" not in hits:
-            self._answer_substitute(faults.upsert_status, query, "upsert_status")
+            self._answer_substitute(faults, faults.upsert_status, query, "upsert_status")
             return
         if not app._injector.try_accept():
             self._answer_fail_after(decision.faults)
@@ -447,14 +444,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _trickle_fault(self) -> str | None:
         return "trickle" if self._trickle_s is not None else None
 
-    def _answer_substitute(self, status: int | None, query: str, fault: str) -> None:
+    def _answer_substitute(self, faults: Faults, status: int | None, query: str, fault: str) -> None:
         """Answer ``status`` instead of a success, as a proxy or captive portal would."""
-        assert status is not None
+        assert status is not None  # select() hits a fault only while it is on
         headers: dict[str, str] = {}
         if status in REDIRECT_STATUSES:
             # The query (with apikey) goes along: a client that follows it leaks the key.
             target = self._entry_path() + (f"?{query}" if query else "")
-            base = self.server.app.faults.redirect_url
+            base = faults.redirect_url
             headers["Location"] = base.rstrip("/") + target if base is not None else target
         if self._trickle_s is not None:
             fault = f"{fault}+trickle"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -13,6 +14,8 @@ from typing import Any
 
 from target_rjmetrics.local_api.export import render
 from target_rjmetrics.local_api.faults import Faults
+from target_rjmetrics.local_api.points import is_valid_table_name
+from target_rjmetrics.local_api.requestlog import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from target_rjmetrics.local_api.server import (
     DEMO_API_KEY,
     DEMO_CLIENT_ID,
@@ -54,8 +57,23 @@ def parse_credentials(text: str) -> dict[int, str]:
     return credentials
 
 
+_OFF = ("", "none", "null", "off")
+
+
 def _positive_or_none(text: str) -> int | None:
-    return None if text.lower() in ("", "none", "off") else int(text)
+    return None if text.lower() in _OFF else int(text)
+
+
+def _float_or_none(text: str) -> float | None:
+    return None if text.lower() in _OFF else float(text)
+
+
+def _str_or_none(text: str) -> str | None:
+    return None if text.lower() in _OFF else text
+
+
+def _ghost_answer(text: str) -> str | int:
+    return int(text) if text.strip().isdigit() else text.strip().lower()
 
 
 def _statuses(text: str) -> tuple[int, ...]:
@@ -89,23 +107,62 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fail-after", type=_positive_or_none, default=d.fail_after,
                    help="after N accepted upserts answer every request with --fail-status")
     g.add_argument("--fail-status", type=int, default=d.fail_status, help="default 503")
+    _add_hostile_flags(parser)
+
+
+def _add_selection_flags(g: argparse._ArgumentGroup, name: str, what: str) -> None:
+    d = Faults()
+    flag = name.replace("_", "-")
+    g.add_argument(f"--{flag}-rate", type=float, metavar="P", default=getattr(d, f"{name}_rate"),
+                   help=f"probability that a counted {what} is hit (seeded; default 1)")
+    g.add_argument(f"--{flag}-skip", type=int, metavar="N", default=getattr(d, f"{name}_skip"),
+                   help=f"let the first N counted {what}s through (default 0)")
+    g.add_argument(f"--{flag}-count", type=_positive_or_none, metavar="N", default=getattr(d, f"{name}_count"),
+                   help=f"hit at most N {what}s (default: no limit)")
+    if what == "upsert":
+        g.add_argument(f"--{flag}-table", type=_str_or_none, default=None, metavar="TABLE",
+                       help="count only upserts of this table (default: every table)")
+
+
+def _add_hostile_flags(parser: argparse.ArgumentParser) -> None:
+    d = Faults()
+    g = parser.add_argument_group(
+        "hostile-network faults (each is off until its first flag is given; they hit only "
+        "requests that would otherwise succeed; see docs/local-api.md)"
+    )
+    g.add_argument("--upsert-status", type=_positive_or_none, default=None, metavar="STATUS",
+                   help="answer upserts with this status instead of 201 and store nothing: "
+                   "200, 202, 203, 204, 301, 302, 303, 307 or 308")
+    _add_selection_flags(g, "upsert_status", "upsert")
+    g.add_argument("--authenticate-status", type=_positive_or_none, default=None,
+                   metavar="STATUS",
+                   help="answer valid authenticate requests with this status instead of 200: "
+                   "201, 202, 203, 204, 301, 302, 303, 307 or 308")
+    _add_selection_flags(g, "authenticate_status", "authenticate request")
+    g.add_argument("--redirect-url", type=_str_or_none, default=None, metavar="URL",
+                   help="base URL of redirect Locations (the path and query, apikey included, "
+                   "are appended; default: this server, relative Location)")
+    g.add_argument("--trickle-interval", type=_float_or_none, default=None, metavar="S",
+                   help="send selected answers one byte every S seconds (at most 60)")
+    _add_selection_flags(g, "trickle", "upsert")
+    g.add_argument("--trickle-authenticate", action="store_true",
+                   help="also trickle every answer to a valid authenticate request")
+    g.add_argument("--ghost-delay", type=_float_or_none, default=None, metavar="S",
+                   help="store selected upserts S seconds after they arrived (in the "
+                   "background, overwriting newer versions) instead of now")
+    g.add_argument("--ghost-answer", type=_ghost_answer, default=d.ghost_answer,
+                   metavar="hold|drop|5xx",
+                   help="what a ghost's client sees: hold (no answer until it gives up; "
+                   "default), drop (connection closed) or a 5xx status such as 504")
+    g.add_argument("--ghost-hold-max", type=float, default=d.ghost_hold_max, metavar="S",
+                   help="longest a held ghost waits for its client to give up, then 504 "
+                   f"(default {d.ghost_hold_max:g} s)")
+    _add_selection_flags(g, "ghost", "upsert")
 
 
 def _faults_from(args: argparse.Namespace) -> Faults:
-    return Faults(
-        seed=args.seed,
-        error_rate=args.error_rate,
-        error_statuses=args.error_statuses,
-        rate_limit_rate=args.rate_limit_rate,
-        retry_after=args.retry_after,
-        latency_ms=args.latency_ms,
-        jitter_ms=args.jitter_ms,
-        drop_rate=args.drop_rate,
-        max_in_flight=args.max_in_flight,
-        max_body_bytes=args.max_body_bytes,
-        fail_after=args.fail_after,
-        fail_status=args.fail_status,
-    )
+    # Every Faults field has a flag of the same name (a test keeps them in step).
+    return Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server until interrupted")
-    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface (default 127.0.0.1); requests must name a loopback host "
+                       "or this one in their Host header")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also accept this name in the Host header (repeatable)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     store = serve.add_mutually_exclusive_group()
@@ -143,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="record each point's key values in the request log")
     serve.add_argument("--access-log", action="store_true",
                        help="print one line per API request to stderr (never the API key)")
+    serve.add_argument("--max-log-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                       help=f"request-log entries kept in memory (default {DEFAULT_MAX_ENTRIES})")
+    serve.add_argument("--max-log-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
+                       help="memory the request log may take, estimated per entry (default "
+                       f"{DEFAULT_MAX_BYTES}, 64 MiB)")
     _add_fault_flags(serve)
 
     tables = sub.add_parser("tables", help="list tables with row counts")
@@ -173,28 +239,37 @@ def _write_ready_file(path: Path, ports: list[int]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # An explicitly empty --credentials is a mistake (an unset shell variable), not "demo";
+    # an empty environment variable counts as unset, as is usual.
     raw = args.credentials if args.credentials is not None else os.environ.get(CREDENTIALS_ENV)
     try:
-        credentials = parse_credentials(raw) if raw else {DEMO_CLIENT_ID: DEMO_API_KEY}
+        credentials = (
+            parse_credentials(raw)
+            if args.credentials is not None or raw
+            else {DEMO_CLIENT_ID: DEMO_API_KEY}
+        )
         faults = _faults_from(args)
+        common: dict[str, Any] = {
+            "credentials": credentials,
+            "host": args.host,
+            "log_point_keys": args.log_point_keys,
+            "synchronous": args.synchronous,
+            "access_log": sys.stderr if args.access_log else None,
+            "max_log_entries": args.max_log_entries,
+            "max_log_bytes": args.max_log_bytes,
+            "allowed_hosts": args.allow_host,
+        }
+        data_dir = None if args.in_memory or args.sandbox else Path(args.data_dir)
+        servers = [
+            LocalImportAPI(data_dir, sandbox=args.sandbox, faults=faults, port=args.port, **common)
+        ]
+        if args.sandbox_port is not None:
+            servers.append(
+                LocalImportAPI(None, sandbox=True, faults=faults, port=args.sandbox_port, **common)
+            )
     except ValueError as exc:
         print(f"rjmetrics-local-api: error: {exc}", file=sys.stderr)
         return 2
-    data_dir = None if args.in_memory or args.sandbox else Path(args.data_dir)
-    common: dict[str, Any] = {
-        "credentials": credentials,
-        "host": args.host,
-        "log_point_keys": args.log_point_keys,
-        "synchronous": args.synchronous,
-        "access_log": sys.stderr if args.access_log else None,
-    }
-    servers = [
-        LocalImportAPI(data_dir, sandbox=args.sandbox, faults=faults, port=args.port, **common)
-    ]
-    if args.sandbox_port is not None:
-        servers.append(
-            LocalImportAPI(None, sandbox=True, faults=faults, port=args.sandbox_port, **common)
-        )
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -245,7 +320,7 @@ def _tables(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     if not listing:
-        print("No tables.")
+        print("No tables." if args.client_id is None else f"No tables of client {args.client_id}.")
         return 0
     width = max(len(t) for _, t, _ in listing)
     print(f"{'client_id':>9}  {'table':<{width}}  rows")
@@ -254,14 +329,43 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Table names listed in "no such table" before "and N more".
+_TABLES_SHOWN = 10
+
+
+def _no_such_table(table: str, client_id: int, listing: list[tuple[int, str, int]], db: Path) -> str:
+    mine = [t for c, t, _ in listing if c == client_id]
+    if mine:
+        shown = ", ".join(mine[:_TABLES_SHOWN])
+        more = f" and {len(mine) - _TABLES_SHOWN} more" if len(mine) > _TABLES_SHOWN else ""
+        known = f"its tables: {shown}{more} (list them with `rjmetrics-local-api tables`)"
+    else:
+        others = sorted({c for c, _, _ in listing})
+        known = (
+            f"it has no tables; tables exist for client id(s) "
+            f"{', '.join(str(c) for c in others[:_TABLES_SHOWN])} (use --client-id)"
+            if others
+            else "the database has no tables yet"
+        )
+    if not is_valid_table_name(table):
+        known += "; table names are letters, digits and underscores"
+    return f"no table {table[:100]!r} of client {client_id} in {db}: {known}"
+
+
 def _dump(args: argparse.Namespace) -> int:
     storage = _open_existing(args.data_dir)
     if storage is None:
         return 1
     try:
         rows = storage.rows(args.client_id, args.table, with_keys=args.with_keys)
+        # A table exists only once a point landed, so no rows means no such table.
+        listing = storage.tables() if not rows else []
     finally:
         storage.close()
+    if not rows:
+        reason = _no_such_table(args.table, args.client_id, listing, database_path(args.data_dir))
+        print(f"rjmetrics-local-api: error: {reason}", file=sys.stderr)
+        return 1
     text, _ = render(rows, args.format)
     sys.stdout.write(text if args.format != "json" else text + "\n")
     return 0

@@ -15,14 +15,20 @@ Inspection endpoints under ``/_local`` (not part of the real API, no key, never 
     GET    /_local/faults
     PUT    /_local/faults                        JSON object of changes
 
-Order of checks on an upsert: route (404), method (405), ``Content-Length`` (411 when
-missing or chunked, 400 when malformed), size (413, refused before the body is read),
-faults, API key (401), table name (400), body (400), then one committed transaction and 201.
+Every request, ``/_local`` included, must name a loopback host in its ``Host`` header (or
+the bind address, or a name given in ``allowed_hosts``), else it gets 403: this keeps a web
+page from reaching the server through DNS rebinding.
+
+Order of checks on an upsert: ``Host`` (403), route (404), method (405), ``Content-Length``
+(411 when missing or chunked, 400 when malformed), size (413, refused before the body is
+read), faults, API key (401), table name (400), body (400), hostile faults, then one
+committed transaction and 201.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import re
 import socket
@@ -30,23 +36,26 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from target_rjmetrics.local_api.export import FORMATS, render
 from target_rjmetrics.local_api.faults import (
     CONTRACT_MAX_BODY_BYTES,
+    REDIRECT_STATUSES,
     Decision,
     FaultInjector,
     Faults,
+    fault_of_field,
 )
 from target_rjmetrics.local_api.points import (
+    DataPoint,
     InvalidUpsert,
     is_valid_table_name,
     key_values_of,
@@ -54,7 +63,7 @@ from target_rjmetrics.local_api.points import (
     point_count,
     validate_points,
 )
-from target_rjmetrics.local_api.requestlog import DEFAULT_MAX_ENTRIES, RequestLog
+from target_rjmetrics.local_api.requestlog import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, RequestLog
 from target_rjmetrics.local_api.storage import Storage, database_path
 
 DEMO_CLIENT_ID = 1
@@ -68,6 +77,13 @@ LOCAL_MAX_BODY_BYTES = 1024 * 1024
 #: After refusing a body without reading it, discard at most this much before closing.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 2.0
+#: How often a held ghost looks whether its client has given up.
+GHOST_POLL_S = 0.05
+#: Longest ``stop()`` waits for connection and ghost threads.
+STOP_JOIN_S = 5.0
+#: Host names always accepted in the ``Host`` header (besides every loopback IP literal).
+LOOPBACK_NAMES = ("localhost",)
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 _CLIENT_ID_PATTERN = re.compile(r"[1-9][0-9]*")
 _CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]{1,18}")
@@ -109,6 +125,25 @@ def _client_id(raw: str | None) -> int | None:
 
 def _error(status: int, reasons: list[str]) -> dict[str, Any]:
     return {"code": status, "message": HTTPStatus(status).phrase, "reasons": reasons}
+
+
+def _host_name(header: str) -> str:
+    """Return the host of a ``Host`` header value, lower-cased, without port or brackets."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    name, sep, port = value.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:
+        return name
+    return value
+
+
+def _ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
 
 
 def _phrase(status: int) -> str:
@@ -174,6 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_consumed = False
         self._expect_continue = False
         self._responded = False
+        self._trickle_s: float | None = None
         try:
             self.raw_requestline = self.rfile.readline(65537)
             if len(self.raw_requestline) > 65536:
@@ -213,7 +249,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         raw_path, _, query = self.path.partition("?")
-        if raw_path == "/_local" or raw_path.startswith("/_local/"):
+        is_local = raw_path == "/_local" or raw_path.startswith("/_local/")
+        refusal = self.server.app._host_refusal(
+            self.headers.get_all("Host") or [], self.headers.get_all("Origin") or []
+        )
+        if refusal is not None:
+            if is_local:
+                self._respond(403, _error(403, [refusal]))
+                return
+            # Logged like any API request, but drawing nothing from the fault generators.
+            self._begin_entry(path=raw_path, route=None)
+            try:
+                self._respond(403, _error(403, [refusal]))
+            finally:
+                self.server.app._depart()
+            return
+        if is_local:
             self._guarded(lambda: self._handle_local(raw_path, query))
             return
         route = _match_route(raw_path)
@@ -280,7 +331,13 @@ class _Handler(BaseHTTPRequestHandler):
         if client_id is None:
             return
         if route.kind == "authenticate":
-            self._respond(200, {"code": 200, "message": "authenticated"})
+            hits, faults = app._injector.select(decision, None)
+            if faults.trickle_authenticate and faults.trickle_interval is not None:
+                self._trickle_s = faults.trickle_interval
+            if "authenticate_status" in hits:
+                self._answer_substitute(faults, faults.authenticate_status, query, "authenticate_status")
+                return
+            self._respond(200, {"code": 200, "message": "authenticated"}, fault=self._trickle_fault())
             return
         assert route.table_raw is not None
         table = unquote(route.table_raw, errors="replace")
@@ -295,8 +352,21 @@ class _Handler(BaseHTTPRequestHandler):
         except InvalidUpsert as exc:
             self._respond(400, _error(400, exc.reasons))
             return
+        if app._injector.fail_after_reached():
+            self._answer_fail_after(decision.faults)
+            return
+        # The hostile stage: only requests that would otherwise land get here.
+        hits, faults = app._injector.select(decision, table)
+        if "trickle" in hits and faults.trickle_interval is not None:
+            self._trickle_s = faults.trickle_interval
+        if "upsert_status" in hits and "ghost" not in hits:
+            self._answer_substitute(faults, faults.upsert_status, query, "upsert_status")
+            return
         if not app._injector.try_accept():
             self._answer_fail_after(decision.faults)
+            return
+        if "ghost" in hits and faults.ghost_delay is not None:
+            self._ghost(faults, client_id, table, points)
             return
         if app._storage is not None:
             try:
@@ -304,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             except BaseException:
                 app._injector.unaccept()
                 raise
-        self._respond(201, {"code": 201, "message": "created"})
+        self._respond(201, {"code": 201, "message": "created"}, fault=self._trickle_fault())
 
     def _entry_path(self) -> str:
         return self._entry["path"] if self._entry is not None else ""
@@ -356,12 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._entry["delay_ms"] = round(decision.delay_s * 1000.0, 3)
             time.sleep(decision.delay_s)
         if decision.drop:
-            self.close_connection = True
-            self._finish_entry(0, "drop")
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._close_without_answer("drop")
             return True
         if app._injector.fail_after_reached():
             self._answer_fail_after(faults)
@@ -375,6 +440,83 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(status, _error(status, ["injected fault: error_rate"]), fault="error_rate")
             return True
         return False
+
+    def _trickle_fault(self) -> str | None:
+        return "trickle" if self._trickle_s is not None else None
+
+    def _answer_substitute(self, faults: Faults, status: int | None, query: str, fault: str) -> None:
+        """Answer ``status`` instead of a success, as a proxy or captive portal would."""
+        assert status is not None  # select() hits a fault only while it is on
+        headers: dict[str, str] = {}
+        if status in REDIRECT_STATUSES:
+            # The query (with apikey) goes along: a client that follows it leaks the key.
+            target = self._entry_path() + (f"?{query}" if query else "")
+            base = faults.redirect_url
+            headers["Location"] = base.rstrip("/") + target if base is not None else target
+        if self._trickle_s is not None:
+            fault = f"{fault}+trickle"
+        message = f"injected fault: {fault.split('+')[0]} (nothing was stored)"
+        payload = {"code": status, "message": _phrase(status), "reasons": [message]}
+        self._respond(status, payload, headers=headers, fault=fault)
+
+    def _ghost(self, faults: Faults, client_id: int, table: str, points: list[DataPoint]) -> None:
+        """Answer a ghost as ``ghost_answer`` says; its points are stored later."""
+        app = self.server.app
+        entry = self._entry
+        assert entry is not None and faults.ghost_delay is not None
+        entry["ghost_due"] = entry["arrived"] + faults.ghost_delay
+        entry["ghost_applied"] = None
+        app._schedule_ghost(entry, client_id, table, points, faults.ghost_delay)
+        answer = faults.ghost_answer
+        if answer == "drop":
+            self._close_without_answer("ghost")
+            return
+        if answer == "hold":
+            if self._hold_until_client_leaves(faults.ghost_hold_max):
+                self.close_connection = True
+                self._finish_entry(0, "ghost")
+                return
+            answer = 504
+        assert isinstance(answer, int)
+        reason = "injected fault: ghost (the points will be stored late)"
+        fault = "ghost+trickle" if self._trickle_s is not None else "ghost"
+        self._respond(answer, _error(answer, [reason]), fault=fault)
+
+    def _hold_until_client_leaves(self, max_s: float) -> bool:
+        """Wait until the client closes the connection; False if it is still there after ``max_s``."""
+        app = self.server.app
+        deadline = time.monotonic() + max_s
+        conn = self.connection
+        previous = conn.gettimeout()
+        try:
+            while not app._stop_event.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                conn.settimeout(min(GHOST_POLL_S, remaining))
+                try:
+                    if not conn.recv(1, socket.MSG_PEEK):
+                        return True  # EOF: the client gave up
+                except TimeoutError:
+                    continue  # still connected, nothing sent
+                except OSError:
+                    return True  # reset: the client gave up
+                # Bytes of a next request: the client is still there; don't spin on them.
+                app._stop_event.wait(GHOST_POLL_S)
+            return True
+        finally:
+            try:
+                conn.settimeout(previous)
+            except OSError:
+                pass
+
+    def _close_without_answer(self, fault: str) -> None:
+        self.close_connection = True
+        self._finish_entry(0, fault)
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _answer_fail_after(self, faults: Faults) -> None:
         status = faults.fail_status
@@ -538,18 +680,37 @@ class _Handler(BaseHTTPRequestHandler):
             f"HTTP/1.1 {status} {_phrase(status)}",
             f"Server: {self.server_version}",
             f"Date: {self.date_time_string()}",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(body)}",
         ]
+        if status == 204:
+            body = b""  # a 204 has neither body nor Content-Length (RFC 9110, 8.6)
+        else:
+            lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
         if self.close_connection:
             lines.append("Connection: close")
         for name, value in (headers or {}).items():
             lines.append(f"{name}: {value}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        answer = head if self.command == "HEAD" else head + body
+        if self._trickle_s is not None:
+            self._trickle(answer, self._trickle_s)
+            return
         # One write: headers and body in a single segment (no Nagle/delayed-ACK stall).
-        self.wfile.write(head if self.command == "HEAD" else head + body)
+        self.wfile.write(answer)
         if unread:
             self._drain()
+
+    def _trickle(self, answer: bytes, interval: float) -> None:
+        """Send ``answer`` one byte every ``interval`` seconds.
+
+        Ends when the last byte is sent, when a write fails (the client went away) or at
+        ``stop()``; so the thread is busy at most ``len(answer) * interval`` seconds.
+        """
+        stop = self.server.app._stop_event
+        for i in range(len(answer)):
+            if i and stop.wait(interval):
+                self.close_connection = True
+                return
+            self.wfile.write(answer[i : i + 1])
 
     def _drain(self) -> None:
         """Discard an unread body for a bounded time so the client can read our answer.
@@ -599,6 +760,10 @@ class LocalImportAPI:
         synchronous: SQLite ``synchronous`` mode, ``"FULL"`` or ``"NORMAL"``.
         max_log_entries: Request-log entries kept in memory.
         access_log: Stream receiving one line per API request (never the query string).
+        max_log_bytes: Bytes of request-log entries (as compact JSON) kept in memory.
+        allowed_hosts: Host names accepted in the ``Host`` header besides the loopback
+            names, loopback IP literals and ``host`` itself (every IP literal too when
+            ``host`` is a wildcard such as ``0.0.0.0``).
     """
 
     def __init__(
@@ -614,6 +779,8 @@ class LocalImportAPI:
         synchronous: str = "FULL",
         max_log_entries: int = DEFAULT_MAX_ENTRIES,
         access_log: TextIO | None = None,
+        max_log_bytes: int = DEFAULT_MAX_BYTES,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         """Configure the server; nothing is opened until ``start()``."""
         creds = dict(credentials) if credentials is not None else {DEMO_CLIENT_ID: DEMO_API_KEY}
@@ -636,7 +803,11 @@ class LocalImportAPI:
         self.access_log = access_log
         self._credentials = creds
         self._injector = FaultInjector(faults if faults is not None else Faults())
-        self._log = RequestLog(max_log_entries)
+        self._log = RequestLog(max_log_entries, max_log_bytes)
+        self.allowed_hosts = tuple(h.strip().lower().strip("[]") for h in allowed_hosts)
+        self._stop_event = threading.Event()
+        self._ghost_lock = threading.Lock()
+        self._ghost_threads: list[threading.Thread] = []
         self._arrival_lock = threading.Lock()
         self._seq = 0
         self._in_flight = 0
@@ -685,6 +856,8 @@ class LocalImportAPI:
         if httpd is None:
             return
         self._stopped = True
+        # Wakes trickles, held ghosts and pending ghosts (which are dropped, not applied).
+        self._stop_event.set()
         httpd.shutdown()
         httpd.server_close()
         with self._conn_lock:
@@ -694,14 +867,20 @@ class LocalImportAPI:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + STOP_JOIN_S
         for thread in connections.values():
             thread.join(max(0.0, deadline - time.monotonic()))
         if self._serve_thread is not None:
             self._serve_thread.join(max(0.0, deadline - time.monotonic()))
-        if self._storage is not None and self._storage.path is not None:
-            self._storage.close()
-            self._storage = None
+        with self._ghost_lock:
+            ghosts = list(self._ghost_threads)
+        for thread in ghosts:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        # Under the ghost lock: a ghost committing right now finishes before the close.
+        with self._ghost_lock:
+            if self._storage is not None and self._storage.path is not None:
+                self._storage.close()
+                self._storage = None
 
     def __enter__(self) -> LocalImportAPI:
         """Start the server."""
@@ -789,8 +968,10 @@ class LocalImportAPI:
     def set_faults(self, **changes: Any) -> Faults:
         """Change fault settings while running (thread-safe).
 
-        Changing ``seed`` restarts the random generator; changing ``fail_after`` restarts
-        its count of accepted upserts.
+        Changing ``seed`` restarts the random generators; changing ``fail_after`` restarts
+        its count of accepted upserts; giving any field of a hostile fault (``ghost_*``,
+        ``trickle_*``, ``upsert_status*``, ``authenticate_status*``) restarts the count its
+        ``_skip`` and ``_count`` use. Pending ghosts keep their delay.
 
         Args:
             **changes: ``Faults`` field names and new values.
@@ -799,8 +980,12 @@ class LocalImportAPI:
             The settings now in force.
         """
         faults = self._injector.current().replace(**changes)
+        restarted = {fault_of_field(name) for name in changes} - {None}
         self._injector.set(
-            faults, reseed="seed" in changes, reset_fail_after="fail_after" in changes
+            faults,
+            reseed="seed" in changes,
+            reset_fail_after="fail_after" in changes,
+            reset_selection=frozenset(n for n in restarted if n is not None),
         )
         return faults
 
@@ -844,6 +1029,79 @@ class LocalImportAPI:
             fault = "" if entry["fault"] is None else f" fault={entry['fault']}"
             line = f"{entry['method']} {entry['path']} {entry['status']}{points}{fault}"
             print(line, file=self.access_log, flush=True)
+
+    def _accepts_host(self, name: str) -> bool:
+        ip = _ip_literal(name)
+        bind = self.host.strip().lower().strip("[]")
+        return (
+            name in LOOPBACK_NAMES
+            or (ip is not None and ip.is_loopback)
+            or name == bind
+            or name in self.allowed_hosts
+            or (ip is not None and bind in _WILDCARD_HOSTS)
+        )
+
+    def _host_refusal(self, hosts: list[str], origins: list[str]) -> str | None:
+        """Return why a request's ``Host`` or ``Origin`` is refused, or None when accepted.
+
+        A browser always sends the name it resolved; DNS rebinding gives it an attacker's
+        name that resolves to 127.0.0.1. Loopback names and IP literals cannot be rebound.
+        A page of another site can still send a "simple" POST to 127.0.0.1 itself, but then
+        the browser sends that site's ``Origin`` (API clients send none).
+        """
+        also = "" if self.host in ("127.0.0.1", "localhost", "::1") else f", {self.host}"
+        accepted = f"127.0.0.1, localhost or [::1]{also}"
+        if len(hosts) > 1:
+            return "more than one Host header"
+        # No Host: HTTP/1.0 tools; no browser omits it.
+        if hosts and not self._accepts_host(_host_name(hosts[0])):
+            return (
+                f"Host {hosts[0].strip()[:100]!r} is not accepted: this local server answers "
+                f"only requests addressed to {accepted} (this blocks DNS rebinding); "
+                "to accept another name, start it with --allow-host NAME"
+            )
+        for origin in origins:
+            try:
+                origin_host = urlsplit(origin.strip()).hostname
+            except ValueError:
+                origin_host = None
+            if origin_host is None or not self._accepts_host(origin_host.lower()):
+                return (
+                    f"Origin {origin.strip()[:100]!r} is not accepted: a web page of another "
+                    f"site may not use this local server (only pages of {accepted}); "
+                    "to accept another name, start it with --allow-host NAME"
+                )
+        return None
+
+    def _schedule_ghost(
+        self,
+        entry: dict[str, Any],
+        client_id: int,
+        table: str,
+        points: list[DataPoint],
+        delay_s: float,
+    ) -> None:
+        """Store ``points`` ``delay_s`` seconds after the request arrived, in the background."""
+        due = time.monotonic() + max(0.0, entry["arrived"] + delay_s - time.time())
+
+        def apply() -> None:
+            if self._stop_event.wait(max(0.0, due - time.monotonic())):
+                return  # stopped first: a pending ghost is dropped
+            with self._ghost_lock:
+                if self._stop_event.is_set():
+                    return
+                if self._storage is not None:
+                    self._storage.upsert(client_id, table, points)
+                self._log.set_field(entry, "ghost_applied", time.time())
+                if self.access_log is not None:
+                    line = f"GHOST {entry['path']} applied {len(points)} points (seq {entry['seq']})"
+                    print(line, file=self.access_log, flush=True)
+
+        thread = threading.Thread(target=apply, name=f"ghost-{entry['seq']}", daemon=True)
+        with self._ghost_lock:
+            self._ghost_threads = [t for t in self._ghost_threads if t.is_alive()]
+            self._ghost_threads.append(thread)
+        thread.start()
 
     def _register_connection(self, conn: socket.socket) -> None:
         with self._conn_lock:

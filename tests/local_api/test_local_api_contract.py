@@ -211,7 +211,7 @@ def test_huge_declared_length_is_refused_without_reading_the_body(server: LocalI
     # The client announces 10 GiB and waits for "100 Continue": it must get 413 at once.
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(
-            b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nContent-Length: 10737418240\r\n"
             b"Expect: 100-continue\r\n\r\n"
         )
@@ -223,7 +223,7 @@ def test_huge_declared_length_is_refused_without_reading_the_body(server: LocalI
 
 def test_post_without_content_length_is_411(server: LocalImportAPI) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: x\r\n"
+        sock.sendall(b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"Connection: close\r\n\r\n")
         answer = _read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 411 ")
@@ -328,13 +328,13 @@ def _read_until_closed(sock: socket.socket) -> bytes:
 def test_keep_alive_serves_several_requests_on_one_connection(server: LocalImportAPI) -> None:
     body = json.dumps(USER).encode()
     request = (
-        b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: x\r\n"
+        b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
         + body
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(request + request.replace(b"/t/", b"/u/"))
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         answer = _read_until_closed(sock)
     assert answer.count(b"HTTP/1.1 201 ") == 2
     assert answer.count(b"HTTP/1.1 200 ") == 1

@@ -11,6 +11,7 @@ import requests
 from local_api_support import Api
 
 from target_rjmetrics.local_api import DEMO_API_KEY, Faults
+from target_rjmetrics.local_api.requestlog import entry_bytes
 
 FIELDS = {"seq", "arrived", "completed", "method", "path", "client_id", "table", "points",
           "body_bytes", "status", "in_flight", "fault", "delay_ms", "sandbox", "key_values"}
@@ -105,3 +106,41 @@ def test_unparseable_requests_are_logged_with_what_is_known(api: Api) -> None:
     assert bad_json["status"] == 400 and bad_json["points"] is None and bad_json["table"] == "t"
     assert not_found["status"] == 404 and not_found["client_id"] is None
     assert not_found["path"] == "/v2/client/1/nope"
+
+
+def test_log_is_bounded_by_bytes_keeping_the_newest_entries(make_server: Any) -> None:
+    # With point keys logged an entry of 100 points takes about 11 KB of memory.
+    server = make_server(max_log_bytes=60_000, log_point_keys=True)
+    with requests.Session() as s:
+        api = Api(server, s)
+        for i in range(40):
+            body = [{"keys": ["id"], "id": i * 100 + k} for k in range(100)]
+            assert api.push("t", body).status_code == 201
+        log = server.request_log()
+        assert sum(entry_bytes(e) for e in log) <= 60_000
+        assert 2 <= len(log) <= 6
+        assert [e["seq"] for e in log] == list(range(41 - len(log), 41))  # the newest, in order
+        # Over HTTP too.
+        assert [e["seq"] for e in api.local("requests").json()] == [e["seq"] for e in log]
+
+
+def test_log_entry_count_bound_still_holds(make_server: Any) -> None:
+    server = make_server(max_log_entries=3)
+    with requests.Session() as s:
+        for i in range(5):
+            Api(server, s).push("t", {"keys": ["id"], "id": i})
+    assert [e["seq"] for e in server.request_log()] == [3, 4, 5]
+
+
+def test_cli_log_bounds(cli_server: Any) -> None:
+    entries = cli_server("--in-memory", "--max-log-entries", "2")
+    by_bytes = cli_server("--in-memory", "--max-log-bytes", "3000")
+    for srv in (entries, by_bytes):
+        for i in range(12):
+            url = f"{srv.base_url}/client/1/table/t/data"
+            assert requests.post(url, params={"apikey": DEMO_API_KEY}, json={"keys": ["id"], "id": i},
+                                 timeout=10).status_code == 201
+    assert [e["seq"] for e in requests.get(f"{entries.root_url}/_local/requests", timeout=10).json()] == [11, 12]
+    kept = requests.get(f"{by_bytes.root_url}/_local/requests", timeout=10).json()
+    assert 1 < len(kept) < 12 and kept[-1]["seq"] == 12
+    assert sum(entry_bytes(e) for e in kept) <= 3000

@@ -116,3 +116,39 @@ def test_cli_tables_on_an_empty_data_dir_says_so_without_creating_it(tmp_path: P
     assert result.returncode == 0
     assert "No data yet" in result.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_cli_dump_of_a_missing_table_exits_1_and_names_the_tables_that_exist(cli_server: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    srv = cli_server("--data-dir", str(data_dir))
+    assert _push(srv.base_url, "users", {"keys": ["id"], "id": 1}) == 201
+    assert _push(srv.base_url, "orders", {"keys": ["id"], "id": 1}) == 201
+
+    missing = _cli("dump", "NO_SUCH_TABLE", "--data-dir", str(data_dir))
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert "no table 'NO_SUCH_TABLE' of client 1" in missing.stderr
+    assert "its tables: orders, users" in missing.stderr
+
+    other_client = _cli("dump", "users", "--client-id", "2", "--data-dir", str(data_dir))
+    assert other_client.returncode == 1
+    assert "no table 'users' of client 2" in other_client.stderr
+    assert "tables exist for client id(s) 1 (use --client-id)" in other_client.stderr
+
+    bad_name = _cli("dump", "a-b", "--data-dir", str(data_dir))
+    assert bad_name.returncode == 1 and "letters, digits and underscores" in bad_name.stderr
+
+    assert _cli("dump", "users", "--data-dir", str(data_dir)).returncode == 0
+    none_of_client = _cli("tables", "--client-id", "2", "--data-dir", str(data_dir))
+    assert none_of_client.returncode == 0 and none_of_client.stdout == "No tables of client 2.\n"
+
+
+def test_cli_dump_without_a_database_exits_1(tmp_path: Path) -> None:
+    result = _cli("dump", "users", "--data-dir", str(tmp_path / "none"))
+    assert result.returncode == 1 and "No data yet" in result.stderr
+
+
+def test_cli_refuses_an_explicitly_empty_credentials_flag(tmp_path: Path) -> None:
+    result = _cli("serve", "--in-memory", "--port", "0", "--credentials", "")
+    assert result.returncode == 2
+    assert "credentials are empty" in result.stderr

@@ -244,8 +244,8 @@ class RJMetricsSink(BatchSink):
 
         SDK 0.54 has no public hook for this per-record step, and its version looks every
         field up in the schema for every record; this one (one of the two SDK private methods
-        this target overrides, with ``TargetRJMetrics._validate_config``) keeps its behaviour with the lookups done once per schema, and
-        never puts the offending value in an error.
+        this target overrides, with ``TargetRJMetrics._validate_config``) keeps its behaviour
+        with the lookups done once per schema, and never puts the offending value in an error.
         """
         if self._unknown_field_warnings:
             unknown = record.keys() - self._schema_fields

@@ -65,7 +65,12 @@ _TYPE_WORDS = {
     "array": "a JSON array",
     "null": "null",
 }
-_BOUND_WORDS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
+_BOUND_WORDS = {
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMinimum": "more than",
+    "exclusiveMaximum": "less than",
+}
 #: Why a rule is what it is, added to the error that names it.
 _RULE_NOTES = {
     ("max_points_per_request", "maximum"): "the API's limit",
@@ -517,9 +522,10 @@ class TargetRJMetrics(Target):
 
         A warning, not an error: orchestrators may pass keys of their own.
         """
+        about = "`target-rjmetrics --about` lists every setting."
         for name in sorted(set(self._config) - set(known)):
             closest = _closest(name, known)
-            hint = f"did you mean `{closest}`?" if closest else "`target-rjmetrics --about` lists every setting."
+            hint = f"did you mean `{closest}`?" if closest else about
             self.logger.warning(
                 "Unknown setting `%s` is ignored; %s%s", name, hint, self._destination_note(name, closest)
             )
@@ -530,7 +536,7 @@ class TargetRJMetrics(Target):
         for variable in sorted(v for v in os.environ if v.startswith(prefix) and v not in variables):
             name = variable[len(prefix) :]
             closest = _closest(name, known)
-            hint = f"did you mean {self._env_var_name(closest)}?" if closest else "`target-rjmetrics --about` lists every setting."
+            hint = f"did you mean {self._env_var_name(closest)}?" if closest else about
             self.logger.warning(
                 "Unknown setting variable %s is ignored; %s%s", variable, hint, self._destination_note(name, closest)
             )

@@ -238,7 +238,9 @@ def test_every_setting_about_lists_is_known_the_sdk_ones_too(local_api: LocalImp
 # -- item 6: a config file that is not JSON, or is missing -------------------------------------
 
 
-def test_a_config_file_that_is_not_json_is_named_with_line_and_column(local_api: LocalImportAPI, tmp_path: Path) -> None:
+def test_a_config_file_that_is_not_json_is_named_with_line_and_column(
+    local_api: LocalImportAPI, tmp_path: Path
+) -> None:
     path = tmp_path / "config.json"
     path.write_text(f'{{\n  "client_id": {CID},\n  "api_key": "{SECRET}"\n  "api_url": "{local_api.base_url}"\n}}\n')
 
@@ -329,7 +331,8 @@ def test_the_readme_says_how_to_turn_on_debug_logging() -> None:
 # -- item 11: the summary is one log line per table, without removed streams -------------------
 
 SUMMARY_LINE = re.compile(
-    r"Load summary: table (\w+): records ([\d,]+), requests ([\d,]+), retries ([\d,]+), merged ([\d,]+), seconds [\d.]+$"
+    r"Load summary: table (\w+): records ([\d,]+), requests ([\d,]+), retries ([\d,]+), merged ([\d,]+), "
+    r"seconds [\d.]+$"
 )
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \| ")
 
@@ -349,7 +352,8 @@ def test_the_summary_is_one_log_line_per_table(local_api: LocalImportAPI) -> Non
     assert run.exit_code == 0, run.stderr
     # Every line on stderr is a log line of its own: nothing Meltano would relay without its prefix.
     assert all(LOG_LINE.match(line) for line in run.stderr.splitlines()), run.stderr
-    rows = {m.group(1): tuple(int(v) for v in m.groups()[1:]) for m in map(SUMMARY_LINE.search, run.stderr.splitlines()) if m}
+    matches = [m for m in map(SUMMARY_LINE.search, run.stderr.splitlines()) if m]
+    rows = {m.group(1): tuple(int(v) for v in m.groups()[1:]) for m in matches}
     assert rows == {"orders": (3, 1, 0, 1), "users": (3, 1, 0, 0)}
     assert "Load summary: 2 tables, 6 records, 1 STATE message written." in run.stderr
 

@@ -558,7 +558,8 @@ def retries_in(entries: list[dict[str, t.Any]]) -> int:
 
 
 _SUMMARY_ROW = re.compile(
-    r"Load summary: table (\S+): records ([\d,]+), requests ([\d,]+), retries ([\d,]+), merged ([\d,]+), seconds [\d.]+$"
+    r"Load summary: table (\S+): records ([\d,]+), requests ([\d,]+), retries ([\d,]+), merged ([\d,]+), "
+    r"seconds [\d.]+$"
 )
 
 

@@ -81,24 +81,32 @@ def record_place(stream: str, table: str, position: int) -> str:
 
 
 class ValueFreeValidator(BaseJSONSchemaValidator):
-    """JSON Schema validation whose errors name the field and rule, never the value.
+    """JSON Schema validation whose errors name the record, field and rule, never the value.
 
     The schema is checked once with ``jsonschema`` (so an invalid SCHEMA is refused with a
     clear message) and compiled to Python code with ``fastjsonschema``, which validates a
     record many times faster than the SDK's default validator. Formats are not checked, as
     with the SDK's default.
+
+    A record that breaks the schema raises ``RJMetricsInputError``, not the SDK's
+    ``InvalidRecord``: SDK 0.54.9 logs every ``InvalidRecord`` with its traceback as "Record
+    validation failed" (``Sink._validate_and_parse``) before re-raising it, so the user read
+    the error twice. The run stops either way, as ``fail_on_record_validation_exception``
+    (true) asks.
     """
 
-    def __init__(self, schema: dict[str, t.Any]) -> None:
+    def __init__(self, schema: dict[str, t.Any], *, where: Callable[[], str]) -> None:
         """Check and compile the schema.
 
         Args:
             schema: The stream's JSON Schema.
+            where: Names the record being validated (stream, table, position).
 
         Raises:
             InvalidJSONSchema: The schema itself is not valid JSON Schema.
         """
         super().__init__(schema)
+        self._where = where
         validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
         try:
             validator_class.check_schema(schema)
@@ -113,25 +121,32 @@ class ValueFreeValidator(BaseJSONSchemaValidator):
         self._slow = validator_class(schema, format_checker=jsonschema.FormatChecker(formats=()))
 
     def validate(self, record: dict[str, t.Any]) -> None:
-        """Raise ``InvalidRecord`` naming the field and the rule it breaks.
+        """Raise an error naming the record, the field and the rule it breaks.
 
         Args:
             record: The record to check.
 
         Raises:
-            InvalidRecord: The record does not match the schema.
+            RJMetricsInputError: The record does not match the schema.
         """
         if self._compiled is not None:
             try:
                 self._compiled(record)
             except fastjsonschema.JsonSchemaValueException as exc:
                 field = ".".join(str(p) for p in exc.path[1:]) or "(the record)"
-                raise InvalidRecord(_rule_broken(field, str(exc.rule), exc.rule_definition), record={}) from None
+                raise self._error(_rule_broken(field, str(exc.rule), exc.rule_definition)) from None
             return
         error = next(iter(self._slow.iter_errors(record)), None)
         if error is not None:
             field = ".".join(str(p) for p in error.absolute_path) or "(the record)"
-            raise InvalidRecord(_rule_broken(field, str(error.validator), error.validator_value), record={})
+            raise self._error(_rule_broken(field, str(error.validator), error.validator_value))
+
+    def _error(self, broken: str) -> RJMetricsInputError:
+        msg = (
+            f"Cannot load {self._where()}: {broken}. Fix the tap's records or their schema, or set "
+            "`validate_records` to false to load records unchecked."
+        )
+        return RJMetricsInputError(msg)
 
 
 #: Above this many top-level properties a schema is compiled property by property (see below).
@@ -220,6 +235,29 @@ def _rule_broken(field: str, rule: str, expected: t.Any) -> str:  # noqa: ANN401
     return f"field '{field}' does not satisfy the schema rule '{rule}'"
 
 
+class RemovedStreamSink(BatchSink):
+    """The sink of a stream that stream maps remove (``__NULL__``): it never gets a record.
+
+    The SDK makes a sink for every stream of a SCHEMA, removed or not; this one claims no
+    table and has no keys to check.
+    """
+
+    def get_validator(self) -> None:
+        """No record reaches this sink, so none is validated.
+
+        Returns:
+            None.
+        """
+        return
+
+    def process_batch(self, context: dict) -> None:
+        """Nothing to send.
+
+        Args:
+            context: Unused.
+        """
+
+
 class RJMetricsSink(BatchSink):
     """Loads one stream into one Import API table."""
 
@@ -291,9 +329,9 @@ class RJMetricsSink(BatchSink):
         """Parse date-like strings into date/time objects, as the SDK does, but faster.
 
         SDK 0.54 has no public hook for this per-record step, and its version looks every
-        field up in the schema for every record; this one (the only SDK private method this
-        target overrides) keeps its behaviour with the lookups done once per schema, and
-        never puts the offending value in an error.
+        field up in the schema for every record; this one (one of the two SDK private methods
+        this target overrides, with ``TargetRJMetrics._validate_config``) keeps its behaviour
+        with the lookups done once per schema, and never puts the offending value in an error.
         """
         if self._unknown_field_warnings:
             unknown = record.keys() - self._schema_fields
@@ -346,7 +384,7 @@ class RJMetricsSink(BatchSink):
         """
         if not self.validate_schema:
             return None
-        return ValueFreeValidator(self.schema)
+        return ValueFreeValidator(self.schema, where=lambda: self._where(self._target.current_position))
 
     @property
     def is_full(self) -> bool:

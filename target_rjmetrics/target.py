@@ -5,7 +5,10 @@ from __future__ import annotations
 import _thread
 import contextlib
 import datetime
+import decimal
+import difflib
 import errno
+import json
 import logging
 import os
 import signal
@@ -14,11 +17,14 @@ import threading
 import time
 import typing as t
 from dataclasses import dataclass
+from pathlib import Path
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
 from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
+from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.plugin_base import JSONSchemaValidator, _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import serialize_json
 from singer_sdk.target_base import Target
@@ -40,11 +46,16 @@ from target_rjmetrics.exceptions import (
     RJMetricsOutputError,
 )
 from target_rjmetrics.reader import RJMetricsReader
-from target_rjmetrics.sinks import RJMetricsSink, record_place, send_batch, table_name
+from target_rjmetrics.sinks import RemovedStreamSink, RJMetricsSink, record_place, send_batch, table_name
 
 if t.TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import PurePath
     from types import FrameType
+
+    import click
+    import jsonschema
+    from singer_sdk.sinks import Sink
 
     from target_rjmetrics.dispatch import Batch
 
@@ -54,6 +65,197 @@ DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_LATE_APPLY_SECONDS = 120
 #: Seconds between two progress lines on stderr.
 PROGRESS_SECONDS = 5.0
+
+#: What SDK 0.54 reads as true in a boolean setting variable; it reads any other text as false.
+_ENV_TRUE = ("true", "1", "yes", "on")
+_ENV_FALSE = ("false", "0", "no", "off", "")
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "a JSON object",
+    "array": "a JSON array",
+    "null": "null",
+}
+_BOUND_WORDS = {
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMinimum": "more than",
+    "exclusiveMaximum": "less than",
+}
+#: Why a rule is what it is, added to the error that names it.
+_RULE_NOTES = {
+    ("max_points_per_request", "maximum"): "the API's limit",
+    ("max_request_bytes", "maximum"): "the API's limit, 5 MiB",
+    ("table_prefix", "pattern"): "letters, digits and underscores only",
+}
+#: Settings that choose the host, and words of names that look like they meant to.
+_HOST_SETTINGS = ("api_url", "sandbox")
+_HOST_WORDS = ("url", "host", "sandbox", "endpoint", "server")
+_CONFIG_EXAMPLE = '{"client_id": 12345, "api_key": "..."}'
+
+
+def read_config_file(path: str) -> dict[str, t.Any]:
+    """Read one ``--config`` file of settings.
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its settings.
+
+    Raises:
+        ConfigValidationError: The file is missing, unreadable, not JSON, or not a JSON
+            object; the message names the file and, for a JSON error, the line and column
+            (never the file's text, which holds the API key).
+    """
+    where = f"Cannot read the config file '{path}'"
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"), parse_float=decimal.Decimal)  # as the SDK does
+    except FileNotFoundError:
+        msg = f"{where}: it does not exist."
+    except UnicodeDecodeError as exc:
+        msg = f"{where}: it is not UTF-8 text (byte {exc.start + 1})."
+    except json.JSONDecodeError as exc:  # its msg says what the parser expected, never what it found
+        if exc.doc.strip():
+            msg = f"{where}: it is not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})."
+        else:
+            msg = f"{where}: it is empty; it should hold a JSON object of settings such as {_CONFIG_EXAMPLE}."
+    except OSError as exc:
+        msg = f"{where}: {exc.strerror or type(exc).__name__}."
+    else:
+        if type(value) is dict:
+            return value
+        msg = f"{where}: it holds {_json_type_name(value)}, not an object of settings such as {_CONFIG_EXAMPLE}."
+    raise ConfigValidationError(msg, errors=[msg])
+
+
+def _json_type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    for cls, name in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a number"),
+        (decimal.Decimal, "a number"),
+        (str, "a string"),
+        (dict, "a JSON object"),
+        (list, "a JSON array"),
+    ):
+        if isinstance(value, cls):
+            return name
+    return type(value).__name__
+
+
+def _schema_types(prop: Mapping[str, t.Any]) -> set[str]:
+    kind = prop.get("type")
+    return {kind} if isinstance(kind, str) else set(kind or ())
+
+
+def _number_text(value: t.Any) -> str:  # noqa: ANN401
+    return f"{value:,}" if type(value) is int else str(value)
+
+
+def _setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, str]) -> list[str]:
+    """Say which setting breaks which rule, never its value (which may be the API key).
+
+    Args:
+        error: A JSON Schema error of the settings.
+        sources: Setting -> the environment variable it was read from.
+
+    Returns:
+        One sentence per broken rule (several for several missing settings).
+    """
+    path = [str(p) for p in error.absolute_path]
+    rule = str(error.validator)
+    expected = error.validator_value
+    if rule == "required":
+        given = error.instance if isinstance(error.instance, dict) else {}
+        return [f"`{'.'.join([*path, name])}` is required" for name in expected if name not in given]
+    setting = ".".join(path) or "the settings"
+    if rule == "type":
+        wanted = [expected] if isinstance(expected, str) else [w for w in expected if w != "null"]
+        text = f"must be {' or '.join(_TYPE_WORDS.get(w, w) for w in wanted)} (got {_json_type_name(error.instance)})"
+    elif rule in _BOUND_WORDS:
+        text = f"must be {_BOUND_WORDS[rule]} {_number_text(expected)}"
+    elif rule == "enum":
+        text = "must be one of " + ", ".join(f"'{v}'" for v in expected)
+    elif rule == "pattern":
+        text = f"must match {expected}"
+    elif rule in {"minLength", "maxLength"}:
+        text = f"must be {'at least' if rule == 'minLength' else 'at most'} {expected} characters long"
+    else:
+        text = f"breaks the rule '{rule}' of its schema (`target-rjmetrics --about` shows it)"
+    note = _RULE_NOTES.get((setting, rule))
+    if note:
+        text += f" ({note})"
+    source = sources.get(path[0]) if path else None
+    if source:
+        text += f", as set by {source}"
+    return [f"`{setting}` {text}"]
+
+
+def _env_setting_problems(
+    properties: Mapping[str, t.Any], prefix: str, environ: Mapping[str, str]
+) -> tuple[list[str], dict[str, int | decimal.Decimal]]:
+    """Check the setting variables that SDK 0.54 reads loosely, or not at all.
+
+    The SDK turns an integer or JSON variable with a conversion whose error quotes the value,
+    reads any text but true/1/yes/on in a boolean as false, and passes a number on as text,
+    which then fails validation.
+
+    Args:
+        properties: The settings schema's properties.
+        prefix: ``TARGET_RJMETRICS_``.
+        environ: The environment.
+
+    Returns:
+        The problems, each naming its setting and variable, and the numbers read from
+        number settings.
+    """
+    problems: list[str] = []
+    numbers: dict[str, int | decimal.Decimal] = {}
+    for name, prop in properties.items():
+        variable = prefix + name.upper().replace("-", "_")
+        raw = environ.get(variable)
+        if raw is None:
+            continue
+        types = _schema_types(prop)
+        if "integer" in types:
+            try:
+                int(raw)
+            except ValueError:
+                problems.append(f"`{name}` must be an integer ({variable} is not one)")
+        elif "boolean" in types:
+            if raw.strip().lower() not in _ENV_TRUE + _ENV_FALSE:
+                problems.append(f"`{name}` must be true or false ({variable} is neither)")
+        elif "number" in types:
+            try:
+                number = decimal.Decimal(raw.strip())
+            except decimal.InvalidOperation:
+                number = decimal.Decimal("NaN")
+            if not number.is_finite():
+                problems.append(f"`{name}` must be a number ({variable} is not one)")
+            else:
+                numbers[name] = int(number) if number == number.to_integral_value() else number
+        elif types & {"object", "array"}:
+            try:
+                json.loads(raw)
+            except ValueError:
+                kind = "object" if "object" in types else "array"
+                problems.append(f"`{name}` must be {_TYPE_WORDS[kind]} ({variable} is not valid JSON)")
+    return problems, numbers
+
+
+def _settings_error(problems: list[str], schema: dict | None = None) -> ConfigValidationError:
+    msg = "; ".join(problems) + ". `target-rjmetrics --about` lists every setting."
+    return ConfigValidationError(msg, errors=problems, schema=schema)
+
+
+def _closest(name: str, known: t.Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(name.lower().replace("-", "_"), list(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
@@ -248,13 +450,22 @@ class TargetRJMetrics(Target):
             setup_mapper: Set up stream maps.
             message_reader: A custom Singer message reader.
         """
-        super().__init__(
-            config=config,
-            parse_env_config=parse_env_config,
-            validate_config=validate_config,
-            setup_mapper=setup_mapper,
-            message_reader=message_reader,
-        )
+        self._settings_from_env = parse_env_config  # read by _validate_config, called by the SDK's __init__
+        try:
+            super().__init__(
+                config=config,
+                parse_env_config=parse_env_config,
+                validate_config=validate_config,
+                setup_mapper=setup_mapper,
+                message_reader=message_reader,
+            )
+        except ValueError:
+            # SDK 0.54 converts integer and JSON setting variables before validating, and lets
+            # the conversion's error (which quotes the value) out: name the variable instead.
+            problems = self._env_problems()[0] if parse_env_config else []
+            if not problems:
+                raise
+            raise _settings_error(problems) from None
         self.max_parallelism = 1  # sinks are sealed in order; sending is concurrent anyway
         self._check_settings()
         self._tables: dict[str, tuple[str, tuple[str, ...]]] = {}  # table -> (stream, key properties)
@@ -284,6 +495,91 @@ class TargetRJMetrics(Target):
         self.open_batch_bytes = 0  # encoded bytes held in every sink's open batch (see RJMetricsSink)
 
     # -- settings ---------------------------------------------------------------------
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Check the settings, naming each setting and the rule it breaks, never its value.
+
+        This overrides a private method of SDK 0.54.9, which the SDK's ``__init__`` calls
+        after merging files and variables and before using the settings: the SDK words each
+        error with the offending value (the API key's too), and its CLI reports only "Config
+        validation failed". The checks are the SDK's, defaults are filled in as the SDK's
+        validator does; before them, unknown setting names are warned of, and setting
+        variables that the SDK reads loosely are checked (numbers are read).
+
+        Args:
+            raise_errors: Raise, naming every problem, instead of warning.
+
+        Returns:
+            The problems, one sentence each.
+
+        Raises:
+            ConfigValidationError: A setting is missing or breaks its rule.
+        """
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        properties = schema.get("properties", {})
+        self._warn_unknown_settings(properties)
+        problems: list[str] = []
+        sources: dict[str, str] = {}
+        if self._settings_from_env:
+            problems, numbers = self._env_problems()
+            for name, number in numbers.items():
+                if isinstance(self._config.get(name), str):  # the SDK left the variable's text
+                    self._config[name] = number
+            sources = {name: var for name in properties if (var := self._env_var_name(name)) in os.environ}
+        for error in JSONSchemaValidator(schema).iter_errors(self._config):  # fills in defaults
+            problems.extend(_setting_problems(error, sources))
+        problems = list(dict.fromkeys(problems))
+        if problems and raise_errors:
+            raise _settings_error(problems, schema)
+        if problems:
+            self.logger.warning("Invalid settings: %s", "; ".join(problems))
+        return problems
+
+    def _env_var_name(self, setting: str) -> str:
+        return self._env_var_prefix + setting.upper().replace("-", "_")
+
+    def _env_problems(self) -> tuple[list[str], dict[str, int | decimal.Decimal]]:
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        return _env_setting_problems(schema.get("properties", {}), self._env_var_prefix, os.environ)
+
+    def _warn_unknown_settings(self, known: Mapping[str, t.Any]) -> None:
+        """Warn once per setting name (or setting variable) that no setting has.
+
+        A warning, not an error: orchestrators may pass keys of their own.
+        """
+        about = "`target-rjmetrics --about` lists every setting."
+        for name in sorted(set(self._config) - set(known)):
+            closest = _closest(name, known)
+            hint = f"did you mean `{closest}`?" if closest else about
+            self.logger.warning(
+                "Unknown setting `%s` is ignored; %s%s", name, hint, self._destination_note(name, closest)
+            )
+        if not self._settings_from_env:
+            return
+        prefix = self._env_var_prefix
+        variables = {self._env_var_name(name) for name in known} | {f"{prefix}LOGLEVEL"}
+        for variable in sorted(v for v in os.environ if v.startswith(prefix) and v not in variables):
+            name = variable[len(prefix) :]
+            closest = _closest(name, known)
+            hint = f"did you mean {self._env_var_name(closest)}?" if closest else about
+            self.logger.warning(
+                "Unknown setting variable %s is ignored; %s%s", variable, hint, self._destination_note(name, closest)
+            )
+
+    def _destination_note(self, name: str, closest: str | None) -> str:
+        """Where data goes, for an unknown name that looks like it meant to choose the host."""
+        if closest not in _HOST_SETTINGS and not any(word in name.lower() for word in _HOST_WORDS):
+            return ""
+        if self.config.get("api_url"):
+            where = f"the `api_url` host {self.base_url}"
+        elif self.config.get("sandbox"):
+            where = f"the sandbox host {self.base_url}"
+        else:
+            where = f"the PRODUCTION host {self.base_url}"
+        dry_run = " (in this dry run, only to `dry_run_file`)" if self.config.get("dry_run_file") else ""
+        return f" As set, data goes to {where}{dry_run}."
 
     def _check_settings(self) -> None:
         config = self.config
@@ -316,6 +612,23 @@ class TargetRJMetrics(Target):
         return min(limit, int(rows)) if rows else limit
 
     # -- pieces shared with the sinks ---------------------------------------------------
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        """Give a stream that stream maps remove (``__NULL__``) a sink that loads nothing.
+
+        SDK 0.54 makes a sink for such a stream too; ours would claim its table, warn or
+        fail about its keys, and list it in the summary.
+
+        Args:
+            stream_name: The stream (after stream maps).
+
+        Returns:
+            The sink class.
+        """
+        maps = [m for ms in self.mapper.stream_maps.values() for m in ms if m.stream_alias == stream_name]
+        if maps and all(isinstance(m, RemoveRecordTransform) for m in maps):
+            return RemovedStreamSink
+        return super().get_sink_class(stream_name)
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -668,7 +981,8 @@ class TargetRJMetrics(Target):
             )
             return RJMetricsInputError(msg)
         self.logger.debug("Details of the input error", exc_info=exc)
-        return RJMetricsInputError(f"Cannot load {where}: {type(exc).__name__} (run with log level DEBUG for details)")
+        msg = f"Cannot load {where}: {type(exc).__name__} (run with TARGET_RJMETRICS_LOGLEVEL=DEBUG for details)"
+        return RJMetricsInputError(msg)
 
     def _where(self, stream: str | None, position: int) -> str:
         return record_place(str(stream), self.table_for(str(stream)), position)
@@ -831,23 +1145,31 @@ class TargetRJMetrics(Target):
         )
 
     def _log_summary(self) -> None:
+        """Log one line per table, then one of totals: Meltano prefixes each line it relays."""
         with self._stats_lock:
             rows = sorted(self._stats.items())
         if not rows:
             return
-        header = f"{'table':<32} {'records':>10} {'requests':>9} {'retries':>8} {'merged':>8} {'seconds':>8}"
-        lines = [header, "-" * len(header)]
         for table, s in rows:
             seconds = max(0.0, (s.last_landed or s.first_read) - s.first_read)
-            lines.append(
-                f"{table[:32]:<32} {s.landed:>10,} {s.requests:>9,} {s.retries:>8,} {s.duplicates:>8,} {seconds:>8.1f}"
+            self.logger.info(
+                "Load summary: table %s: records %s, requests %s, retries %s, merged %s, seconds %.1f",
+                table,
+                f"{s.landed:,}",
+                f"{s.requests:,}",
+                f"{s.retries:,}",
+                f"{s.duplicates:,}",
+                seconds,
             )
+        written = self._ledger.written if self._ledger is not None else 0
+        totals = (
+            f"{_count(len(rows), 'table')}, {_count(sum(s.landed for _, s in rows), 'record')}, "
+            f"{_count(written, 'STATE message')} written."
+        )
         nonfinite = sum(s.nonfinite for _, s in rows)
         if nonfinite:
-            lines.append(f"{nonfinite:,} NaN or infinite values were sent as null.")
-        written = self._ledger.written if self._ledger is not None else 0
-        lines.append(f"STATE messages written: {written:,}.")
-        self.logger.info("Load summary:\n%s", "\n".join(lines))
+            totals += f" {nonfinite:,} NaN or infinite values were sent as null."
+        self.logger.info("Load summary: %s", totals)
 
     # -- signals and the command line ----------------------------------------------------------
 
@@ -876,6 +1198,38 @@ class TargetRJMetrics(Target):
             self._dispatcher.stop()
 
     @classmethod
+    def cb_config(  # type: ignore[override]
+        cls,
+        ctx: click.Context,
+        param: click.Option,  # noqa: ARG003
+        value: tuple[str, ...],
+    ) -> _ConfigInput:
+        """Read the ``--config`` files; a missing or malformed one is one error line, exit 1.
+
+        The SDK's reader lets a traceback out (46 lines for a JSON typo).
+
+        Args:
+            ctx: The click context.
+            param: The ``--config`` option.
+            value: File paths, or ``ENV`` to read ``TARGET_RJMETRICS_*`` variables.
+
+        Returns:
+            The merged settings of the files, and whether to read the environment.
+        """
+        config: dict[str, t.Any] = {}
+        parse_env = False
+        for path in value:
+            if path == "ENV":
+                parse_env = True
+                continue
+            try:
+                config |= read_config_file(path)
+            except ConfigValidationError as exc:
+                cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+                ctx.exit(1)
+        return _ConfigInput(config=config, parse_env=parse_env)
+
+    @classmethod
     def invoke(  # type: ignore[override]
         cls,
         *,
@@ -896,7 +1250,6 @@ class TargetRJMetrics(Target):
             super().invoke(about=about, about_format=about_format, config=config, file_input=file_input)
             return
         cls.print_version(print_fn=cls.logger.info)
-        from singer_sdk.plugin_base import _ConfigInput  # noqa: PLC0415
 
         # The sending threads wait for the GIL while the main thread turns records into data
         # points; at the default 5 ms switch interval each request lost ~15 ms that way
@@ -926,6 +1279,10 @@ class TargetRJMetrics(Target):
             cls.logger.error("Unexpected %s: %s", type(exc).__name__, exc)  # noqa: TRY400
             cls.logger.error("Details follow; please report them.", exc_info=exc)
             sys.exit(1)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 logging.getLogger("backoff").propagate = False

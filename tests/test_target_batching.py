@@ -112,10 +112,13 @@ def test_1001_records_become_11_posts_as_in_rjmetrics_ruby(local_api: LocalImpor
 
 
 def summary_row(stderr: str, table: str) -> dict[str, float]:
-    """The summary table's row of ``table``: records, requests, retries, merged, seconds."""
-    header = re.search(r"^table\s+records\s+requests\s+retries\s+merged\s+seconds$", stderr, re.MULTILINE)
-    assert header, "no summary table in the output"
-    match = re.search(rf"^{re.escape(table)}\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)$", stderr, re.MULTILINE)
+    """The summary line of ``table``: records, requests, retries, merged, seconds."""
+    match = re.search(
+        rf"Load summary: table {re.escape(table)}: records ([\d,]+), requests ([\d,]+), retries ([\d,]+), "
+        r"merged ([\d,]+), seconds ([\d.]+)$",
+        stderr,
+        re.MULTILINE,
+    )
     assert match, f"no summary row for {table}"
     names = ("records", "requests", "retries", "merged", "seconds")
     return {name: float(value.replace(",", "")) for name, value in zip(names, match.groups(), strict=True)}

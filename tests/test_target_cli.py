@@ -365,6 +365,9 @@ def test_api_key_needing_url_encoding_is_redacted_from_transport_errors(make_api
 
 # -- progress and summary -------------------------------------------------------------------
 
+#: One summary line per table: table, records, requests, retries, merged.
+SUMMARY_LINE = r"Load summary: table (\w+): records (\d+), requests (\d+), retries (\d+), merged (\d+), seconds [\d.]+$"
+
 
 def test_summary_lists_each_table_with_its_counts_and_never_a_record_value(local_api: LocalImportAPI) -> None:
     props = {"id": {"type": "integer"}, "note": {"type": "string"}}
@@ -380,10 +383,9 @@ def test_summary_lists_each_table_with_its_counts_and_never_a_record_value(local
     run = run_cli(base_config(local_api, max_points_per_request=2, max_concurrent_requests=1), messages)
 
     assert run.exit_code == 0, run.stderr
-    assert re.search(r"^table\s+records\s+requests\s+retries\s+merged\s+seconds$", run.stderr, re.MULTILINE)
     rows = {
         m.group(1): tuple(int(v) for v in m.groups()[1:5])
-        for m in re.finditer(r"^(\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+[\d.]+$", run.stderr, re.MULTILINE)
+        for m in re.finditer(SUMMARY_LINE, run.stderr, re.MULTILINE)
     }
     # orders: 6 records in 3 requests (1,2 | 3,4 | 5,1 -- id 1 is not merged into an earlier request).
     assert rows == {"orders": (6, 3, 0, 0), "public_users": (3, 2, 0, 0)}
@@ -403,9 +405,10 @@ def test_summary_retries_column_counts_the_retried_requests_of_each_table(make_a
     assert run.exit_code == 0, run.stderr
     failed = [e for e in upserts(server, status=None) if e["status"] == 503]
     assert failed, "the seed gave no faults; pick another"
-    match = re.search(r"^users\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+[\d.]+$", run.stderr, re.MULTILINE)
+    match = re.search(SUMMARY_LINE, run.stderr, re.MULTILINE)
     assert match
-    assert tuple(int(v) for v in match.groups()) == (12, 6, len(failed), 0)
+    assert match.group(1) == "users"
+    assert tuple(int(v) for v in match.groups()[1:5]) == (12, 6, len(failed), 0)
     assert sorted(landed_by_id(server, "users")) == list(range(1, 13))
 
 

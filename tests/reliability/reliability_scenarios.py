@@ -557,7 +557,10 @@ def retries_in(entries: list[dict[str, t.Any]]) -> int:
     return sum(1 for e in entries if e["status"] in TRANSIENT and e["path"].startswith("/v2/"))
 
 
-_SUMMARY_ROW = re.compile(r"^(\S+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+[\d.]+$")
+_SUMMARY_ROW = re.compile(
+    r"Load summary: table (\S+): records ([\d,]+), requests ([\d,]+), retries ([\d,]+), merged ([\d,]+), "
+    r"seconds [\d.]+$"
+)
 
 
 def target_retries(stderr: str) -> int:
@@ -567,17 +570,10 @@ def target_retries(stderr: str) -> int:
     while it was down), so the figures take the larger of the two counts.
     """
     total = 0
-    in_summary = False
     for line in stderr.splitlines():
-        if "Load summary:" in line:
-            in_summary = True
-            continue
-        if in_summary:
-            match = _SUMMARY_ROW.match(line.strip())
-            if match:
-                total += int(match.group(4).replace(",", ""))
-            elif line.startswith("20"):  # the next log line ends the summary
-                in_summary = False
+        match = _SUMMARY_ROW.search(line.strip())
+        if match:
+            total += int(match.group(4).replace(",", ""))
     return total
 
 

@@ -304,24 +304,24 @@ def test_a_record_that_breaks_its_schema_is_reported_once_without_its_value(loca
 
 
 def test_the_debug_hint_names_the_variable_and_the_variable_shows_the_details(local_api: LocalImportAPI) -> None:
-    # A record nested ~900 levels deep fails while it becomes a data point: an error with no
-    # words of its own, which the target reports by type and points to DEBUG for details.
-    nested = schema("trees", {"id": {"type": "integer"}, "tree": {}}, ["id"])
-    line = '{"type": "RECORD", "stream": "trees", "record": {"id": 1, "tree": ' + "[" * 900 + '"x"' + "]" * 900 + "}}"
-    messages: list[dict[str, t.Any] | str] = [nested, line]
+    # A stream map expression that divides by zero fails while the record is mapped: an error
+    # whose own words could quote record values, so the target reports it by type and points
+    # to DEBUG for the details.
+    messages = [schema("trees", {"id": {"type": "integer"}}, ["id"]), record("trees", id=1)]
+    config = base_config(local_api, stream_maps={"trees": {"ratio": "id / 0"}})
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(config, messages)
 
     assert run.exit_code == 1
     (error,) = error_lines(run)
-    assert "record #1: RecursionError (run with TARGET_RJMETRICS_LOGLEVEL=DEBUG for details)" in error
+    assert "record #1: ZeroDivisionError (run with TARGET_RJMETRICS_LOGLEVEL=DEBUG for details)" in error
 
-    debug = run_cli(base_config(local_api), messages, env=clean_env(TARGET_RJMETRICS_LOGLEVEL="DEBUG"))
+    debug = run_cli(config, messages, env=clean_env(TARGET_RJMETRICS_LOGLEVEL="DEBUG"))
 
     assert debug.exit_code == 1
     assert "| DEBUG" in debug.stderr
     assert "Details of the input error" in debug.stderr
-    assert "RecursionError: maximum recursion depth exceeded" in debug.stderr
+    assert "ZeroDivisionError: division by zero" in debug.stderr
 
 
 def test_the_readme_says_how_to_turn_on_debug_logging() -> None:

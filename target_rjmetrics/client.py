@@ -79,7 +79,7 @@ RETRY_MAX_WAIT_SECONDS = 30.0
 CONNECT_RETRY_SECONDS_AT_START = 10.0
 
 #: At most this much of an answer's body is read; the connection is dropped if there is more.
-MAX_ANSWER_BYTES = 64 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024
 #: What is shown of an answer: each of the message and the reasons is cut to this length...
 SHOWN_CHARS = 300
 #: ...and at most this many reasons are shown.
@@ -258,11 +258,21 @@ class _Try:
             sock = getattr(sock, "socket", None)
         if sock is None:
             return
+        # Set before the shutdown: the thread it wakes may read it at once (under the lock).
+        self.expired = True
         try:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:
-            return  # already closed: nothing left to wait for
-        self.expired = True
+            pass  # already closed: nothing left to wait for
+
+    def outcome(self) -> tuple[bool, bool]:
+        """Whether the try reached the host, and whether the watchdog cut it (once any cut is done).
+
+        Returns:
+            ``(reached, expired)``.
+        """
+        with self.lock:
+            return self.reached, self.expired
 
 
 _CURRENT_TRY: contextvars.ContextVar[_Try | None] = contextvars.ContextVar("rjmetrics_try", default=None)
@@ -617,13 +627,14 @@ class RJMetricsClient:
         """Turn a failed try without an answer into our exception, classified by its fate."""
         self._logger.debug("%s %s failed: %s", method, self._shown_url(url), shorten(self.redact(repr(exc)), 1000))
         via_proxy = " through the proxy" if isinstance(exc, requests.exceptions.ProxyError) else ""
-        if attempt.expired and attempt.reached:
+        reached, expired = attempt.outcome()
+        if expired and reached:
             msg = (
                 f"{method} {self._shown_url(url)} timed out: no complete answer within {self.timeout:g}s "
                 "(`request_timeout` bounds each try as a whole)"
             )
             return RJMetricsTransientError(msg, maybe_applied=True)
-        if not attempt.reached:
+        if not reached:
             if isinstance(exc, requests.exceptions.SSLError) and _is_certificate_failure(exc):
                 # A certificate that does not verify will not verify on a retry either.
                 msg = self.redact(
@@ -631,8 +642,8 @@ class RJMetricsClient:
                     "(TLS verification is always on)."
                 )
                 return RJMetricsError(msg)
-            if isinstance(exc, (requests.ConnectionError, requests.Timeout, OSError)) or attempt.expired:
-                reason = f"no answer within {self.timeout:g}s" if attempt.expired else _connect_failure(exc, self.timeout)
+            if isinstance(exc, (requests.ConnectionError, requests.Timeout, OSError)) or expired:
+                reason = f"no answer within {self.timeout:g}s" if expired else _connect_failure(exc, self.timeout)
                 return RJMetricsConnectError(f"cannot connect to {self._host_port}{via_proxy} ({reason})")
             msg = self.redact(f"{method} {url} failed: {shorten(str(exc), 500)}")
             return RJMetricsError(msg)
@@ -882,11 +893,15 @@ def _error_detail(response: requests.Response, body: bytes) -> tuple[str, list[s
 
     The message and each reason are cut to ``SHOWN_CHARS``.
     """
-    reason = shorten((response.reason or "").strip())
+    reason = shorten(" ".join((response.reason or "").split()))
+    text = body.decode("utf-8", "replace")
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(text)
     except ValueError:
-        return reason, [], 0
+        # Not the API's JSON (a proxy's page, or an answer cut at MAX_ANSWER_BYTES): show its
+        # start, on one line.
+        excerpt = " ".join(text.split())
+        return (f"{reason}: {shorten(excerpt)}" if excerpt else reason), [], 0
     if not isinstance(parsed, dict):
         return reason, [], 0
     message = shorten(str(parsed.get("message") or reason).strip())

@@ -327,6 +327,7 @@ class ScriptedServer:
         return f"{self.scheme}://127.0.0.1:{self.port}/v2"
 
     def _serve_one(self, sock: t.Any, reader: t.Any) -> bool:
+        import http.client
         import socket
         import struct
 
@@ -357,7 +358,8 @@ class ScriptedServer:
         head = reply.raw_head
         if head is None:
             headers = {"Content-Type": "application/json", "Content-Length": str(len(reply.body)), **reply.headers}
-            head = f"HTTP/1.1 {reply.status} X\r\n".encode() + b"".join(
+            phrase = http.client.responses.get(reply.status, "Unknown")
+            head = f"HTTP/1.1 {reply.status} {phrase}\r\n".encode() + b"".join(
                 f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()
             ) + b"\r\n"
         data = head + reply.body

@@ -676,13 +676,13 @@ class RJMetricsClient:
                 msg = (
                     f"{what} was answered {status}{_location_shown(response, url)} instead of {expected}: a "
                     "redirect, never followed (the key and the data go only to `api_url`'s host). Set "
-                    "`api_url` to the final URL of the Import API (it ends in /v2)."
+                    "`api_url` to the final URL of the Import API (it ends in /v2)"
                 )
             else:
                 msg = (
                     f"{what} was answered {status} instead of {expected}: something between the target and "
-                    "the API (a proxy, a captive portal, a load balancer) answered for it, so nothing says "
-                    "it was done. Check `api_url` and proxies (HTTPS_PROXY, HTTP_PROXY)."
+                    f"the API (a proxy, a captive portal, a load balancer) answered for it, and only a {expected} "
+                    "counts. Check `api_url` and proxies (HTTPS_PROXY, HTTP_PROXY)"
                 )
             error = RJMetricsUnexpectedAnswerError(self.redact(msg), status=status)
             # Whatever answered may have passed the request on: its fate is unknown.

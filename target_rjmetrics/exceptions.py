@@ -5,25 +5,45 @@ the SDK's retriable/fatal split reads ours the same way::
 
     SingerSDKError
     ├── FatalAPIError
-    │   └── RJMetricsError                 every fatal error of this target
-    │       ├── RJMetricsAPIError          the API refused a request (4xx other than 413/429)
-    │       │   └── RJMetricsAuthError     401: wrong client id or API key
-    │       ├── RJMetricsRetriesExhausted  transient failures outlasted ``max_retry_seconds``
-    │       ├── RJMetricsInputError        the input cannot become valid data points
-    │       └── RJMetricsOutputError       a STATE could not be written to standard output
+    │   └── RJMetricsError                      every fatal error of this target
+    │       ├── RJMetricsAPIError               the API refused a request (4xx other than 408/429)
+    │       │   ├── RJMetricsAuthError          401: wrong client id or API key
+    │       │   ├── RJMetricsRequestTooLargeError   413: the sender splits and resends
+    │       │   └── RJMetricsUnexpectedAnswerError  not a landing: a redirect, another 2xx, a 1xx
+    │       ├── RJMetricsUnreachableError       cannot connect to the API's host at start
+    │       ├── RJMetricsRetriesExhausted       transient failures outlasted ``max_retry_seconds``,
+    │       │                                   or the run stopped before they were retried
+    │       ├── RJMetricsInputError             the input cannot become valid data points
+    │       └── RJMetricsOutputError            a STATE could not be written to standard output
     └── RetriableAPIError
-        └── RJMetricsTransientError        429, 5xx, timeouts, dropped connections
+        └── RJMetricsTransientError             408, 429, 5xx, timeouts, dropped connections
+            └── RJMetricsConnectError           no connection: refused, name not resolved, no answer
 
-Messages never contain the API key or record values.
+A request whose fate is unknown (it may have reached the API, but no complete answer came
+back: a timeout, a dropped connection, a gateway's 502/504) may still be applied by the API
+later. ``RJMetricsTransientError.maybe_applied`` says so for one try, and ``abandoned_at``
+(on every error here) gives the ``time.monotonic()`` at which the last such try was given up.
+
+Messages never contain the API key, a password of the API URL, or record values.
 """
 
 from __future__ import annotations
+
+import time
 
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 
 class RJMetricsError(FatalAPIError):
-    """A failure that stops the run: nothing after it is sent and no later STATE is written."""
+    """A failure that stops the run: nothing after it is sent and no later STATE is written.
+
+    Attributes:
+        abandoned_at: When raised by a request: the ``time.monotonic()`` at which its last try
+            of unknown fate was given up (the API may still apply that try), or None if no try
+            of it was of unknown fate.
+    """
+
+    abandoned_at: float | None = None
 
 
 class RJMetricsAPIError(RJMetricsError):
@@ -31,7 +51,7 @@ class RJMetricsAPIError(RJMetricsError):
 
     Attributes:
         status: The HTTP status code.
-        reasons: The ``reasons`` list of the API's error body, if any.
+        reasons: The ``reasons`` list of the API's error body, if any (each one shortened).
     """
 
     def __init__(self, message: str, *, status: int, reasons: list[str] | None = None) -> None:
@@ -55,8 +75,22 @@ class RJMetricsRequestTooLargeError(RJMetricsAPIError):
     """The API refused a request body as too large (413); the sender splits and resends."""
 
 
+class RJMetricsUnexpectedAnswerError(RJMetricsAPIError):
+    """An answer that is not the API's: not a landing, and not one of its documented errors.
+
+    A redirect (never followed, so the key and the data go nowhere but the configured host),
+    a 2xx other than the one expected (201 for an upsert, 200 for authenticate), or a 1xx:
+    something between the target and the API (a proxy, a captive portal, a load balancer)
+    answered for it, or ``api_url`` names the wrong place.
+    """
+
+
+class RJMetricsUnreachableError(RJMetricsError):
+    """The API's host could not be connected to when the run started (refused, no such name)."""
+
+
 class RJMetricsRetriesExhausted(RJMetricsError):
-    """Transient failures went on for longer than the retry bound allows."""
+    """Transient failures went on for longer than the retry bound allows, or the run stopped."""
 
 
 class RJMetricsInputError(RJMetricsError):
@@ -68,18 +102,53 @@ class RJMetricsOutputError(RJMetricsError):
 
 
 class RJMetricsTransientError(RetriableAPIError):
-    """A failure worth retrying: 429, 5xx, a timeout or a dropped connection.
+    """A failure worth retrying: 408, 429, 5xx, a timeout or a dropped connection.
 
     Attributes:
         retry_after: Seconds the server asked us to wait (``Retry-After``), if any.
+        maybe_applied: True when the try may have reached the API but no complete answer
+            came back (a read timeout, the whole-try bound, a connection closed after the
+            request was sent, a gateway's 502 or 504): the API may still apply it, later.
+            False when nothing was applied for sure (no connection; 408, 429, 500, 503).
+        abandoned_at: The ``time.monotonic()`` at which a try with ``maybe_applied`` was given
+            up; None otherwise.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        maybe_applied: bool = False,
+        abandoned_at: float | None = None,
+    ) -> None:
         """Create the error.
 
         Args:
             message: What happened, already redacted.
             retry_after: Seconds the server asked us to wait, if it said.
+            maybe_applied: Whether the API may still apply the failed try.
+            abandoned_at: When that try was given up (``time.monotonic()``); now by default
+                when ``maybe_applied``.
         """
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
+        if maybe_applied and abandoned_at is None:
+            abandoned_at = time.monotonic()
+        self.abandoned_at = abandoned_at if maybe_applied else None
+
+
+class RJMetricsConnectError(RJMetricsTransientError):
+    """No connection to the API's host: refused, name not resolved, or no answer to connect.
+
+    Nothing was sent, so nothing can be applied (``maybe_applied`` is always False).
+    """
+
+    def __init__(self, message: str) -> None:
+        """Create the error.
+
+        Args:
+            message: What happened, already redacted (it names the host and port).
+        """
+        super().__init__(message)

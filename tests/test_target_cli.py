@@ -354,7 +354,12 @@ def test_api_key_needing_url_encoding_is_redacted_from_transport_errors(make_api
     server = make_api(credentials={CID: key})
     server.stop()  # connection refused: requests' error text carries the whole URL with its query
 
-    run = run_cli(base_config(server, api_key=key, max_retry_seconds=1), INPUT)
+    # Pushes (not the check at start) are retried; DEBUG shows the library's own error text.
+    run = run_cli(
+        base_config(server, api_key=key, max_retry_seconds=1, authenticate_on_start=False),
+        INPUT,
+        env=clean_env(LOGLEVEL="DEBUG"),
+    )
 
     assert run.exit_code != 0
     assert "max_retry_seconds" in run.stderr

@@ -808,11 +808,13 @@ def server_restart_scenario(
     *,
     outage: float,
     max_retry_seconds: float,
-    kill_after: float = 1.0,
+    kill_after: float = 0.3,
     timeout: float = 120,
 ) -> Result:
     """Kill -9 the local server mid-run and restart it on the same port and data after ``outage``.
 
+    The kill comes ``kill_after`` seconds after the run is up (its key checked): an API that
+    cannot be reached at start is another case, which fails at once ("cannot connect").
     With ``max_retry_seconds`` longer than the outage the target must retry through and load
     everything; with a shorter one it must fail clearly (exit 1, "still failing after retrying")
     without a STATE past landed data.
@@ -823,6 +825,15 @@ def server_restart_scenario(
     try:
         config = target_config(server.base_url, max_retry_seconds=max_retry_seconds, max_points_per_request=25)
         proc = TargetProcess(config, workload.text(0), workdir)
+        # Count from the moment the run is up, so a slow start-up on a busy machine does not
+        # turn this outage into one at start.
+        up_by = time.monotonic() + 30
+        while (
+            not any(e["status"] == 200 and "authenticate" in e["path"] for e in server.entries())
+            and proc.running()
+            and time.monotonic() < up_by
+        ):
+            time.sleep(0.01)
         deadline = time.monotonic() + kill_after
         while time.monotonic() < deadline and proc.running():
             time.sleep(0.01)

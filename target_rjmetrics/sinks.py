@@ -31,9 +31,11 @@ from singer_sdk.singerlib.json import serialize_json
 from target_rjmetrics.dispatch import Batch
 from target_rjmetrics.exceptions import (
     RJMetricsAPIError,
+    RJMetricsError,
     RJMetricsInputError,
     RJMetricsRequestTooLargeError,
     RJMetricsRetriesExhausted,
+    RJMetricsUnexpectedAnswerError,
 )
 
 if t.TYPE_CHECKING:
@@ -726,15 +728,24 @@ def send_batch(
             middle = len(keys) // 2
             pending.extend([keys[middle:], keys[:middle]])  # first half goes first
             continue
+        except RJMetricsUnexpectedAnswerError as exc:
+            error: RJMetricsError = type(exc)(
+                f"Could not send {batch.positions()}: {exc}", status=exc.status, reasons=exc.reasons
+            )
+            error.abandoned_at = exc.abandoned_at
+            raise error from None
         except RJMetricsAPIError as exc:
             hint = (
                 " Check `client_id` and `api_key`." if exc.status == 401  # noqa: PLR2004
                 else ""
             )
             msg = f"The Import API refused {batch.positions()}: {exc}.{hint}"
-            raise type(exc)(msg, status=exc.status, reasons=exc.reasons) from None
+            error = type(exc)(msg, status=exc.status, reasons=exc.reasons)
+            error.abandoned_at = exc.abandoned_at
+            raise error from None
         except RJMetricsRetriesExhausted as exc:
-            msg = f"Could not send {batch.positions()}: {exc}"
-            raise RJMetricsRetriesExhausted(msg) from None
+            error = RJMetricsRetriesExhausted(f"Could not send {batch.positions()}: {exc}")
+            error.abandoned_at = exc.abandoned_at
+            raise error from None
         on_request(len(keys))
     return abandoned

@@ -371,7 +371,7 @@ class TargetRJMetrics(Target):
             th.NumberType(exclusive_minimum=0),
             default=60,
             title="Request Timeout",
-            description="Seconds to wait for a connection and for each read of a response before retrying.",
+            description="Seconds one try of a request may take, from connecting to the last byte of the answer, before it is given up and retried.",
         ),
         th.Property(
             "max_retry_seconds",
@@ -787,7 +787,7 @@ class TargetRJMetrics(Target):
         if remaining <= 0:
             return
         self.logger.warning(
-            "A request whose answer never came may still be applied by the API for %.0f s "
+            "A request whose fate is unknown (no answer came, or not the API's) may still be applied by the API for %.0f s "
             "(`late_apply_seconds`); waiting that long before exiting so that no later run is overwritten by it.",
             remaining,
         )
@@ -800,7 +800,7 @@ class TargetRJMetrics(Target):
         if remaining > 0:
             wall = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=remaining)
             self.logger.warning(
-                "A request whose answer never came may still be applied by the API until %s UTC "
+                "A request whose fate is unknown (no answer came, or not the API's) may still be applied by the API until %s UTC "
                 "(`late_apply_seconds`); wait until then before running again, or a newer version of its "
                 "rows may be overwritten.",
                 wall.strftime("%H:%M:%S"),

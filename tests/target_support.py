@@ -87,6 +87,9 @@ def base_config(server: LocalImportAPI, **overrides: t.Any) -> dict[str, t.Any]:
         "api_key": DEMO_API_KEY,
         "api_url": server.base_url,
         "max_retry_seconds": 20,
+        # The local server applies nothing late unless a test asks for ghosts; a short window
+        # keeps the protection exercised without stalling tests whose faults leave fates unknown.
+        "late_apply_seconds": 2,
         "request_timeout": 10,
     }
     config.update(overrides)

@@ -661,6 +661,7 @@ def target_config(base_url: str, **overrides: t.Any) -> dict[str, t.Any]:
         "max_points_per_request": 40,
         "state_flush_seconds": 2,
         "max_retry_seconds": 60,
+        "late_apply_seconds": 2,  # the local server applies nothing late in these scenarios
         "request_timeout": 15,
     }
     config.update(overrides)

@@ -42,6 +42,31 @@ DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
 PROGRESS_SECONDS = 5.0
 
 
+def seconds_type(*, positive: bool) -> th.CustomType:
+    """A number of seconds, as a JSON number or as decimal text such as ``"0.5"``.
+
+    Meltano passes a setting of ``kind: string`` set by an environment variable as text (its
+    ``kind: decimal`` fails to serialise a value from the environment, and ``kind: integer``
+    refuses ``0.5``), and so does the SDK's ``--config ENV`` for a number. The text must still
+    be a plain non-negative decimal (``"1e3"``, ``"-1"``, ``"nan"`` are refused), and positive
+    when ``positive``. "string" comes first so that tools that derive a Meltano kind from the
+    first type (Meltano Hub's hub-utils) choose ``string``, the kind that works.
+
+    Args:
+        positive: Whether zero is refused too.
+
+    Returns:
+        The JSON Schema type.
+    """
+    if positive:
+        pattern = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
+        bound: dict[str, float] = {"exclusiveMinimum": 0}
+    else:
+        pattern = r"^[0-9]+(\.[0-9]+)?$"
+        bound = {"minimum": 0}
+    return th.CustomType({"type": ["string", "number"], "pattern": pattern, **bound})
+
+
 class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
     """SIGTERM or SIGINT arrived: stop reading, settle, write the last landed STATE."""
 
@@ -151,14 +176,14 @@ class TargetRJMetrics(Target):
         ),
         th.Property(
             "request_timeout",
-            th.NumberType(exclusive_minimum=0),
+            seconds_type(positive=True),
             default=60,
             title="Request Timeout",
             description="Seconds to wait for a connection and for each read of a response before retrying.",
         ),
         th.Property(
             "max_retry_seconds",
-            th.NumberType(minimum=0),
+            seconds_type(positive=False),
             default=300,
             title="Max Retry Seconds",
             description=(
@@ -178,7 +203,7 @@ class TargetRJMetrics(Target):
         ),
         th.Property(
             "state_flush_seconds",
-            th.NumberType(exclusive_minimum=0),
+            seconds_type(positive=True),
             default=30,
             title="State Flush Seconds",
             description=(

@@ -95,11 +95,10 @@ def test_wheel_holds_the_package_its_typing_marker_and_the_license_only(dists: d
     assert "END OF TERMS AND CONDITIONS" in license_text  # the full text, not a pointer to it
 
 
-def _repository_files() -> set[str]:
-    """Tracked and untracked, not ignored, files of this checkout (what a release would ship)."""
+def _git_files(*options: str) -> set[str]:
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout (an unpacked sdist, say)")
-    listed = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
+    listed = _run(["git", "ls-files", *options], cwd=ROOT)
     return {name for name in listed.splitlines() if (ROOT / name).is_file()}
 
 
@@ -108,10 +107,14 @@ def test_sdist_is_the_repository_without_its_ci_plumbing(dists: dict[str, Path])
         top = archive.getnames()[0].split("/")[0]
         members = {m.name.split("/", 1)[1] for m in archive.getmembers() if m.isfile()}
     generated = {n for n in members if n in {"PKG-INFO", "setup.cfg"} or n.startswith("target_rjmetrics.egg-info/")}
+    tracked = _git_files("--cached")
+    untracked = _git_files("--others", "--exclude-standard")  # a developer's new, uncommitted files
 
     assert top == f"target_rjmetrics-{target_rjmetrics.__version__}"
     assert {"LICENSE", "docs/local-api.md", "tests/conftest.py", "tests/target_support.py"} <= members
-    assert members - generated == _repository_files() - NOT_IN_SDIST
+    assert tracked - NOT_IN_SDIST - members == set(), "committed files missing from the sdist"
+    assert members - generated - tracked - untracked == set(), "the sdist holds files the repository has not"
+    assert not members & NOT_IN_SDIST
 
 
 def test_sdist_test_suite_is_complete_enough_to_collect(dists: dict[str, Path], tmp_path: Path) -> None:

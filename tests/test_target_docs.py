@@ -179,3 +179,14 @@ def test_every_setting_has_a_label_and_a_description_ending_in_a_period(path: st
     for setting in _loader(ROOT / path)["settings"]:
         assert setting.get("label"), setting["name"]
         assert setting["description"].endswith("."), setting["name"]
+
+
+def test_ci_runs_the_readme_test_command_then_the_other_pythons() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    matrix = (ROOT / "scripts" / "test-matrix.sh").read_text(encoding="utf-8")
+
+    assert "scripts/test.sh         # installs the test dependencies" in readme
+    assert "bash scripts/test-matrix.sh" in ci
+    assert "bash scripts/test.sh" in matrix
+    assert "supported_python_versions" in matrix  # the versions come from --about, not a list here

@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 # msgspec, signals, sockets, sqlite3, packaging and a clean install), in a few minutes.
 SMOKE=(
   tests/test_target_cli.py
+  tests/test_target_delivery.py
   tests/test_target_mapping.py
+  tests/test_target_sdk_standard.py
   tests/test_target_state.py
   tests/test_target_docs.py
   tests/test_meltano_settings.py

@@ -60,6 +60,7 @@ if t.TYPE_CHECKING:
     from target_rjmetrics.dispatch import Batch
 
 DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
+TABLE_PREFIX_PATTERN = r"^[A-Za-z0-9_]*$"
 #: Seconds an abandoned request may still be applied by the API (no source bounds it; see
 #: "Late application" in the API contract). Gateways give up on a request after about 60 s.
 DEFAULT_LATE_APPLY_SECONDS = 120
@@ -181,6 +182,10 @@ def _setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, s
         text = f"must be {_BOUND_WORDS[rule]} {_number_text(expected)}"
     elif rule == "enum":
         text = "must be one of " + ", ".join(f"'{v}'" for v in expected)
+    elif rule == "pattern" and _is_seconds(error.schema):
+        text = "must be a plain number of seconds, such as 30 or \"0.5\""
+    elif rule == "pattern" and expected == TABLE_PREFIX_PATTERN:
+        text = "must hold only letters, digits and underscores"
     elif rule == "pattern":
         text = f"must match {expected}"
     elif rule in {"minLength", "maxLength"}:
@@ -194,6 +199,12 @@ def _setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, s
     if source:
         text += f", as set by {source}"
     return [f"`{setting}` {text}"]
+
+
+def _is_seconds(schema: t.Any) -> bool:  # noqa: ANN401
+    """Tell a seconds setting (see ``seconds_type``) by its schema."""
+    kinds = schema.get("type") if isinstance(schema, dict) else None
+    return isinstance(kinds, list) and "string" in kinds and "number" in kinds
 
 
 def _env_setting_problems(
@@ -256,6 +267,31 @@ def _settings_error(problems: list[str], schema: dict | None = None) -> ConfigVa
 def _closest(name: str, known: t.Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(name.lower().replace("-", "_"), list(known), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def seconds_type(*, positive: bool) -> th.CustomType:
+    """A number of seconds, as a JSON number or as decimal text such as ``"0.5"``.
+
+    Meltano passes a setting of ``kind: string`` set by an environment variable as text (its
+    ``kind: decimal`` fails to serialise a value from the environment, and ``kind: integer``
+    refuses ``0.5``), and so does the SDK's ``--config ENV`` for a number. The text must still
+    be a plain non-negative decimal (``"1e3"``, ``"-1"``, ``"nan"`` are refused), and positive
+    when ``positive``. "string" comes first so that tools that derive a Meltano kind from the
+    first type (Meltano Hub's hub-utils) choose ``string``, the kind that works.
+
+    Args:
+        positive: Whether zero is refused too.
+
+    Returns:
+        The JSON Schema type.
+    """
+    if positive:
+        pattern = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
+        bound: dict[str, float] = {"exclusiveMinimum": 0}
+    else:
+        pattern = r"^[0-9]+(\.[0-9]+)?$"
+        bound = {"minimum": 0}
+    return th.CustomType({"type": ["string", "number"], "pattern": pattern, **bound})
 
 
 class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
@@ -337,7 +373,7 @@ class TargetRJMetrics(Target):
         ),
         th.Property(
             "table_prefix",
-            th.StringType(pattern=r"^[A-Za-z0-9_]*$"),
+            th.StringType(pattern=TABLE_PREFIX_PATTERN),
             default="",
             title="Table Prefix",
             description="Text put in front of every table name; letters, digits and underscores only.",
@@ -368,14 +404,14 @@ class TargetRJMetrics(Target):
         ),
         th.Property(
             "request_timeout",
-            th.NumberType(exclusive_minimum=0),
+            seconds_type(positive=True),
             default=60,
             title="Request Timeout",
             description="Seconds one try of a request may take, from connecting to the last byte of the answer, before it is given up and retried.",
         ),
         th.Property(
             "max_retry_seconds",
-            th.NumberType(minimum=0),
+            seconds_type(positive=False),
             default=300,
             title="Max Retry Seconds",
             description=(
@@ -385,7 +421,7 @@ class TargetRJMetrics(Target):
         ),
         th.Property(
             "late_apply_seconds",
-            th.NumberType(minimum=0),
+            seconds_type(positive=False),
             default=DEFAULT_LATE_APPLY_SECONDS,
             title="Late Apply Seconds",
             description=(
@@ -406,7 +442,7 @@ class TargetRJMetrics(Target):
         ),
         th.Property(
             "state_flush_seconds",
-            th.NumberType(exclusive_minimum=0),
+            seconds_type(positive=True),
             default=30,
             title="State Flush Seconds",
             description=(

@@ -6,8 +6,9 @@ Run on purpose (not part of the test suite)::
     .venv/bin/python benchmarks/reliability.py --quick    # the test suite's scale, a few minutes
 
 Every scenario loads streams whose keys are updated many times into a local Import API on a
-loopback port while something attacks the target (injected faults, kills, a server that dies,
-a permanent refusal), then prints one row: records sent, records that landed (covered by the
+loopback port while something attacks the target (injected faults, late applies of abandoned
+requests, trickling answers, kills, a server that dies, a permanent refusal, answers other than
+201 and redirects, a STATE reader that goes away, a stop while requests are stuck), then prints one row: records sent, records that landed (covered by the
 stored version of their key), whether the final rows equal the last version of each key in
 input order, STATE messages emitted, STATE messages ahead of landed data (must be 0),
 transient failures retried, and the exit code of the last run. The scenario code is shared
@@ -84,6 +85,13 @@ def main() -> int:
         for status in (400, 401, 404, None):
             result, secs = timed(rs.permanent_failure_scenario, status, small, work, fail_after=30)
             record(result, secs)
+        for status in (200, 204, 302, 307):
+            result, secs = timed(rs.unexpected_answer_scenario, status, small, work, after=30)
+            record(result, secs)
+        result, secs = timed(rs.broken_stdout_scenario, small, work)
+        record(result, secs)
+        result, secs = timed(rs.sigterm_while_stuck_scenario, small, work)
+        record(result, secs)
         peaks = []
         for size in memory_sizes:
             (peak, result), secs = timed(rs.memory_scenario, size, work, latency_ms=60)

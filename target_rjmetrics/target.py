@@ -64,6 +64,8 @@ TABLE_PREFIX_PATTERN = r"^[A-Za-z0-9_]*$"
 #: Seconds an abandoned request may still be applied by the API (no source bounds it; see
 #: "Late application" in the API contract). Gateways give up on a request after about 60 s.
 DEFAULT_LATE_APPLY_SECONDS = 120
+#: After SIGTERM/SIGINT, requests already in flight get at most this long to finish.
+STOP_GRACE_SECONDS = 10.0
 #: Seconds between two progress lines on stderr.
 PROGRESS_SECONDS = 5.0
 
@@ -829,9 +831,16 @@ class TargetRJMetrics(Target):
         )
         time.sleep(remaining)
 
-    def _warn_about_late_applies(self) -> None:
-        """After a failure or a stop, say how long to wait before running again."""
+    def _warn_about_late_applies(self, *, left_in_flight: bool = False) -> None:
+        """After a failure or a stop, say how long to wait before running again.
+
+        Args:
+            left_in_flight: Requests were still in flight when the run gave up on them.
+        """
         until = self._late_apply_deadline()
+        if left_in_flight:
+            late_apply = float(self.config.get("late_apply_seconds", DEFAULT_LATE_APPLY_SECONDS))
+            until = max(until or 0.0, time.monotonic() + late_apply)
         remaining = 0.0 if until is None else until - time.monotonic()
         if remaining > 0:
             wall = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=remaining)
@@ -845,20 +854,28 @@ class TargetRJMetrics(Target):
     def _settle_after_stop(self) -> None:
         """Let requests already sent finish, then write the last state whose records landed.
 
-        Requests in flight get their current try (bounded by ``request_timeout``) but no
-        further retries, so stopping never waits out the whole retry budget.
+        Requests in flight get their current try but no further retries, so stopping never
+        waits out the whole retry budget. After a failure a try may take its whole
+        ``request_timeout``; after SIGTERM/SIGINT at most ``STOP_GRACE_SECONDS``, because
+        whoever sent the signal expects an exit soon (and may send SIGKILL next).
         """
         self._stopping = True  # the ticker no longer seals batches or wakes this thread
         if self._dispatcher is None:
             return
         self._dispatcher.stop()
+        timeout = float(self.config.get("request_timeout", 60))
         if self._pending_signal is not None:
-            self.logger.warning("Stopping on signal %d: finishing requests already sent.", self._pending_signal)
+            timeout = min(timeout, STOP_GRACE_SECONDS)
+            self.logger.warning(
+                "Stopping on signal %d: finishing requests already sent (for up to %.0f s).",
+                self._pending_signal,
+                timeout,
+            )
         if self._client is not None:
             self._client.cancel_retries()
-        self._dispatcher.wait(timeout=float(self.config.get("request_timeout", 60)) + 5)
+        settled = self._dispatcher.wait(timeout=timeout + 1)
         self._ledger_emit()
-        self._warn_about_late_applies()
+        self._warn_about_late_applies(left_in_flight=not settled)
 
     def _finish(self) -> None:
         self._stop_ticker.set()

@@ -462,6 +462,25 @@ def _keys_of(entry: dict[str, t.Any]) -> list[t.Any]:
     return [values[0] for values in entry.get("key_values") or []]
 
 
+def _without_retries_of_trickles(accepted: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """Drop the retry of each trickled request: the same points, stored twice.
+
+    The counting below assumes one accepted request per batch of a key's versions; a request
+    whose answer trickled was stored, then cut off and retried by the target, so its retry
+    (the next accepted request with the same points) is the same batch again.
+    """
+    ordered = sorted(accepted, key=lambda e: e["arrived"])
+    dropped: set[int] = set()
+    for index, entry in enumerate(ordered):
+        if "trickle" not in (entry.get("fault") or ""):
+            continue
+        for later in ordered[index + 1 :]:
+            if id(later) not in dropped and later["table"] == entry["table"] and later["key_values"] == entry["key_values"]:
+                dropped.add(id(later))
+                break
+    return [e for e in ordered if id(e) not in dropped]
+
+
 def states_ahead(
     runs: list[RunRecord], entries: list[dict[str, t.Any]], workload: Workload
 ) -> list[str]:
@@ -471,11 +490,16 @@ def states_ahead(
     posts = [e for e in entries if e["method"] == "POST"]
     for index, run in enumerate(runs):
         window_end = runs[index + 1].started if index + 1 < len(runs) else float("inf")
-        accepted = [e for e in posts if e["status"] == 201 and run.started <= e["arrived"] < window_end]
+        accepted = _without_retries_of_trickles(
+            [e for e in posts if e["status"] == 201 and run.started <= e["arrived"] < window_end]
+        )
         completed: dict[tuple[str, t.Any], list[float]] = defaultdict(list)
         for entry in accepted:
+            # A trickled answer's points were committed before its first byte went out (see
+            # docs/local-api.md), so they landed when it arrived, not when the answer ended.
+            landed = entry["arrived"] if "trickle" in (entry.get("fault") or "") else entry["completed"]
             for key in _keys_of(entry):
-                completed[(entry["table"], key)].append(entry["completed"])
+                completed[(entry["table"], key)].append(landed)
         for times in completed.values():
             times.sort()
         # Positions (indexes into records) of each key's versions within this run's input.
@@ -712,6 +736,13 @@ FAULT_KINDS: dict[str, tuple[dict[str, t.Any], dict[str, t.Any]]] = {
     "in-flight limit": ({"max_in_flight": 2, "retry_after": 0, "latency_ms": 5, "jitter_ms": 25},
                         {"max_concurrent_requests": 6}),
     "lower body limit": ({"max_body_bytes": 1500}, {}),
+    # Hostile networks: a request applied late after the target gave up on it (held without an
+    # answer, or answered 504), and answers that trickle in a byte at a time.
+    "late apply (held, 1 s timeout)": ({"ghost_delay": 3.0, "ghost_rate": 0.03},
+                                       {"request_timeout": 1, "late_apply_seconds": 4}),
+    "late apply (answered 504)": ({"ghost_delay": 2.0, "ghost_rate": 0.03, "ghost_answer": 504},
+                                  {"late_apply_seconds": 3}),
+    "trickled answers": ({"trickle_interval": 1.0, "trickle_rate": 0.02}, {"request_timeout": 2}),
     "mix": ({"error_rate": 0.05, "rate_limit_rate": 0.03, "retry_after": 0, "latency_ms": 5, "jitter_ms": 40,
              "drop_rate": 0.03, "max_in_flight": 3, "max_body_bytes": 4000}, {"max_concurrent_requests": 4}),
 }
@@ -928,3 +959,99 @@ def memory_scenario(
         result.problems.append(f"exit {code}: {proc.stderr[-1500:]}")
     result.note = f"peak RSS {proc.peak_rss_kib / 1024:.1f} MiB"
     return proc.peak_rss_kib, result
+
+
+# -- hostile answers and a hostile environment ---------------------------------------------------
+
+
+def unexpected_answer_scenario(
+    status: int, workload: Workload, workdir: Path, *, after: int = 20, timeout: float = 120
+) -> Result:
+    """After ``after`` accepted upserts, every upsert is answered ``status`` instead of 201.
+
+    A redirect points at a second local server, which must never be contacted (the key and
+    the data go to ``api_url``'s host only). Nothing answered that way counts as landed.
+    """
+    other = InProcessServer()
+    server = InProcessServer(Faults(seed=5, upsert_status=status, upsert_status_skip=after, redirect_url=other.base_url))
+    try:
+        config = target_config(server.base_url, max_concurrent_requests=3)
+        run = _run_once(config, workload, workdir, 0, timeout)
+        result = _finish(f"answered {status} instead of 201", server, workload, [run], expect_complete=False)
+        contacted = len(other.entries())
+    finally:
+        server.stop()
+        other.stop()
+    result.note = f"other host contacted {contacted} times"
+    if contacted:
+        result.problems.append(f"the redirect's host was contacted {contacted} times")
+    if run.exit_code != 1:
+        result.problems.append(f"exit {run.exit_code}, expected 1")
+    if not any(f"answered {status}" in line and "instead of 201" in line for line in traceback_free_lines(run.stderr)):
+        result.problems.append(f"no clear message about the {status}: {run.stderr[-1500:]}")
+    return result
+
+
+def broken_stdout_scenario(workload: Workload, workdir: Path, *, timeout: float = 120) -> Result:
+    """Whoever reads the target's STATE lines stops after the first one (``| head -1``)."""
+    server = InProcessServer(Faults(seed=3, latency_ms=20))
+    try:
+        config_path = workdir / "broken-stdout-config.json"
+        config_path.write_text(json.dumps(target_config(server.base_url)))
+        input_path = workdir / "broken-stdout-input.jsonl"
+        input_path.write_bytes(workload.text(0))
+        started = time.time()
+        with input_path.open("rb") as stdin:
+            proc = subprocess.Popen([str(TARGET_BIN), "--config", str(config_path)], stdin=stdin,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            stamp = time.time()
+            proc.stdout.close()  # the reader goes away
+            stderr = proc.stderr.read().decode(errors="replace")
+            code = proc.wait(timeout)
+        states = [(stamp, json.loads(first))] if first.strip() else []
+        run = RunRecord(0, started, states, code, stderr, first.decode())
+        result = _finish("STATE reader goes away", server, workload, [run], expect_complete=False)
+        unsettled = [e for e in server.entries() if e["method"] == "POST" and e["status"] not in (201, 413)]
+    finally:
+        server.stop()
+    if code != 1:
+        result.problems.append(f"exit {code}, expected 1")
+    if "Cannot write STATE to standard output (broken pipe" not in stderr:
+        result.problems.append(f"no clear broken-pipe message: {stderr[-1500:]}")
+    if unsettled:
+        result.problems.append(f"{len(unsettled)} requests were left unanswered")
+    return result
+
+
+def sigterm_while_stuck_scenario(workload: Workload, workdir: Path, *, timeout: float = 120) -> Result:
+    """SIGTERM while every answer trickles in a byte every 2 s: exit promptly, send nothing new."""
+    server = InProcessServer(Faults(seed=3))
+    try:
+        config = target_config(server.base_url, request_timeout=30)
+        proc = TargetProcess(config, workload.text(0), workdir)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(proc.states) < 2:
+            time.sleep(0.02)
+        server.api.set_faults(trickle_interval=2.0)
+        time.sleep(1.0)  # requests now in flight trickle
+        sent_before = len([e for e in server.entries() if e["method"] == "POST"])
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout)
+        took = time.monotonic() - stopped
+        time.sleep(0.5)
+        sent_after = len([e for e in server.entries() if e["method"] == "POST"])
+        run = RunRecord(0, proc.started, proc.states, code, proc.stderr, proc.stdout)
+        result = _finish("SIGTERM while answers trickle", server, workload, [run], expect_complete=False)
+    finally:
+        server.stop()
+    result.note = f"exit {took:.1f}s after SIGTERM"
+    if code != 128 + signal.SIGTERM:
+        result.problems.append(f"exit {code}, expected {128 + signal.SIGTERM}")
+    if took > 20:  # noqa: PLR2004 (STOP_GRACE_SECONDS, 10 s, with room)
+        result.problems.append(f"the exit took {took:.0f}s after SIGTERM")
+    if sent_after > sent_before:
+        result.problems.append(f"{sent_after - sent_before} requests were sent after the stop")
+    return result

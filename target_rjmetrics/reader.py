@@ -89,6 +89,23 @@ class RJMetricsReader(MsgSpecReader):
                 reconfigure(errors="surrogateescape")
         return super().process_lines(_utf8_checked(source, self), callbacks)
 
+    def _process_unknown_message(self, message_dict: dict) -> None:
+        """Refuse a message of a type Singer does not have, naming the line.
+
+        Args:
+            message_dict: The message.
+
+        Raises:
+            InvalidInputLine: Always.
+        """
+        kind = repr(message_dict.get("type"))
+        kind = kind if len(kind) <= 40 else kind[:37] + "..."  # noqa: PLR2004
+        msg = (
+            f"Input line {self.line_number} is a message of unknown type {kind}; Singer messages are "
+            "SCHEMA, RECORD, STATE, ACTIVATE_VERSION and BATCH. Check the tap's output."
+        )
+        raise InvalidInputLine(msg)
+
     def assert_line_requires(self, line_dict: dict, requires: set[str]) -> None:  # type: ignore[override]
         """Check a message has the fields its type needs, naming the missing ones only.
 

@@ -1325,12 +1325,19 @@ class TargetRJMetrics(Target):
         except RJMetricsError as exc:
             cls.logger.error("%s", exc)  # noqa: TRY400
             sys.exit(1)
-        except (SingerSDKError, InvalidInputLine) as exc:
+        except InvalidInputLine as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400
+            sys.exit(1)
+        except SingerSDKError as exc:
             cls.logger.error("%s: %s", type(exc).__name__, exc)  # noqa: TRY400
             sys.exit(1)
-        except Exception as exc:  # a bug of ours or of a library: say so plainly, then show where
-            cls.logger.error("Unexpected %s: %s", type(exc).__name__, exc)  # noqa: TRY400
-            cls.logger.error("Details follow; please report them.", exc_info=exc)
+        except Exception as exc:  # a bug of ours or of a library: its words could quote values
+            cls.logger.error(
+                "Stopped by an unexpected %s; the last STATE written is safe to resume from. Run with "
+                "TARGET_RJMETRICS_LOGLEVEL=DEBUG to see where it happened.",
+                type(exc).__name__,
+            )
+            cls.logger.debug("Details of the unexpected error", exc_info=exc)
             sys.exit(1)
 
 

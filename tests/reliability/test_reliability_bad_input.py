@@ -101,7 +101,7 @@ EXPECTED: dict[str, Lands | Fails | Either] = {
     "01_malformed_json_line": Fails(r"(?i)json"),
     "02_not_json_at_all": Fails(r"(?i)json"),
     "03_json_value_not_object": Fails(r"(?i)(object|type)"),
-    "04_unknown_message_type": Fails(r"BOGUS"),
+    "04_unknown_message_type": Fails(r"Input line 2 is a message of unknown type 'BOGUS'"),
     "05_missing_type_field": Fails(r"(?i)type"),
     "06_record_before_schema": Fails(r"stream 'items'.*before a corresponding schema"),
     "07_schema_not_valid_json_schema": Fails(r"SCHEMA is not valid JSON Schema"),

@@ -1082,8 +1082,10 @@ class TargetRJMetrics(Target):
                 self._retries += 1
 
         abandoned = send_batch(self._client, batch, on_request, on_retry)
+        if abandoned is None:  # the usual case: every try was answered, nothing may apply late
+            return None
         late_apply = float(self.config.get("late_apply_seconds", DEFAULT_LATE_APPLY_SECONDS))
-        return None if abandoned is None or late_apply <= 0 else abandoned + late_apply
+        return abandoned + late_apply if late_apply > 0 else None
 
     def _landed(self, batch: Batch) -> None:
         stats = self.stats_for(batch.table)

@@ -1,7 +1,7 @@
 """Concurrent sending that keeps key order, and the ledger that makes STATE honest.
 
 Every record that is read gets a sequence number (its place in the input). Records are
-gathered into :class:`Batch` objects, one per future request. A batch is *registered*
+gathered into :class:`~target_rjmetrics.batches.Batch` objects, one per future request. A batch is *registered*
 with the :class:`Dispatcher` as soon as it holds its first record, so at every moment
 the dispatcher knows the lowest sequence number that has not yet landed. A STATE that
 arrived after ``n`` records may be written once that number is ``>= n``.
@@ -22,58 +22,15 @@ import math
 import threading
 import time
 import typing as t
-from dataclasses import dataclass, field
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
+    from target_rjmetrics.batches import Batch
+
 
 class DispatcherStopped(Exception):  # noqa: N818
     """The dispatcher was stopped: it takes no more batches."""
-
-
-@dataclass(eq=False)
-class Batch:
-    """Data points bound for one table, to be sent in one request (or split on 413).
-
-    Attributes:
-        stream: The Singer stream the points came from.
-        table: The Import API table they go to.
-        first_seq: Input sequence number of the earliest record in the batch.
-        points: Encoded data points by key; a later version of a key replaces the earlier.
-        point_positions: Stream position of the record each point came from, by key.
-        body_bytes: Size of the JSON array these points encode to.
-        first_position: 1-based position, within its stream, of the first record.
-        last_position: Position of the last record.
-        duplicates: Records merged into a later version of the same key.
-    """
-
-    stream: str
-    table: str
-    first_seq: int
-    first_position: int
-    points: dict[Hashable, bytes] = field(default_factory=dict)
-    point_positions: dict[Hashable, int] = field(default_factory=dict)
-    body_bytes: int = 2
-    last_position: int = 0
-    duplicates: int = 0
-    # Dispatcher bookkeeping.
-    landed: bool = False
-    waiting_on: int = 0
-    dependents: list[Batch] = field(default_factory=list)
-
-    def positions(self) -> str:
-        """Describe the input range of this batch for error messages.
-
-        Returns:
-            E.g. ``"records #101-#200 of stream 'users'"``.
-        """
-        span = (
-            f"record #{self.first_position}"
-            if self.first_position == self.last_position
-            else f"records #{self.first_position}-#{self.last_position}"
-        )
-        return f"{span} of stream '{self.stream}' (table '{self.table}')"
 
 
 class Dispatcher:
@@ -190,7 +147,8 @@ class Dispatcher:
             if hold_back:
                 busy = {key for key in batch.points if (batch.table, key) in self._last_for_key}
                 if busy and 2 * len(busy) <= len(batch.points):
-                    batch = self._split_off_free_points(batch, busy)
+                    batch = batch.split_off(set(batch.points) - busy)  # the free points go now
+                    self._unlanded.add(batch)
                     held = True
             self._sealed_unlanded += 1
             for key in batch.points:
@@ -203,37 +161,6 @@ class Dispatcher:
             if batch.waiting_on == 0:
                 self._start(batch)
             return held
-
-    def _split_off_free_points(self, batch: Batch, busy: set[Hashable]) -> Batch:
-        """Move the points of ``batch`` whose keys are not busy into a new registered batch.
-
-        Both keep ``batch.first_seq``, so no STATE passes the held-back records early.
-        """
-        free = Batch(
-            stream=batch.stream,
-            table=batch.table,
-            first_seq=batch.first_seq,
-            first_position=batch.first_position,
-            duplicates=batch.duplicates,
-        )
-        kept_points: dict[Hashable, bytes] = {}
-        kept_positions: dict[Hashable, int] = {}
-        for key, encoded in batch.points.items():
-            if key in busy:
-                kept_points[key] = encoded
-                kept_positions[key] = batch.point_positions[key]
-            else:
-                free.points[key] = encoded
-                free.point_positions[key] = batch.point_positions[key]
-        for part, positions in ((free, free.point_positions), (batch, kept_positions)):
-            part.first_position = min(positions.values())
-            part.last_position = max(positions.values())
-        batch.points, batch.point_positions = kept_points, kept_positions
-        batch.duplicates = 0
-        free.body_bytes = _body_bytes(free.points)
-        batch.body_bytes = _body_bytes(batch.points)
-        self._unlanded.add(free)
-        return free
 
     def _start(self, batch: Batch) -> None:
         # Called with the lock held.
@@ -353,11 +280,6 @@ class Dispatcher:
             self._closed = True
             self._ready.clear()
             self._cond.notify_all()
-
-
-def _body_bytes(points: dict[Hashable, bytes]) -> int:
-    """Size of the JSON array of these encoded points."""
-    return 2 + sum(len(p) for p in points.values()) + max(len(points) - 1, 0)
 
 
 class StateLedger:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from target_rjmetrics.dispatch import Batch, Dispatcher
+from target_rjmetrics.batches import Batch
+from target_rjmetrics.dispatch import Dispatcher
 
 
 def _batch(table: str, keys: list[int], seq: int) -> Batch:

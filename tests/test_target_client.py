@@ -18,13 +18,9 @@ import typing as t
 import pytest
 from target_support import Reply, ScriptedServer, upserts
 
-from target_rjmetrics.client import (
-    MAX_ANSWER_BYTES,
-    CaptureClient,
-    RJMetricsClient,
-    redact,
-    redact_url,
-)
+from target_rjmetrics.client import RJMetricsClient
+from target_rjmetrics.redaction import redact, redact_url
+from target_rjmetrics.transport import MAX_ANSWER_BYTES
 from target_rjmetrics.exceptions import (
     RJMetricsAPIError,
     RJMetricsAuthError,
@@ -455,7 +451,9 @@ def test_last_abandoned_at_is_the_latest_over_pushes_from_many_threads(make_api:
 
 
 def test_the_dry_run_client_never_has_a_try_of_unknown_fate(tmp_path: Path) -> None:
-    capture = CaptureClient(path=str(tmp_path / "dry.jsonl"), client_id=1, base_url="http://u:S3cretPass@h/v2")
+    capture = RJMetricsClient(
+        client_id=1, api_key=KEY, base_url="http://u:S3cretPass@h/v2", dry_run_file=str(tmp_path / "dry.jsonl")
+    )
     try:
         assert capture.push("users", BODY) is None
         assert capture.last_abandoned_at is None
@@ -463,6 +461,7 @@ def test_the_dry_run_client_never_has_a_try_of_unknown_fate(tmp_path: Path) -> N
         capture.close()
     written = (tmp_path / "dry.jsonl").read_text()
     assert "S3cretPass" not in written and "http://***@h/v2/client/1/table/users/data?apikey=***" in written
+    assert KEY not in written
 
 
 # -- connecting: at start, and during a run ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from singer_sdk.testing.suites import target_tests
 from target_support import upserts
 
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
-from target_rjmetrics.sinks import RECORD_HASH_FIELD, table_name
+from target_rjmetrics.points import RECORD_HASH_FIELD, table_name
 from target_rjmetrics.target import TargetRJMetrics
 
 # The SDK expects a STATE after each drain of its own batches; this target writes a STATE

@@ -16,7 +16,7 @@ from reliability_scenarios import InProcessServer, TargetProcess, target_config
 from target_support import run_in_process
 
 from target_rjmetrics.local_api import Faults, LocalImportAPI
-from target_rjmetrics.sinks import OPEN_BATCHES_MAX_BYTES
+from target_rjmetrics.batches import OPEN_BATCHES_MAX_BYTES
 
 MIB = 1024 * 1024
 

@@ -1,0 +1,283 @@
+"""Batches: the encoded data points of one future request, and the batches still filling.
+
+A :class:`Batch` owns its points, the byte size of the JSON array they encode to, and its
+splitting (in halves on a 413, or by key when some keys are still on their way); nothing
+else counts request bytes. :class:`OpenBatches` keeps the batch still filling for each
+table and decides when it is sealed: when the next point does not fit, on demand (a STATE
+waiting, the end of input), or when the open batches of all tables together hold more than
+``OPEN_BATCHES_MAX_BYTES``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterable
+
+#: Most bytes of encoded points held in open batches across all streams. Over it, the open
+#: batch holding the oldest record is sent as it is, so memory stays bounded however many
+#: streams are open at once (sealed batches are bounded by the dispatcher's back-pressure).
+OPEN_BATCHES_MAX_BYTES = 32 * 1024 * 1024
+
+
+def array_bytes(sizes: Iterable[int]) -> int:
+    """Size of the JSON array of encoded points of these sizes: brackets and commas.
+
+    Args:
+        sizes: The encoded size of each point.
+
+    Returns:
+        The array's size in bytes.
+    """
+    count = total = 0
+    for size in sizes:
+        count += 1
+        total += size
+    return 2 + total + max(count - 1, 0)
+
+
+@dataclass(eq=False)
+class Batch:
+    """Data points bound for one table, to be sent in one request (or split on 413).
+
+    Attributes:
+        stream: The Singer stream the points came from.
+        table: The Import API table they go to.
+        first_seq: Input sequence number of the earliest record in the batch.
+        first_position: 1-based position, within its stream, of the first record.
+        points: Encoded data points by key identity; a later version replaces the earlier.
+        point_positions: Stream position of the record each point came from, by key.
+        body_bytes: Size of the JSON array these points encode to.
+        last_position: Position of the last record.
+        duplicates: Records merged into a later version of the same key.
+        landed: Set by the dispatcher once the API accepted every point.
+        waiting_on: Dispatcher bookkeeping: earlier batches sharing a key, not yet landed.
+        dependents: Dispatcher bookkeeping: later batches waiting for this one.
+    """
+
+    stream: str
+    table: str
+    first_seq: int
+    first_position: int
+    points: dict[Hashable, bytes] = field(default_factory=dict)
+    point_positions: dict[Hashable, int] = field(default_factory=dict)
+    body_bytes: int = 2
+    last_position: int = 0
+    duplicates: int = 0
+    landed: bool = False
+    waiting_on: int = 0
+    dependents: list[Batch] = field(default_factory=list)
+
+    def fits(self, size: int, max_points: int, max_bytes: int) -> bool:
+        """Tell whether one more point of ``size`` bytes fits in the request.
+
+        Args:
+            size: The point's encoded size.
+            max_points: Most points per request.
+            max_bytes: Most bytes per request.
+
+        Returns:
+            True when it fits.
+        """
+        return len(self.points) < max_points and self.body_bytes + size + (1 if self.points else 0) <= max_bytes
+
+    def add(self, key: Hashable, encoded: bytes, position: int) -> None:
+        """Add the point of a key that the batch does not hold yet.
+
+        Args:
+            key: The point's key identity.
+            encoded: The point.
+            position: Its record's position in its stream.
+        """
+        self.body_bytes += len(encoded) + (1 if self.points else 0)
+        self.points[key] = encoded
+        self.point_positions[key] = position
+        self.last_position = position
+
+    def replace(self, key: Hashable, encoded: bytes, position: int, max_bytes: int) -> bool:
+        """Replace the point of a key the batch holds with a later version, if it fits.
+
+        Args:
+            key: The key identity.
+            encoded: The later version.
+            position: Its record's position.
+            max_bytes: Most bytes per request.
+
+        Returns:
+            True when replaced (the earlier version is merged away); False when the later
+            version does not fit in its place.
+        """
+        earlier = self.points[key]
+        if self.body_bytes - len(earlier) + len(encoded) > max_bytes:
+            return False
+        self.body_bytes += len(encoded) - len(earlier)
+        self.points[key] = encoded
+        self.point_positions[key] = position
+        self.last_position = position
+        self.duplicates += 1
+        return True
+
+    def body(self, keys: Iterable[Hashable] | None = None) -> bytes:
+        """The request body: the JSON array of the points (of ``keys``, in the batch's order).
+
+        Args:
+            keys: The keys to send, all by default.
+
+        Returns:
+            The body.
+        """
+        points = self.points
+        return b"[" + b",".join([points[key] for key in (points if keys is None else keys)]) + b"]"
+
+    def split_off(self, keys: set[Hashable]) -> Batch:
+        """Move the points of ``keys`` into a new batch with the same first sequence number.
+
+        Both keep ``first_seq``, so no STATE passes the records of either early.
+
+        Args:
+            keys: Keys the batch holds.
+
+        Returns:
+            The new batch.
+        """
+        moved = Batch(stream=self.stream, table=self.table, first_seq=self.first_seq, first_position=self.first_position)
+        kept_points: dict[Hashable, bytes] = {}
+        kept_positions: dict[Hashable, int] = {}
+        for key, encoded in self.points.items():
+            if key in keys:
+                moved.points[key] = encoded
+                moved.point_positions[key] = self.point_positions[key]
+            else:
+                kept_points[key] = encoded
+                kept_positions[key] = self.point_positions[key]
+        moved.duplicates, self.duplicates = self.duplicates, 0
+        self.points, self.point_positions = kept_points, kept_positions
+        for part in (moved, self):
+            part.first_position = min(part.point_positions.values())
+            part.last_position = max(part.point_positions.values())
+            part.body_bytes = array_bytes(len(p) for p in part.points.values())
+        return moved
+
+    def positions(self) -> str:
+        """Describe the input range of this batch for error messages.
+
+        Returns:
+            E.g. ``"records #101-#200 of stream 'users' (table 'users')"``.
+        """
+        span = (
+            f"record #{self.first_position}"
+            if self.first_position == self.last_position
+            else f"records #{self.first_position}-#{self.last_position}"
+        )
+        return f"{span} of stream '{self.stream}' (table '{self.table}')"
+
+
+class OpenBatches:
+    """The batch still filling for each table.
+
+    Sealing hands a batch to ``submit`` (the dispatcher), which may keep some of its points
+    back (keys still on their way), in which case the batch stays open with them.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_points: int,
+        max_bytes: int,
+        register: Callable[[Batch], None],
+        submit: Callable[[Batch, bool], bool],
+        max_open_bytes: int = OPEN_BATCHES_MAX_BYTES,
+    ) -> None:
+        """Create the open batches.
+
+        Args:
+            max_points: Most points per request.
+            max_bytes: Most bytes per request.
+            register: Called with each new batch as it gets its first point.
+            submit: Called with (batch, hold_back) to seal it; returns True when the batch
+                stays open, holding points back.
+            max_open_bytes: Most bytes held across all open batches.
+        """
+        self._max_points = max_points
+        self._max_bytes = max_bytes
+        self._register = register
+        self._submit = submit
+        self._max_open_bytes = max_open_bytes
+        self._open: dict[str, Batch] = {}
+        self.open_bytes = 0
+
+    def add(self, stream: str, table: str, key: Hashable, encoded: bytes, seq: int, position: int) -> bool:
+        """Add a point to its table's open batch, sealing what must be sealed first.
+
+        Args:
+            stream: The stream of the record.
+            table: Its table.
+            key: The point's key identity.
+            encoded: The point (no larger than a request may be: the caller checks).
+            seq: The record's sequence number in the input.
+            position: The record's position in its stream.
+
+        Returns:
+            True when the point replaced an earlier version of its key in the open batch.
+        """
+        batch = self._open.get(table)
+        if batch is not None:
+            if key in batch.points:
+                before = batch.body_bytes
+                if batch.replace(key, encoded, position, self._max_bytes):
+                    self._grew(batch.body_bytes - before)
+                    return True
+                self.seal(table)
+                batch = None
+            elif not batch.fits(len(encoded), self._max_points, self._max_bytes):
+                self.seal(table, hold_back=True)
+                batch = self._open.get(table)
+                if batch is not None and not batch.fits(len(encoded), self._max_points, self._max_bytes):
+                    self.seal(table)  # what was held back leaves no room: send it as it is
+                    batch = None
+        if batch is None:
+            batch = self._open[table] = Batch(stream=stream, table=table, first_seq=seq, first_position=position)
+            self._register(batch)
+        before = batch.body_bytes if batch.points else 0  # an empty batch holds nothing yet
+        batch.add(key, encoded, position)
+        self._grew(batch.body_bytes - before)
+        return False
+
+    def _grew(self, change: int) -> None:
+        self.open_bytes += change
+        if self.open_bytes > self._max_open_bytes:
+            self._seal_oldest()
+
+    def seal(self, table: str, *, hold_back: bool = False) -> None:
+        """Hand a table's open batch, if any, to the dispatcher.
+
+        Args:
+            table: The table.
+            hold_back: Let the dispatcher keep points whose keys are still on their way;
+                the batch then stays open with them.
+        """
+        batch = self._open.get(table)
+        if batch is None:
+            return
+        before = batch.body_bytes
+        if self._submit(batch, hold_back):
+            self.open_bytes -= before - batch.body_bytes
+        else:
+            del self._open[table]
+            self.open_bytes -= before
+
+    def seal_all(self) -> None:
+        """Hand every open batch to the dispatcher, oldest first."""
+        for table in sorted(self._open, key=lambda name: self._open[name].first_seq):
+            self.seal(table)
+
+    def _seal_oldest(self) -> None:
+        table = min(self._open, key=lambda name: self._open[name].first_seq)
+        self.seal(table)
+
+    @property
+    def oldest_seq(self) -> float:
+        """Sequence number of the oldest record in an open batch (infinity when none is open)."""
+        return min((b.first_seq for b in self._open.values()), default=float("inf"))

@@ -1,0 +1,276 @@
+"""What a try's outcome means: an answer other than the expected one, or a try without an answer.
+
+Each failure becomes an exception of :mod:`target_rjmetrics.exceptions`, classified by its
+fate: certain (nothing was applied, e.g. a refused connection, 429, 500, 503, 4xx) or unknown
+(the API may apply it later: a timeout after the request went out, a connection lost before
+a complete answer, a gateway's 502/504, an answer that was not the API's). Messages show at
+most a few KB of an answer and never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import typing as t
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+
+from target_rjmetrics.exceptions import (
+    RJMetricsAPIError,
+    RJMetricsAuthError,
+    RJMetricsConnectError,
+    RJMetricsError,
+    RJMetricsRequestTooLargeError,
+    RJMetricsTransientError,
+    RJMetricsUnexpectedAnswerError,
+)
+from target_rjmetrics.redaction import shorten
+
+if t.TYPE_CHECKING:
+    import logging
+    from collections.abc import Generator
+
+    from target_rjmetrics.transport import Try
+
+#: ...and at most this many reasons of an error answer are shown.
+SHOWN_REASONS = 5
+#: Failed answers after which nothing was applied for sure: the API itself said so.
+_CERTAIN_RETRYABLE_STATUSES = frozenset({408, 429, 500, 503})
+
+
+class Shown(t.Protocol):
+    """How a client shows what it sends: its timeout, host, URLs and secrets redacted."""
+
+    logger: logging.Logger
+    timeout: float
+    host_port: str
+
+    def redact(self, text: str) -> str:
+        """Remove the client's secrets from ``text``."""
+
+    def shown_url(self, url: str) -> str:
+        """A URL of the client as shown in messages, with the key as ``***``."""
+
+
+def transport_failure(exc: BaseException, attempt: Try, method: str, url: str, client: Shown) -> Exception:
+    """Turn a failed try without an answer into our exception, classified by its fate.
+
+    Args:
+        exc: What the HTTP library raised.
+        attempt: The try.
+        method: Its method.
+        url: Its URL, without the key.
+        client: How the client shows URLs and secrets.
+
+    Returns:
+        A transient error (``maybe_applied`` when the request may have reached the API), a
+        connect error (nothing was sent), or a fatal error (a certificate that does not verify).
+    """
+    client.logger.debug("%s %s failed: %s", method, client.shown_url(url), shorten(client.redact(repr(exc)), 1000))
+    via_proxy = " through the proxy" if isinstance(exc, requests.exceptions.ProxyError) else ""
+    reached, expired = attempt.outcome()
+    if expired and reached:
+        msg = (
+            f"{method} {client.shown_url(url)} timed out: no complete answer within {client.timeout:g}s "
+            "(`request_timeout` bounds each try as a whole)"
+        )
+        return RJMetricsTransientError(msg, maybe_applied=True)
+    if not reached:
+        if isinstance(exc, requests.exceptions.SSLError) and is_certificate_failure(exc):
+            # A certificate that does not verify will not verify on a retry either.
+            msg = client.redact(
+                f"{method} {url} failed TLS verification: {shorten(str(exc), 500)}. Check `api_url` "
+                "(TLS verification is always on)."
+            )
+            return RJMetricsError(msg)
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, OSError)) or expired:
+            reason = f"no answer within {client.timeout:g}s" if expired else connect_failure(exc, client.timeout)
+            return RJMetricsConnectError(f"cannot connect to {client.host_port}{via_proxy} ({reason})")
+        msg = client.redact(f"{method} {url} failed: {shorten(str(exc), 500)}")
+        return RJMetricsError(msg)
+    # The request went out (or may have, in part): the API may have it.
+    if any(isinstance(c, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)) for c in causes(exc)):
+        reason = f"timed out: no answer within {client.timeout:g}s"
+    else:
+        cause = next((c for c in causes(exc) if isinstance(c, OSError) and c.strerror), None)
+        detail = f" ({cause.strerror.lower()})" if cause is not None and cause.strerror else ""
+        reason = f"lost its connection before a complete answer{detail}"
+    return RJMetricsTransientError(f"{method} {client.shown_url(url)} {reason}", maybe_applied=True)
+
+
+def check_answer(  # noqa: C901, PLR0911, PLR0913
+    response: requests.Response,
+    body: bytes,
+    answered_at: float,
+    *,
+    expected: int,
+    what: str,
+    url: str,
+    client: Shown,
+) -> None:
+    """Raise unless the answer is ``expected``; classify the failure by its fate.
+
+    Args:
+        response: The answer.
+        body: Its body (at most ``MAX_ANSWER_BYTES``).
+        answered_at: When it came (``time.monotonic()``).
+        expected: 201 for an upsert, 200 for a credential check.
+        what: The request, for messages (``upsert into table 'users'``).
+        url: Its URL, without the key.
+        client: How the client shows URLs and secrets.
+
+    Raises:
+        RJMetricsUnexpectedAnswerError: A redirect, another 1xx/2xx/3xx (fate unknown).
+        RJMetricsTransientError: 408, 429, 5xx (``maybe_applied`` for a gateway's 5xx).
+        RJMetricsAuthError: 401.
+        RJMetricsRequestTooLargeError: 413.
+        RJMetricsAPIError: Any other refusal (a 404 says the base URL must end in /v2).
+    """
+    status = response.status_code
+    if status == expected:
+        return
+    method = response.request.method if response.request is not None else "GET"
+    if status < 200 or 200 <= status < 400 or status >= 600:  # noqa: PLR2004
+        if 300 <= status < 400:  # noqa: PLR2004
+            msg = (
+                f"{what} was answered {status}{location_shown(response, url)} instead of {expected}: a "
+                "redirect, never followed (the key and the data go only to `api_url`'s host). Set "
+                "`api_url` to the final URL of the Import API (it ends in /v2)"
+            )
+        else:
+            msg = (
+                f"{what} was answered {status} instead of {expected}: something between the target and "
+                f"the API (a proxy, a captive portal, a load balancer) answered for it, and only a {expected} "
+                "counts. Check `api_url` and proxies (HTTPS_PROXY, HTTP_PROXY)"
+            )
+        error = RJMetricsUnexpectedAnswerError(client.redact(msg), status=status)
+        # Whatever answered may have passed the request on: its fate is unknown.
+        error.abandoned_at = answered_at
+        raise error
+    message, reasons, total = error_detail(response, body)
+    detail = f"{what} answered {status}{f' {message}' if message else ''}"
+    if reasons:
+        more = total - len(reasons)
+        detail += f" ({'; '.join(reasons)}{f'; and {more:,} more reasons' if more > 0 else ''})"
+    detail = client.redact(detail)
+    if status in _CERTAIN_RETRYABLE_STATUSES:
+        raise RJMetricsTransientError(detail, retry_after=retry_after_seconds(response))
+    if status >= 500:  # noqa: PLR2004
+        # 502, 504 and the like: a gateway answered for the API, which may still apply it.
+        raise RJMetricsTransientError(
+            detail, retry_after=retry_after_seconds(response), maybe_applied=True, abandoned_at=answered_at
+        )
+    if status == 401:  # noqa: PLR2004
+        raise RJMetricsAuthError(detail, status=status, reasons=reasons)
+    if status == 413:  # noqa: PLR2004
+        raise RJMetricsRequestTooLargeError(detail, status=status, reasons=reasons)
+    if status == 404:  # noqa: PLR2004
+        detail += (
+            f" for {method} {client.shown_url(url)}: `api_url` must be the Import API's base URL, "
+            "ending in /v2 (e.g. https://connect.rjmetrics.com/v2)"
+        )
+    raise RJMetricsAPIError(detail, status=status, reasons=reasons)
+
+
+def error_detail(response: requests.Response, body: bytes) -> tuple[str, list[str], int]:
+    """The message of an error answer, its first ``SHOWN_REASONS`` reasons, and how many there are.
+
+    The message and each reason are cut to ``SHOWN_CHARS``.
+    """
+    reason = shorten(" ".join((response.reason or "").split()))
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        # Not the API's JSON (a proxy's page, or an answer cut at MAX_ANSWER_BYTES): show its
+        # start, on one line.
+        excerpt = " ".join(text.split())
+        return (f"{reason}: {shorten(excerpt)}" if excerpt else reason), [], 0
+    if not isinstance(parsed, dict):
+        return reason, [], 0
+    message = shorten(str(parsed.get("message") or reason).strip())
+    raw_reasons = parsed.get("reasons")
+    if not isinstance(raw_reasons, list):
+        return message, [], 0
+    return message, [shorten(str(r)) for r in raw_reasons[:SHOWN_REASONS]], len(raw_reasons)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+def causes(exc: BaseException) -> Generator[BaseException, None, None]:
+    """The exception and everything it wraps (requests -> urllib3 -> OS), each once."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for inner in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+
+
+def connect_failure(exc: BaseException, timeout: float) -> str:
+    """Say in a few words why no connection was made."""
+    chain = list(causes(exc))
+    if any(isinstance(c, socket.gaierror) or type(c).__name__ == "NameResolutionError" for c in chain):
+        return "name not resolved"
+    if any(isinstance(c, ConnectionRefusedError) for c in chain):
+        return "connection refused"
+    if any(isinstance(c, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError, TimeoutError))
+           and not isinstance(c, urllib3.exceptions.NewConnectionError) for c in chain):
+        return f"no answer within {timeout:g}s"
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    return shorten(str(exc), 200)
+
+
+def is_certificate_failure(exc: BaseException) -> bool:
+    return any(
+        isinstance(c, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(c) for c in causes(exc)
+    )
+
+
+def host_port(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def location_shown(response: requests.Response, url: str) -> str:
+    """Where a redirect points, without its userinfo, query or fragment (they may hold secrets)."""
+    location = response.headers.get("Location")
+    if not location:
+        return " (without a Location)"
+    try:
+        parts = urlsplit(urljoin(url, location.strip()))
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        target = f"{parts.scheme}://{netloc}{parts.path}"
+    except ValueError:
+        return " (with a Location that is not a URL)"
+    dropped = " (query removed)" if parts.query or parts.fragment else ""
+    return f" with Location {shorten(target, 200)}{dropped}"

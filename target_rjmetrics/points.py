@@ -1,0 +1,342 @@
+"""Records to Import API data points: table names, keys, key identity and values the API surely takes.
+
+Pure functions and one small class, :class:`PointMapper`, with no SDK sink in them, so that
+tests can call them with tables of cases. The rules (README, "How records are loaded"):
+
+- a table is ``table_prefix`` plus the stream name with every character outside
+  ``[A-Za-z0-9_]`` turned into ``_``;
+- a point's ``keys`` are the stream's key properties (``_record_hash``, a SHA-256 of the
+  point's content, for a keyless stream), a record field named ``keys`` is sent as ``keys_``;
+- two key values are one key exactly when the API sees one key: equal JSON values of the same
+  JSON type (``1`` and ``1.0`` are one key, ``true`` and ``1`` are not);
+- date-times go out as ``YYYY-MM-DD HH:MM:SS`` in UTC, dates as ``YYYY-MM-DD``, for every
+  year 0001-9999; numbers keep every digit; NaN, infinities and numbers JSON readers cannot
+  hold become null; nested objects and arrays become JSON text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import math
+import re
+import typing as t
+
+import msgspec
+from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
+from singer_sdk.helpers._typing import get_datelike_property_type
+from singer_sdk.singerlib.json import serialize_json
+
+from target_rjmetrics.exceptions import RJMetricsInputError
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Sequence
+
+#: The Import API's own control field: the list of key fields of a data point.
+KEYS_FIELD = "keys"
+#: A record field literally named ``keys`` is sent under this name instead.
+RENAMED_KEYS_FIELD = "keys_"
+#: Key field of streams without key properties when ``keyless_streams`` is ``hash``.
+RECORD_HASH_FIELD = "_record_hash"
+
+# Decimals at or beyond 1e308 overflow the doubles that JSON readers parse numbers into.
+_DOUBLE_MAX_EXPONENT = 308
+_UNSAFE_TABLE_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+#: The SDK's parsers: the standard library's, made to read every ISO 8601 form on Python 3.10.
+DATELIKE_PARSERS: dict[str, Callable[[str], t.Any]] = {
+    "date-time": datetime_fromisoformat,
+    "date": date_fromisoformat,
+    "time": time_fromisoformat,
+}
+
+
+def table_name(stream_name: str, prefix: str = "") -> str:
+    """Map a stream name to an Import API table name.
+
+    Args:
+        stream_name: The Singer stream name (after stream maps).
+        prefix: The ``table_prefix`` setting.
+
+    Returns:
+        The prefix, then the name with every character outside ``[A-Za-z0-9_]`` as ``_``
+        (empty when both are).
+    """
+    return prefix + _UNSAFE_TABLE_CHARS.sub("_", stream_name)
+
+
+def record_place(stream: str, table: str, position: int) -> str:
+    """Name a record's place in the input for error messages.
+
+    Args:
+        stream: The stream.
+        table: Its table.
+        position: The record's 1-based position in its stream.
+
+    Returns:
+        E.g. ``stream 'users' (table 'users'), record #3``.
+    """
+    return f"stream '{stream}' (table '{table}'), record #{position}"
+
+
+def datelike_fields(schema: dict[str, t.Any]) -> list[tuple[str, str]]:
+    """The top-level fields of a schema that hold a date-time, a date or a time.
+
+    Args:
+        schema: A stream's JSON Schema.
+
+    Returns:
+        ``(field, "date-time" | "date" | "time")`` for each such field.
+    """
+    fields = []
+    for name, prop in schema.get("properties", {}).items():
+        try:
+            kind = get_datelike_property_type(prop)
+        except Exception:  # noqa: BLE001 (a property the SDK cannot type is simply not date-like)
+            kind = None
+        if kind:
+            fields.append((name, kind))
+    return fields
+
+
+class _JSONBool:
+    """A JSON boolean as one part of a key: never equal to the numbers 1 and 0, unlike ``True``/``False``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:  # noqa: FBT001
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _JSONBool and other.value is self.value
+
+    def __hash__(self) -> int:
+        return hash((_JSONBool, self.value))
+
+    def __repr__(self) -> str:
+        return "true" if self.value else "false"
+
+
+_JSON_TRUE = _JSONBool(True)  # noqa: FBT003
+_JSON_FALSE = _JSONBool(False)  # noqa: FBT003
+
+
+def key_part(value: t.Any) -> Hashable:  # noqa: ANN401
+    """One key value as the API tells keys apart: equal JSON values of the same JSON type.
+
+    Python's ``True == 1`` would merge points the API keeps apart, so booleans get their own
+    type; numbers keep Python's exact equality, under which ``1``, ``1.0`` and
+    ``Decimal("1.0")`` are one key, as they are one JSON number.
+
+    Args:
+        value: A key value of a data point (never null, an object or an array).
+
+    Returns:
+        A hashable that equals another exactly when the API sees one key.
+    """
+    if type(value) is bool:
+        return _JSON_TRUE if value else _JSON_FALSE
+    return t.cast("Hashable", value)
+
+
+def finite_decimal(value: decimal.Decimal) -> bool:
+    """Tell whether a decimal is finite and within a double's range, as JSON readers need.
+
+    Args:
+        value: A decimal.
+
+    Returns:
+        True when it can be sent as a number.
+    """
+    return value.is_finite() and value.adjusted() < _DOUBLE_MAX_EXPONENT
+
+
+def format_datetime(value: datetime.datetime) -> str:
+    """Format as the API's ``YYYY-MM-DD HH:MM:SS`` in UTC (naive values are taken as UTC).
+
+    Args:
+        value: A date-time.
+
+    Returns:
+        Its text, with a four-digit year whatever the year.
+
+    Raises:
+        OverflowError: Its UTC time falls outside the years 0001-9999.
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc)
+    # isoformat always writes four-digit years (strftime's %Y does not below year 1000).
+    return value.isoformat(" ", "seconds")[:19]
+
+
+class PointMapper:
+    """Turns the records of one stream into encoded data points of its table.
+
+    Attributes:
+        stream: The stream (after stream maps).
+        table: Its table.
+        keys: The ``keys`` list of every point (``keys`` renamed, or ``_record_hash``).
+        hashed: Whether points are keyed by a hash of their content (a keyless stream).
+    """
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        table: str,
+        key_properties: Sequence[str],
+        on_nonfinite: Callable[[str, int], None],
+        on_renamed_keys: Callable[[], None],
+    ) -> None:
+        """Create the mapper of a stream.
+
+        Args:
+            stream: The stream.
+            table: Its table.
+            key_properties: Its key properties (empty: keyed by content hash).
+            on_nonfinite: Called with (field, position) for each NaN or infinite value sent as null.
+            on_renamed_keys: Called for each record whose field ``keys`` is sent as ``keys_``.
+        """
+        self.stream = stream
+        self.table = table
+        self.hashed = not key_properties
+        keys = [RECORD_HASH_FIELD] if self.hashed else list(key_properties)
+        self.keys = [RENAMED_KEYS_FIELD if k == KEYS_FIELD else k for k in keys]
+        # (field in the point, field in the record) of each key property.
+        self._key_sources = [
+            (name, KEYS_FIELD if name == RENAMED_KEYS_FIELD and KEYS_FIELD in keys else name) for name in self.keys
+        ]
+        self._on_nonfinite = on_nonfinite
+        self._on_renamed_keys = on_renamed_keys
+        # Decimals are written as JSON numbers with every digit they have.
+        self._encode = msgspec.json.Encoder(decimal_format="number").encode
+
+    def where(self, position: int) -> str:
+        """Name a record of this stream for error messages.
+
+        Args:
+            position: The record's position in its stream.
+
+        Returns:
+            The stream, table and position.
+        """
+        return record_place(self.stream, self.table, position)
+
+    def to_point(self, record: dict[str, t.Any], position: int) -> tuple[Hashable, bytes]:
+        """Map a validated record (date-likes parsed) to its key identity and encoded data point.
+
+        Args:
+            record: The record.
+            position: Its position in its stream, for error messages.
+
+        Returns:
+            The point's key identity (see ``key_part``) and its JSON encoding.
+
+        Raises:
+            RJMetricsInputError: The record cannot become a data point (a missing, null or
+                nested key, fields ``keys`` and ``keys_`` together, a date-time out of range).
+        """
+        point = self.point(record, position)
+        key = self._key_of(point, record, position)
+        try:
+            return key, self._encode(point)
+        except UnicodeEncodeError:  # a lone surrogate: only its \u escape is valid UTF-8
+            return key, serialize_json(point).encode()
+
+    def point(self, record: dict[str, t.Any], position: int) -> dict[str, t.Any]:
+        """The data point of a record, before encoding.
+
+        Args:
+            record: The record.
+            position: Its position in its stream, for error messages.
+
+        Returns:
+            ``keys`` first, then each field with a value the API surely takes.
+        """
+        point: dict[str, t.Any] = {KEYS_FIELD: self.keys}
+        for name, value in record.items():
+            if name == KEYS_FIELD:
+                name = self._renamed_keys_field(record, position)  # noqa: PLW2901
+            cls = type(value)
+            if cls is str or cls is int or cls is bool or value is None:
+                point[name] = value
+            elif cls is decimal.Decimal:
+                point[name] = value if finite_decimal(value) else self._nonfinite(name, position)
+            elif cls is float:
+                point[name] = value if math.isfinite(value) else self._nonfinite(name, position)
+            elif cls is datetime.datetime:
+                point[name] = self._datetime_text(value, name, position)
+            elif cls is datetime.date or cls is datetime.time:
+                point[name] = value.isoformat()
+            elif cls is dict or cls is list:
+                point[name] = self._json_text(self._clean_nested(value, name, position))
+            else:
+                point[name] = str(value)
+        if self.hashed:
+            point[RECORD_HASH_FIELD] = hashlib.sha256(serialize_json(point, sort_keys=True).encode()).hexdigest()
+        return point
+
+    def _json_text(self, value: t.Any) -> str:  # noqa: ANN401
+        try:
+            return self._encode(value).decode()
+        except UnicodeEncodeError:
+            return serialize_json(value)
+
+    def _renamed_keys_field(self, record: dict[str, t.Any], position: int) -> str:
+        if RENAMED_KEYS_FIELD in record:
+            msg = (
+                f"{self.where(position)}: the record has a field named '{KEYS_FIELD}' (the API's control "
+                f"field) and also '{RENAMED_KEYS_FIELD}', where '{KEYS_FIELD}' would be renamed to. Rename "
+                "one of them with `stream_maps`."
+            )
+            raise RJMetricsInputError(msg)
+        self._on_renamed_keys()
+        return RENAMED_KEYS_FIELD
+
+    def _nonfinite(self, name: str, position: int) -> None:
+        self._on_nonfinite(name, position)
+
+    def _clean_nested(self, value: t.Any, name: str, position: int) -> t.Any:  # noqa: ANN401
+        cls = type(value)
+        if cls is dict:
+            return {k: self._clean_nested(v, name, position) for k, v in value.items()}
+        if cls is list:
+            return [self._clean_nested(v, name, position) for v in value]
+        if (cls is float and not math.isfinite(value)) or (cls is decimal.Decimal and not finite_decimal(value)):
+            self._nonfinite(name, position)
+            return None
+        if cls is datetime.datetime:
+            return self._datetime_text(value, name, position)
+        return value
+
+    def _datetime_text(self, value: datetime.datetime, name: str, position: int) -> str:
+        try:
+            return format_datetime(value)
+        except OverflowError:
+            msg = (
+                f"{self.where(position)}: field '{name}' is a date-time that falls outside the years "
+                "0001-9999 once converted to UTC, which the API's YYYY-MM-DD HH:MM:SS cannot write. Fix "
+                "the source, or replace the field with `stream_maps`."
+            )
+            raise RJMetricsInputError(msg) from None
+
+    def _key_of(self, point: dict[str, t.Any], record: dict[str, t.Any], position: int) -> Hashable:
+        parts = []
+        for name, source in self._key_sources:
+            value = point.get(name)
+            if value is None:
+                msg = (
+                    f"{self.where(position)}: key property '{source}' is missing or null, so the data "
+                    "point cannot be upserted. Fix the source, or change the stream's key properties "
+                    "with `stream_maps` (`__key_properties__`)."
+                )
+                raise RJMetricsInputError(msg)
+            if type(record.get(source)) in (dict, list):
+                msg = (
+                    f"{self.where(position)}: key property '{source}' is an object or array; the Import "
+                    "API accepts only scalar key values. Choose scalar key properties with `stream_maps`."
+                )
+                raise RJMetricsInputError(msg)
+            parts.append(key_part(value))
+        return parts[0] if len(parts) == 1 else tuple(parts)

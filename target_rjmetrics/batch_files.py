@@ -20,13 +20,15 @@ from urllib.request import url2pathname
 
 import msgspec
 from singer_sdk.contrib.msgspec import decoder
+from singer_sdk.exceptions import SingerSDKError
 from singer_sdk.helpers._batch import StorageTarget
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_rjmetrics.exceptions import RJMetricsInputError
+from target_rjmetrics.exceptions import RJMetricsError, RJMetricsInputError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 #: JSON Lines files may be plain or gzipped; Parquet compresses inside the file.
 JSONL_COMPRESSIONS = frozenset({"none", "gzip"})
@@ -69,6 +71,33 @@ def read_batch(
     for url in manifest:
         rows = _parquet_rows if fmt == "parquet" else _jsonl_rows
         yield from rows(stream, url, compression, storage)
+
+
+def load_batch(
+    message: dict[str, t.Any], storage: StorageTarget | None, process_record: Callable[[dict[str, t.Any]], None]
+) -> None:
+    """Hand every row of a BATCH message's files to ``process_record`` as a RECORD message of its stream.
+
+    An error about a row gets the file and the row appended to its message.
+
+    Args:
+        message: The BATCH message.
+        storage: The target's ``batch_config`` storage, if it names one.
+        process_record: Loads one RECORD message.
+
+    Raises:
+        RJMetricsInputError: A file cannot be read, or a row cannot be loaded.
+    """
+    stream = str(message["stream"])
+    for url, number, record in read_batch(stream, message["encoding"], message["manifest"], storage):
+        try:
+            process_record({"type": "RECORD", "stream": stream, "record": record})
+        except (RJMetricsInputError, InvalidInputLine) as exc:
+            raise type(exc)(f"{exc} (row {number} of batch file {url})") from None
+        except SingerSDKError as exc:
+            if isinstance(exc, RJMetricsError):
+                raise
+            raise RJMetricsInputError(f"{exc} (row {number} of batch file {url})") from None
 
 
 def _pyarrow_available() -> bool:

@@ -47,7 +47,14 @@ from target_rjmetrics.exceptions import (
 )
 from target_rjmetrics.outcomes import check_answer, host_port, transport_failure
 from target_rjmetrics.redaction import protect_library_logs, redact
-from target_rjmetrics.transport import CURRENT_TRY, DryRunAdapter, Try, Watchdog, new_session, read_answer
+from target_rjmetrics.transport import (
+    CURRENT_TRY,
+    DryRunAdapter,
+    Try,
+    Watchdog,
+    new_session,
+    read_answer,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator

@@ -22,6 +22,9 @@ import threading
 import time
 import typing as t
 
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+from singer_sdk.singerlib.json import serialize_json
+
 from target_rjmetrics.batches import OpenBatches
 from target_rjmetrics.client import RJMetricsClient
 from target_rjmetrics.dispatch import Dispatcher, StateLedger
@@ -275,7 +278,8 @@ class ImportAPIConnector:
             logger=self.logger,
             dry_run_file=settings.dry_run_file,
         )
-        concurrency = settings.max_concurrent_requests
+        # A dry run writes its requests one at a time, so the file lists them in input order.
+        concurrency = 1 if settings.dry_run_file else settings.max_concurrent_requests
         self.dispatcher = Dispatcher(
             send=self._send, max_concurrent=concurrency, max_queued=2 * concurrency, on_landed=self._landed
         )
@@ -399,12 +403,24 @@ class ImportAPIConnector:
         merged = t.cast("OpenBatches", self.batches).add(stream, table, key, encoded, seq, position)
         self.stats.read(self.stats.table(table), merged=merged)
 
-    def add_state(self, line: str) -> None:
+    def add_state(self, value: t.Any, line_number: int | str) -> None:  # noqa: ANN401
         """Take a STATE that arrived after every record read so far; write it once they landed.
 
         Args:
-            line: The serialized state, with its newline.
+            value: The state's value (not empty).
+            line_number: Its input line, for the error message.
+
+        Raises:
+            InvalidInputLine: The value nests too deeply to be written back.
         """
+        try:
+            line = serialize_json(value) + "\n"
+        except RecursionError:
+            msg = (
+                f"Input line {line_number}: the STATE message nests objects or arrays too deeply to write back; "
+                "check the tap's output."
+            )
+            raise InvalidInputLine(msg) from None
         self.start()
         ledger = t.cast("StateLedger", self.ledger)
         ledger.add(self.cursor.records_read, line)

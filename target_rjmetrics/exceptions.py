@@ -29,9 +29,20 @@ Messages never contain the API key, a password of the API URL, or record values.
 
 from __future__ import annotations
 
+import signal
 import time
+import typing as t
 
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    FatalAPIError,
+    RetriableAPIError,
+    SingerSDKError,
+)
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+if t.TYPE_CHECKING:
+    import logging
 
 
 class RJMetricsError(FatalAPIError):
@@ -152,3 +163,61 @@ class RJMetricsConnectError(RJMetricsTransientError):
             message: What happened, already redacted (it names the host and port).
         """
         super().__init__(message)
+
+
+class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
+    """SIGTERM or SIGINT arrived: stop reading, settle, write the last landed STATE."""
+
+    def __init__(self, signum: int) -> None:
+        """Remember which signal.
+
+        Args:
+            signum: The signal number.
+        """
+        super().__init__(f"received signal {signum}")
+        self.signum = signum
+
+
+def input_error(where: str, exc: Exception, logger: logging.Logger) -> Exception:
+    """Put the input position in front of an error, keeping the SDK's class where it has one."""
+    if isinstance(exc, (SingerSDKError, InvalidInputLine)):
+        msg = f"Cannot load {where}: {exc}"
+        try:
+            return type(exc)(msg)
+        except TypeError:  # a class that wants more than a message
+            return RJMetricsInputError(msg)
+    if isinstance(exc, RecursionError):
+        msg = (
+            f"Cannot load {where}: a field nests objects or arrays too deeply to load (hundreds of "
+            "levels). Drop or flatten it with `stream_maps`."
+        )
+        return RJMetricsInputError(msg)
+    logger.debug("Details of the input error", exc_info=exc)
+    msg = f"Cannot load {where}: {type(exc).__name__} (run with TARGET_RJMETRICS_LOGLEVEL=DEBUG for details)"
+    return RJMetricsInputError(msg)
+
+
+def report(exc: BaseException, logger: logging.Logger) -> int:
+    """Log how a run ended badly in one short paragraph (no traceback), and give its exit code."""
+    if isinstance(exc, TerminationRequested):
+        logger.error(
+            "Stopped by signal %d before the input ended; the last STATE written is safe to resume from.", exc.signum
+        )
+        return 128 + exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        logger.error("Interrupted.")
+        return 128 + signal.SIGINT
+    if isinstance(exc, ConfigValidationError):
+        logger.error("Invalid settings: %s", exc)
+    elif isinstance(exc, (RJMetricsError, InvalidInputLine)):
+        logger.error("%s", exc)
+    elif isinstance(exc, SingerSDKError):
+        logger.error("%s: %s", type(exc).__name__, exc)
+    else:  # a bug of ours or of a library: its words could quote values
+        logger.error(
+            "Stopped by an unexpected %s; the last STATE written is safe to resume from. Run with "
+            "TARGET_RJMETRICS_LOGLEVEL=DEBUG to see where it happened.",
+            type(exc).__name__,
+        )
+        logger.debug("Details of the unexpected error", exc_info=exc)
+    return 1

@@ -24,7 +24,11 @@ import re
 import typing as t
 
 import msgspec
-from singer_sdk.helpers._compat import date_fromisoformat, datetime_fromisoformat, time_fromisoformat
+from singer_sdk.helpers._compat import (
+    date_fromisoformat,
+    datetime_fromisoformat,
+    time_fromisoformat,
+)
 from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.singerlib.json import serialize_json
 

@@ -19,7 +19,12 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._batch import BatchConfig, StorageTarget
 
-from target_rjmetrics.client import MAX_POINTS_PER_REQUEST, MAX_REQUEST_BYTES, PRODUCTION_URL, SANDBOX_URL
+from target_rjmetrics.client import (
+    MAX_POINTS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    PRODUCTION_URL,
+    SANDBOX_URL,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -525,6 +530,40 @@ def check_settings(config: Mapping[str, t.Any]) -> None:
     if config.get("load_method") == "overwrite":
         msg = "`load_method` 'overwrite' is not possible: the Import API cannot delete rows. Use 'upsert'."
         raise ConfigValidationError(msg, errors=[msg])
+
+
+def validate_config(
+    config: dict[str, t.Any], schema: dict[str, t.Any], environ: Mapping[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """Check the settings as the SDK would, worded by setting and rule, never with a value.
+
+    Setting variables that SDK 0.54 reads loosely are checked strictly, and the numbers read
+    from number variables replace the text the SDK left in ``config``; defaults are filled in
+    as the SDK's validator does.
+
+    Args:
+        config: The merged settings (changed in place: numbers read, defaults filled in).
+        schema: The full settings schema (the SDK's settings too).
+        environ: The environment, when settings are read from it (``--config ENV``).
+
+    Returns:
+        The warnings (unknown setting names) and the problems, one sentence each.
+    """
+    from singer_sdk.plugin_base import JSONSchemaValidator  # noqa: PLC0415 (the SDK's validator, as it validates)
+
+    properties = schema.get("properties", {})
+    warnings = unknown_setting_warnings(config, properties, environ)
+    problems: list[str] = []
+    sources: dict[str, str] = {}
+    if environ is not None:
+        problems, numbers = env_setting_problems(properties, ENV_PREFIX, environ)
+        for name, number in numbers.items():
+            if isinstance(config.get(name), str):  # the SDK left the variable's text
+                config[name] = number
+        sources = {name: var for name in properties if (var := env_var_name(name)) in environ}
+    for error in JSONSchemaValidator(schema).iter_errors(config):  # fills in defaults
+        problems.extend(setting_problems(error, sources))
+    return warnings, list(dict.fromkeys(problems))
 
 
 def env_var_name(setting: str) -> str:

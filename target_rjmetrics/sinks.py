@@ -17,7 +17,13 @@ from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
 from target_rjmetrics.exceptions import RJMetricsInputError
-from target_rjmetrics.points import DATELIKE_PARSERS, RECORD_HASH_FIELD, PointMapper, datelike_fields, record_place
+from target_rjmetrics.points import (
+    DATELIKE_PARSERS,
+    RECORD_HASH_FIELD,
+    PointMapper,
+    datelike_fields,
+    record_place,
+)
 from target_rjmetrics.validation import ValueFreeValidator
 
 if t.TYPE_CHECKING:

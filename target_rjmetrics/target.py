@@ -29,49 +29,37 @@ import sys
 import threading
 import typing as t
 
-from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
-from singer_sdk.plugin_base import JSONSchemaValidator, _ConfigInput
-from singer_sdk.singerlib.exceptions import InvalidInputLine
-from singer_sdk.singerlib.json import serialize_json
+from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.target_base import Target
 
-from target_rjmetrics.batch_files import read_batch
+from target_rjmetrics.batch_files import load_batch
 from target_rjmetrics.connector import ImportAPIConnector, Phase
-from target_rjmetrics.exceptions import RJMetricsError, RJMetricsInputError
+from target_rjmetrics.exceptions import (
+    RJMetricsError,
+    RJMetricsInputError,
+    TerminationRequested,
+    input_error,
+    report,
+)
 from target_rjmetrics.reader import RJMetricsReader
 from target_rjmetrics.settings import (
     CONFIG_SCHEMA,
     Settings,
     env_setting_problems,
-    env_var_name,
     read_config_file,
-    setting_problems,
     settings_error,
-    unknown_setting_warnings,
+    validate_config,
 )
 from target_rjmetrics.sinks import RemovedStreamSink, RJMetricsSink
 
 if t.TYPE_CHECKING:
-    from pathlib import PurePath
     from types import FrameType
 
     import click
     from singer_sdk.sinks import Sink
-
-
-class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
-    """SIGTERM or SIGINT arrived: stop reading, settle, write the last landed STATE."""
-
-    def __init__(self, signum: int) -> None:
-        """Remember which signal.
-
-        Args:
-            signum: The signal number.
-        """
-        super().__init__(f"received signal {signum}")
-        self.signum = signum
 
 
 class TargetRJMetrics(Target):
@@ -91,38 +79,21 @@ class TargetRJMetrics(Target):
     ]
     config_jsonschema = CONFIG_SCHEMA
 
-    def __init__(
-        self,
-        *,
-        config: dict | PurePath | str | list[PurePath | str] | None = None,
-        parse_env_config: bool = False,
-        validate_config: bool = True,
-        setup_mapper: bool = True,
-        message_reader: t.Any = None,  # noqa: ANN401
-    ) -> None:
+    def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401
         """Create the target and its connector; nothing is sent until input is read.
 
         Args:
-            config: Settings, or paths of JSON files holding them.
-            parse_env_config: Also read ``TARGET_RJMETRICS_*`` environment variables.
-            validate_config: Check the settings against the schema.
-            setup_mapper: Set up stream maps.
-            message_reader: A custom Singer message reader.
+            kwargs: The SDK's: ``config``, ``parse_env_config``, ``validate_config``,
+                ``setup_mapper``, ``message_reader``.
         """
-        self._settings_from_env = parse_env_config  # read by _validate_config, called by the SDK's __init__
+        self._settings_from_env = bool(kwargs.get("parse_env_config"))  # read by _validate_config
         try:
-            super().__init__(
-                config=config,
-                parse_env_config=parse_env_config,
-                validate_config=validate_config,
-                setup_mapper=setup_mapper,
-                message_reader=message_reader,
-            )
+            super().__init__(**kwargs)
         except ValueError:
             # SDK 0.54 converts integer and JSON setting variables before validating, and lets
             # the conversion's error (which quotes the value) out: name the variable instead.
-            problems = self._env_problems()[0] if parse_env_config else []
-            if not problems:
+            problems = env_setting_problems(self._schema()["properties"], self._env_var_prefix, os.environ)[0]
+            if not (self._settings_from_env and problems):
                 raise
             raise settings_error(problems) from None
         self.max_parallelism = 1  # sinks are drained in order; sending is concurrent anyway
@@ -132,17 +103,21 @@ class TargetRJMetrics(Target):
         self._pending_signal: int | None = None
         self._waking_for_failure = False
 
+    def _schema(self) -> dict[str, t.Any]:
+        """The settings schema with the SDK's own settings."""
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        return schema
+
     # -- settings ---------------------------------------------------------------------
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check the settings, naming each setting and the rule it breaks, never its value.
 
-        Overrides a private method of SDK 0.54.9, which the SDK's ``__init__`` calls after
-        merging files and variables and before using the settings: the SDK words each error
-        with the offending value (the API key's too), and its CLI reports only "Config
-        validation failed". The checks are the SDK's, and defaults are filled in as its
-        validator does; before them, unknown setting names are warned of, and setting
-        variables that the SDK reads loosely are checked (numbers are read).
+        Overrides a private method of SDK 0.54.9, which its ``__init__`` calls after merging
+        files and variables and before using the settings: the SDK words each error with the
+        offending value (the API key's too), and its CLI reports only "Config validation
+        failed". See :func:`~target_rjmetrics.settings.validate_config`.
 
         Args:
             raise_errors: Raise, naming every problem, instead of warning.
@@ -153,32 +128,15 @@ class TargetRJMetrics(Target):
         Raises:
             ConfigValidationError: A setting is missing or breaks its rule.
         """
-        schema = self.config_jsonschema
-        self.append_builtin_config(schema)
-        properties = schema.get("properties", {})
-        for warning in unknown_setting_warnings(self._config, properties, os.environ if self._settings_from_env else None):
+        schema = self._schema()
+        warnings, problems = validate_config(self._config, schema, os.environ if self._settings_from_env else None)
+        for warning in warnings:
             self.logger.warning("%s", warning)
-        problems: list[str] = []
-        sources: dict[str, str] = {}
-        if self._settings_from_env:
-            problems, numbers = self._env_problems()
-            for name, number in numbers.items():
-                if isinstance(self._config.get(name), str):  # the SDK left the variable's text
-                    self._config[name] = number
-            sources = {name: var for name in properties if (var := env_var_name(name)) in os.environ}
-        for error in JSONSchemaValidator(schema).iter_errors(self._config):  # fills in defaults
-            problems.extend(setting_problems(error, sources))
-        problems = list(dict.fromkeys(problems))
         if problems and raise_errors:
             raise settings_error(problems, schema)
         if problems:
             self.logger.warning("Invalid settings: %s", "; ".join(problems))
         return problems
-
-    def _env_problems(self) -> tuple[list[str], dict[str, t.Any]]:
-        schema = self.config_jsonschema
-        self.append_builtin_config(schema)
-        return env_setting_problems(schema.get("properties", {}), self._env_var_prefix, os.environ)
 
     # -- sinks --------------------------------------------------------------------------
 
@@ -274,7 +232,7 @@ class TargetRJMetrics(Target):
             except Exception as exc:  # noqa: BLE001 (re-raised with its place in the input)
                 if exc is connector.failure:
                     raise  # sending failed (raised by the dispatcher): not this record's fault
-                raise self._input_error(self._where(stream), exc) from None
+                raise input_error(self._where(stream), exc, self.logger) from None
             finally:
                 self._in_message = False
             if connector.flush_due:
@@ -296,7 +254,7 @@ class TargetRJMetrics(Target):
             except (RJMetricsError, TerminationRequested):
                 raise
             except Exception as exc:  # noqa: BLE001
-                raise self._input_error(f"SCHEMA of stream '{stream}'", exc) from None
+                raise input_error(f"SCHEMA of stream '{stream}'", exc, self.logger) from None
             finally:
                 self._in_message = False
         self._after_message()
@@ -307,18 +265,9 @@ class TargetRJMetrics(Target):
         if not value:
             self.logger.debug("Ignoring an empty STATE message.")
             return
-        try:
-            line = serialize_json(value) + "\n"
-        except RecursionError:
-            number = getattr(self.message_reader, "line_number", "?")
-            msg = (
-                f"Input line {number}: the STATE message nests objects or arrays too deeply to write back; "
-                "check the tap's output."
-            )
-            raise InvalidInputLine(msg) from None
         self._in_message = True
         try:
-            self.connector.add_state(line)
+            self.connector.add_state(value, getattr(self.message_reader, "line_number", "?"))
         finally:
             self._in_message = False
         self._after_message()
@@ -332,17 +281,7 @@ class TargetRJMetrics(Target):
         positions, counts and the STATE rules are the same whichever way a tap sends records.
         """
         self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
-        stream = str(message_dict["stream"])
-        storage = self.connector.settings.batch_storage
-        for url, number, record in read_batch(stream, message_dict["encoding"], message_dict["manifest"], storage):
-            try:
-                self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
-            except (RJMetricsInputError, InvalidInputLine) as exc:
-                raise type(exc)(f"{exc} (row {number} of batch file {url})") from None
-            except SingerSDKError as exc:
-                if isinstance(exc, RJMetricsError):
-                    raise
-                raise RJMetricsInputError(f"{exc} (row {number} of batch file {url})") from None
+        load_batch(message_dict, self.connector.settings.batch_storage, self._process_record_message)
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         self.logger.warning(
@@ -359,24 +298,6 @@ class TargetRJMetrics(Target):
 
     def _where(self, stream: str) -> str:
         return self.connector.cursor.where(stream, self.connector.tables)
-
-    def _input_error(self, where: str, exc: Exception) -> Exception:
-        """Put the input position in front of an error, keeping the SDK's class where it has one."""
-        if isinstance(exc, (SingerSDKError, InvalidInputLine)):
-            msg = f"Cannot load {where}: {exc}"
-            try:
-                return type(exc)(msg)
-            except TypeError:  # a class that wants more than a message
-                return RJMetricsInputError(msg)
-        if isinstance(exc, RecursionError):
-            msg = (
-                f"Cannot load {where}: a field nests objects or arrays too deeply to load (hundreds of "
-                "levels). Drop or flatten it with `stream_maps`."
-            )
-            return RJMetricsInputError(msg)
-        self.logger.debug("Details of the input error", exc_info=exc)
-        msg = f"Cannot load {where}: {type(exc).__name__} (run with TARGET_RJMETRICS_LOGLEVEL=DEBUG for details)"
-        return RJMetricsInputError(msg)
 
     # -- signals ------------------------------------------------------------------------
 
@@ -437,18 +358,12 @@ class TargetRJMetrics(Target):
         Returns:
             The merged settings of the files, and whether to read the environment.
         """
-        config: dict[str, t.Any] = {}
-        parse_env = False
-        for path in value:
-            if path == "ENV":
-                parse_env = True
-                continue
-            try:
-                config |= read_config_file(path)
-            except ConfigValidationError as exc:
-                cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
-                ctx.exit(1)
-        return _ConfigInput(config=config, parse_env=parse_env)
+        try:
+            config = {k: v for path in value if path != "ENV" for k, v in read_config_file(path).items()}
+        except ConfigValidationError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+            ctx.exit(1)
+        return _ConfigInput(config=config, parse_env="ENV" in value)
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -479,29 +394,5 @@ class TargetRJMetrics(Target):
         try:
             target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
             target.listen(file_input)
-        except TerminationRequested as exc:
-            cls.logger.error(  # noqa: TRY400 (a stop, not a failure: no traceback)
-                "Stopped by signal %d before the input ended; the last STATE written is safe to resume from.",
-                exc.signum,
-            )
-            sys.exit(128 + exc.signum)
-        except KeyboardInterrupt:
-            cls.logger.error("Interrupted.")  # noqa: TRY400
-            sys.exit(128 + signal.SIGINT)
-        except ConfigValidationError as exc:
-            cls.logger.error("Invalid settings: %s", exc)  # noqa: TRY400
-            sys.exit(1)
-        except (RJMetricsError, InvalidInputLine) as exc:
-            cls.logger.error("%s", exc)  # noqa: TRY400
-            sys.exit(1)
-        except SingerSDKError as exc:
-            cls.logger.error("%s: %s", type(exc).__name__, exc)  # noqa: TRY400
-            sys.exit(1)
-        except Exception as exc:  # a bug of ours or of a library: its words could quote values
-            cls.logger.error(  # noqa: TRY400
-                "Stopped by an unexpected %s; the last STATE written is safe to resume from. Run with "
-                "TARGET_RJMETRICS_LOGLEVEL=DEBUG to see where it happened.",
-                type(exc).__name__,
-            )
-            cls.logger.debug("Details of the unexpected error", exc_info=exc)
-            sys.exit(1)
+        except (Exception, KeyboardInterrupt, TerminationRequested) as exc:
+            sys.exit(report(exc, cls.logger))

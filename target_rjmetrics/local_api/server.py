@@ -63,7 +63,11 @@ from target_rjmetrics.local_api.points import (
     point_count,
     validate_points,
 )
-from target_rjmetrics.local_api.requestlog import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, RequestLog
+from target_rjmetrics.local_api.requestlog import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    RequestLog,
+)
 from target_rjmetrics.local_api.storage import Storage, database_path
 
 DEMO_CLIENT_ID = 1

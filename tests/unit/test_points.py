@@ -1,0 +1,176 @@
+"""Records to data points, table by table of cases: the pure mapping of ``target_rjmetrics.points``."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import typing as t
+
+import pytest
+
+from target_rjmetrics.exceptions import RJMetricsInputError
+from target_rjmetrics.points import PointMapper, datelike_fields, format_datetime, key_part, table_name
+
+UTC = datetime.timezone.utc
+
+
+@pytest.mark.parametrize(
+    ("stream", "prefix", "table"),
+    [
+        ("users", "", "users"),
+        ("public-users", "", "public_users"),
+        ("test:SpecialChars!in?attributes", "", "test_SpecialChars_in_attributes"),
+        ("café/orders", "", "caf__orders"),
+        ("x?apikey=stolen&y=1", "", "x_apikey_stolen_y_1"),
+        ("users", "shop_", "shop_users"),
+        ("", "", ""),
+        ("", "only_", "only_"),
+    ],
+)
+def test_table_names(stream: str, prefix: str, table: str) -> None:
+    assert table_name(stream, prefix) == table
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (1, 1.0, True),
+        (1, decimal.Decimal("1.0"), True),
+        (decimal.Decimal("1.50"), 1.5, True),
+        (True, 1, False),
+        (False, 0, False),
+        (True, True, True),
+        (False, False, True),
+        (True, False, False),
+        ("1", 1, False),
+        ("a", "a", True),
+        (2**64 + 1, 2**64 + 1, True),
+        (2**64 + 1, 2**64, False),
+    ],
+)
+def test_key_identity_is_the_apis(a: t.Any, b: t.Any, same: bool) -> None:
+    assert (key_part(a) == key_part(b)) is same
+    if same:
+        assert hash(key_part(a)) == hash(key_part(b))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (datetime.datetime(2024, 6, 1, 12, 30, 45, tzinfo=datetime.timezone(datetime.timedelta(hours=2))), "2024-06-01 10:30:45"),
+        (datetime.datetime(2024, 1, 1, 1, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))), "2023-12-31 23:00:00"),
+        (datetime.datetime(2024, 3, 1, 20, 15, 0, 987654, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))), "2024-03-02 01:15:00"),
+        (datetime.datetime(1, 1, 1), "0001-01-01 00:00:00"),  # naive: taken as UTC
+        (datetime.datetime(999, 6, 1, 12, tzinfo=UTC), "0999-06-01 12:00:00"),
+        (datetime.datetime(99, 2, 3, 4, 5, 6), "0099-02-03 04:05:06"),
+        (datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "9999-12-31 23:59:59"),
+    ],
+)
+def test_date_times_in_the_api_format(value: datetime.datetime, text: str) -> None:
+    assert format_datetime(value) == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+        datetime.datetime(1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1))),
+    ],
+)
+def test_date_times_outside_years_1_to_9999_in_utc_overflow(value: datetime.datetime) -> None:
+    with pytest.raises(OverflowError):
+        format_datetime(value)
+
+
+def _mapper(keys: list[str], warnings: list[tuple[str, t.Any]] | None = None) -> PointMapper:
+    seen = warnings if warnings is not None else []
+    return PointMapper(
+        stream="s",
+        table="t",
+        key_properties=keys,
+        on_nonfinite=lambda name, position: seen.append(("nonfinite", (name, position))),
+        on_renamed_keys=lambda: seen.append(("renamed", None)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "point"),
+    [
+        ({"id": 1, "s": "x", "b": True, "n": None}, {"keys": ["id"], "id": 1, "s": "x", "b": True, "n": None}),
+        ({"id": 1, "d": decimal.Decimal("12345678901234567890.123456789")}, {"keys": ["id"], "id": 1, "d": "DEC"}),
+        ({"id": 1, "f": 1.5}, {"keys": ["id"], "id": 1, "f": 1.5}),
+        ({"id": 1, "day": datetime.date(1, 1, 1)}, {"keys": ["id"], "id": 1, "day": "0001-01-01"}),
+        ({"id": 1, "at": datetime.time(12, 30)}, {"keys": ["id"], "id": 1, "at": "12:30:00"}),
+        ({"id": 1, "o": {"a": [1, 2], "b": None}}, {"keys": ["id"], "id": 1, "o": '{"a":[1,2],"b":null}'}),
+        ({"id": 1, "l": []}, {"keys": ["id"], "id": 1, "l": "[]"}),
+        ({"id": 1, "keys": "k"}, {"keys": ["id"], "id": 1, "keys_": "k"}),
+    ],
+)
+def test_values_become_what_the_api_surely_takes(record: dict[str, t.Any], point: dict[str, t.Any]) -> None:
+    key, encoded = _mapper(["id"]).to_point(record, 1)
+    assert key == 1
+    text = encoded.decode()
+    if "d" in record:  # every digit of a decimal goes out as written
+        assert '"d":12345678901234567890.123456789' in text
+        return
+    assert json.loads(text) == point
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), decimal.Decimal("NaN"), decimal.Decimal("1e400")])
+def test_nonfinite_numbers_become_null_and_are_reported(bad: t.Any) -> None:
+    seen: list[tuple[str, t.Any]] = []
+    _, encoded = _mapper(["id"], seen).to_point({"id": 1, "x": bad, "nested": [bad]}, 7)
+    assert json.loads(encoded) == {"keys": ["id"], "id": 1, "x": None, "nested": "[null]"}
+    assert seen == [("nonfinite", ("x", 7)), ("nonfinite", ("nested", 7))]
+
+
+def test_composite_keys_and_the_keys_field() -> None:
+    seen: list[tuple[str, t.Any]] = []
+    mapper = _mapper(["keys", "b"], seen)
+    key, encoded = mapper.to_point({"keys": 3, "b": True, "v": 1}, 1)
+    assert key == (3, key_part(True))
+    assert json.loads(encoded) == {"keys": ["keys_", "b"], "keys_": 3, "b": True, "v": 1}
+    assert seen == [("renamed", None)]
+
+
+def test_keyless_streams_are_keyed_by_a_hash_of_the_content() -> None:
+    mapper = _mapper([])
+    key_a, point_a = mapper.to_point({"a": 1, "b": "x"}, 1)
+    key_b, point_b = mapper.to_point({"b": "x", "a": 1}, 2)  # the same content in another order
+    key_c, _ = mapper.to_point({"a": 2, "b": "x"}, 3)
+    assert key_a == key_b != key_c
+    assert json.loads(point_a)["keys"] == ["_record_hash"] and len(key_a) == 64  # type: ignore[arg-type]
+    assert json.loads(point_a)["_record_hash"] == json.loads(point_b)["_record_hash"] == key_a
+
+
+@pytest.mark.parametrize(
+    ("record", "words"),
+    [
+        ({"v": 1}, "key property 'id' is missing or null"),
+        ({"id": None}, "key property 'id' is missing or null"),
+        ({"id": {"a": 1}}, "key property 'id' is an object or array"),
+        ({"id": [1]}, "key property 'id' is an object or array"),
+        ({"id": 1, "keys": 1, "keys_": 2}, "has a field named 'keys' (the API's control field) and also 'keys_'"),
+        ({"id": 1, "at": datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))},
+         "field 'at' is a date-time that falls outside the years 0001-9999"),
+    ],
+)
+def test_records_that_cannot_become_points_are_named_never_shown(record: dict[str, t.Any], words: str) -> None:
+    with pytest.raises(RJMetricsInputError) as failure:
+        _mapper(["id"]).to_point(record, 42)
+    assert str(failure.value).startswith("stream 's' (table 't'), record #42: ")
+    assert words in str(failure.value)
+
+
+def test_date_like_fields_are_found_once_per_schema() -> None:
+    schema = {
+        "properties": {
+            "at": {"type": ["string", "null"], "format": "date-time"},
+            "day": {"type": "string", "format": "date"},
+            "t": {"type": "string", "format": "time"},
+            "s": {"type": "string"},
+            "odd": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        }
+    }
+    assert dict(datelike_fields(schema)) == {"at": "date-time", "day": "date", "t": "time", "odd": "date-time"}

@@ -111,6 +111,7 @@ class RJMetricsClient:
         max_retry_seconds: float = 300.0,
         logger: logging.Logger | None = None,
         dry_run_file: str | None = None,
+        on_try: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         """Create a client.
 
@@ -128,6 +129,8 @@ class RJMetricsClient:
             logger: Where retries are logged (WARNING, one line each).
             dry_run_file: Send nothing: write each upsert to this JSON-lines file instead
                 (see :class:`~target_rjmetrics.transport.DryRunAdapter`).
+            on_try: Called after each try with (endpoint: ``upsert`` or ``authenticate``,
+                table or "", HTTP status or 0 when no answer came, seconds it took).
         """
         self.logger = logger or logging.getLogger(__name__)
         self.client_id = client_id
@@ -144,6 +147,7 @@ class RJMetricsClient:
         if password and len(unquote(password)) >= _MIN_LITERAL_SECRET:
             self._secrets += [password, unquote(password)]
         self._dry_run = DryRunAdapter(dry_run_file) if dry_run_file else None
+        self._on_try = on_try
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -228,13 +232,28 @@ class RJMetricsClient:
         path = "/".join(quote(segment, safe="") for segment in segments)
         return f"{self.base_url}/client/{self.client_id}/{path}"
 
-    def _try_once(self, method: str, url: str, **kwargs: t.Any) -> tuple[requests.Response, bytes, float]:
+    def _try_once(
+        self, method: str, url: str, endpoint: str, table: str = "", **kwargs: t.Any
+    ) -> tuple[requests.Response, bytes, float]:
         """Send one request, bounded as a whole by ``timeout``.
 
         Returns:
             The answer, its body (at most ``MAX_ANSWER_BYTES``), and when it came.
         """
-        attempt = Try(time.monotonic() + self.timeout)
+        started = time.monotonic()
+        status = 0
+        try:
+            response, body, answered_at = self._send_once(method, url, started, **kwargs)
+            status = response.status_code
+        finally:
+            if self._on_try is not None:
+                self._on_try(endpoint, table, status, time.monotonic() - started)
+        return response, body, answered_at
+
+    def _send_once(
+        self, method: str, url: str, started: float, **kwargs: t.Any
+    ) -> tuple[requests.Response, bytes, float]:
+        attempt = Try(started + self.timeout)
         token = CURRENT_TRY.set(attempt)
         self._watchdog.arm(attempt)
         try:
@@ -335,7 +354,7 @@ class RJMetricsClient:
         what = f"authenticate for client id {self.client_id}"
 
         def attempt() -> None:
-            response, body, answered_at = self._try_once("GET", url)
+            response, body, answered_at = self._try_once("GET", url, "authenticate")
             check_answer(response, body, answered_at, expected=200, what=what, url=url, client=self)
 
         self._with_retries(f"authenticate at {self.redact(self.base_url)}", attempt, at_start=True)
@@ -375,7 +394,7 @@ class RJMetricsClient:
 
         def attempt() -> None:
             try:
-                response, answer, answered_at = self._try_once("POST", url, data=body, headers=headers)
+                response, answer, answered_at = self._try_once("POST", url, "upsert", table, data=body, headers=headers)
                 check_answer(response, answer, answered_at, expected=201, what=what, url=url, client=self)
             except (RJMetricsTransientError, RJMetricsError) as exc:
                 if exc.abandoned_at is not None:

@@ -277,6 +277,7 @@ class ImportAPIConnector:
             max_retry_seconds=settings.max_retry_seconds,
             logger=self.logger,
             dry_run_file=settings.dry_run_file,
+            on_try=self.stats.try_done,
         )
         # A dry run writes its requests one at a time, so the file lists them in input order.
         concurrency = 1 if settings.dry_run_file else settings.max_concurrent_requests
@@ -370,6 +371,8 @@ class ImportAPIConnector:
             self.client.close()
         self.phase = Phase.CLOSED
         written = self.ledger.written if self.ledger is not None else 0
+        self.stats.report()
+        self.stats.report_summary()
         for line in self.stats.summary_lines(written):
             self.logger.info("%s", line)
 
@@ -400,8 +403,8 @@ class ImportAPIConnector:
                 "large fields with `stream_maps`."
             )
             raise RJMetricsInputError(msg)
-        merged = t.cast("OpenBatches", self.batches).add(stream, table, key, encoded, seq, position)
-        self.stats.read(self.stats.table(table), merged=merged)
+        t.cast("OpenBatches", self.batches).add(stream, table, key, encoded, seq, position)
+        self.stats.read(self.stats.table(table, stream))
 
     def add_state(self, value: t.Any, line_number: int | str) -> None:  # noqa: ANN401
         """Take a STATE that arrived after every record read so far; write it once they landed.
@@ -486,7 +489,7 @@ class ImportAPIConnector:
         return abandoned + late_apply if late_apply > 0 else None
 
     def _landed(self, batch: Batch) -> None:
-        self.stats.landed(batch.table, len(batch.points) + batch.duplicates)
+        self.stats.landed(batch.table, len(batch.points), batch.duplicates)
         t.cast("StateLedger", self.ledger).emit_ready()
 
     # -- requests the API may still apply late ------------------------------------------------
@@ -580,6 +583,7 @@ class _Ticker:
                     next_progress = time.monotonic() + PROGRESS_SECONDS
                     in_flight = connector.dispatcher.in_flight if connector.dispatcher is not None else 0
                     connector.logger.info("%s", connector.stats.progress_line(in_flight))
+                    connector.stats.report()
             except Exception:  # noqa: BLE001 (the ticker must not die; the main thread reports failures)
                 connector.logger.debug("Ticker error", exc_info=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typing as t
 
+from singer_sdk import metrics
 from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.helpers._typing import handle_invalid_timestamp_in_record
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
@@ -164,6 +165,26 @@ class RJMetricsSink(BatchSink):
         cursor = self._connector.cursor
         return ValueFreeValidator(self.schema, where=lambda: record_place(self.stream_name, self.table, cursor.position))
 
+    def get_sink_record_counter(self) -> metrics.Counter:
+        """The SDK's ``record_count`` would count records as they are read, even those that never land.
+
+        The connector counts records when they land instead (see :mod:`target_rjmetrics.stats`).
+
+        Returns:
+            A counter that logs nothing.
+        """
+        return _SilentCounter(metrics.Metric.RECORD_COUNT, {"stream": self.stream_name})
+
+    def get_batch_processing_timer(self) -> metrics.Timer:
+        """The SDK's ``batch_processing_time`` would time sealing, not sending (sending is asynchronous).
+
+        Each request's ``http_request_duration`` is logged instead (see :mod:`target_rjmetrics.stats`).
+
+        Returns:
+            A timer that logs nothing.
+        """
+        return _SilentTimer(metrics.Metric.BATCH_PROCESSING_TIME, {"stream": self.stream_name})
+
     @property
     def is_full(self) -> bool:
         """Batches are sealed by the connector as they fill.
@@ -254,4 +275,29 @@ class RemovedStreamSink(BatchSink):
 
         Args:
             context: Unused.
+        """
+
+
+class _SilentCounter(metrics.Counter):
+    """A counter the SDK may increment, which logs nothing."""
+
+    def increment(self, value: int = 1) -> None:
+        """Count nothing.
+
+        Args:
+            value: Ignored.
+        """
+
+    def exit(self) -> None:
+        """Log nothing."""
+
+
+class _SilentTimer(metrics.Timer):
+    """A timer the SDK may use, which logs nothing."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Log nothing.
+
+        Args:
+            exc_info: Ignored.
         """

@@ -243,6 +243,7 @@ class ImportAPIConnector:
             logger: The target's logger.
         """
         self.settings = settings
+        self._max_request_bytes = settings.max_request_bytes
         self.logger = logger
         self.phase = Phase.NEW
         self.tables = TableRegistry(settings.table_prefix)
@@ -394,17 +395,18 @@ class ImportAPIConnector:
         Raises:
             RJMetricsInputError: The point alone is larger than a request may be.
         """
-        self.start()
-        max_bytes = self.settings.max_request_bytes
-        if len(encoded) + 2 > max_bytes:
+        batches = self.batches
+        if batches is None:  # a record before start(): only when embedded without listen()
+            self.start()
+            batches = t.cast("OpenBatches", self.batches)
+        if len(encoded) + 2 > self._max_request_bytes:
             msg = (
                 f"{record_place(stream, table, position)}: the data point is {len(encoded):,} bytes encoded, "
-                f"over `max_request_bytes` ({max_bytes:,}). Raise `max_request_bytes` (up to 5 MiB) or drop "
-                "large fields with `stream_maps`."
+                f"over `max_request_bytes` ({self._max_request_bytes:,}). Raise `max_request_bytes` (up to "
+                "5 MiB) or drop large fields with `stream_maps`."
             )
             raise RJMetricsInputError(msg)
-        t.cast("OpenBatches", self.batches).add(stream, table, key, encoded, seq, position)
-        self.stats.read(self.stats.table(table, stream))
+        batches.add(stream, table, key, encoded, seq, position)
 
     def add_state(self, value: t.Any, line_number: int | str) -> None:  # noqa: ANN401
         """Take a STATE that arrived after every record read so far; write it once they landed.

@@ -70,7 +70,9 @@ class Dispatcher:
         self._workers = [
             threading.Thread(target=self._work, name=f"rjmetrics-send-{i}", daemon=True) for i in range(max_concurrent)
         ]
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # batches landed or failed: for submit and wait
+        self._work_ready = threading.Condition(lock)  # a batch is ready: for the sending threads
         self._unlanded: set[Batch] = set()  # registered (open or sealed), not landed
         self._sealed_unlanded = 0
         self._running = 0  # handed to the pool, not finished
@@ -166,14 +168,14 @@ class Dispatcher:
         # Called with the lock held.
         self._running += 1
         self._ready.append(batch)
-        self._cond.notify_all()
+        self._work_ready.notify()  # one sending thread is enough
 
     def _work(self) -> None:
         """A sending thread: take ready batches until the dispatcher is closed."""
         while True:
             with self._cond:
                 while not self._ready and not self._closed:
-                    self._cond.wait()
+                    self._work_ready.wait()
                 if self._closed:
                     return
                 batch = self._ready.popleft()
@@ -280,6 +282,7 @@ class Dispatcher:
             self._closed = True
             self._ready.clear()
             self._cond.notify_all()
+            self._work_ready.notify_all()
 
 
 class StateLedger:

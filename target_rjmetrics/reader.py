@@ -6,6 +6,7 @@ record values; this reader names the line number and what is wrong instead.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import sys
 import typing as t
@@ -24,28 +25,23 @@ class RJMetricsReader(MsgSpecReader):
         super().__init__()
         self.line_number = 0
 
-    def deserialize_json(self, line: str) -> dict:
+    def deserialize_json(self, line: str | bytes) -> dict:
         """Parse one line of input.
 
         Args:
-            line: A line of input.
+            line: A line of input, as text or as the bytes read.
 
         Returns:
             The message.
 
         Raises:
-            InvalidInputLine: The line is not a JSON object.
+            InvalidInputLine: The line is not UTF-8, not JSON, or not a JSON object.
         """
         self.line_number += 1
         try:
             message = decoder.decode(line)
-        except UnicodeEncodeError as exc:
-            # Undecodable bytes arrive as lone surrogates (see ``process_lines``).
-            msg = (
-                f"Input line {self.line_number} is not valid UTF-8 (an invalid byte at character "
-                f"{exc.start + 1}); the Singer spec requires UTF-8: check the tap's output encoding."
-            )
-            raise InvalidInputLine(msg) from None
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            raise InvalidInputLine(self._not_utf8(line)) from None
         except RecursionError:
             msg = (
                 f"Input line {self.line_number} nests objects or arrays too deeply to read (about "
@@ -56,7 +52,7 @@ class RJMetricsReader(MsgSpecReader):
             # Python taps write NaN and Infinity by default (json.dumps allows them), which
             # msgspec refuses; the standard library reads them.
             try:
-                message = deserialize_json(line)
+                message = deserialize_json(line.decode("utf-8") if isinstance(line, bytes) else line)
             except ValueError:
                 msg = f"Input line {self.line_number} is not valid JSON ({exc}); check the tap's output."
                 raise InvalidInputLine(msg) from None
@@ -65,15 +61,32 @@ class RJMetricsReader(MsgSpecReader):
             raise InvalidInputLine(msg)
         return t.cast("dict", message)
 
+    def _not_utf8(self, line: str | bytes) -> str:
+        """Say where a line that is not UTF-8 breaks (the character, counted from 1)."""
+        if isinstance(line, str):  # read as text: undecodable bytes became lone surrogates
+            raw = line.encode("utf-8", "surrogateescape")
+        else:
+            raw = line
+        try:
+            raw.decode("utf-8")
+            column = "?"
+        except UnicodeDecodeError as exc:
+            column = str(len(raw[: exc.start].decode("utf-8")) + 1)
+        return (
+            f"Input line {self.line_number} is not valid UTF-8 (an invalid byte at character {column}); "
+            "the Singer spec requires UTF-8: check the tap's output encoding."
+        )
+
     def process_lines(
         self,
         file_input: t.IO[str] | None,
         callbacks: dict[str, t.Callable[[dict], None]],
     ) -> t.Counter[str]:
-        """Read every line, naming the line of any input that is not UTF-8.
+        """Read every message and hand it to its handler.
 
-        Bytes that are not UTF-8 are read as lone surrogates instead of failing inside the
-        text layer, where no line number is known; ``deserialize_json`` then names the line.
+        The SDK's loop (``GenericSingerReader.process_lines``), reading the bytes under a text
+        stream when there are any: no decoding into text first (msgspec reads UTF-8 itself),
+        and a line that is not UTF-8 is named by its number, which the text layer cannot do.
 
         Args:
             file_input: Where to read; standard input by default.
@@ -82,12 +95,29 @@ class RJMetricsReader(MsgSpecReader):
         Returns:
             How many messages of each type were read.
         """
-        source = file_input or self.default_input
-        reconfigure = getattr(source, "reconfigure", None)
-        if reconfigure is not None:
-            with contextlib.suppress(Exception):  # a stream that cannot change its error handler
-                reconfigure(errors="surrogateescape")
-        return super().process_lines(_utf8_checked(source, self), callbacks)
+        source: t.Iterable[str | bytes] = file_input or self.default_input
+        binary = getattr(source, "buffer", None)
+        if binary is not None:
+            source = binary
+        else:
+            reconfigure = getattr(source, "reconfigure", None)
+            if reconfigure is not None:
+                with contextlib.suppress(Exception):  # a stream that cannot change its error handler
+                    reconfigure(errors="surrogateescape")
+        stats: dict[str, int] = collections.defaultdict(int)
+        deserialize = self.deserialize_json
+        for line in source:
+            message = deserialize(line)
+            kind = message.get("type")
+            if kind is None:
+                self.assert_line_requires(message, requires={"type"})  # raises, naming the line
+            callback = callbacks.get(kind)  # type: ignore[call-overload]
+            if callback is not None:
+                callback(message)
+            else:
+                self._process_unknown_message(message)
+            stats[kind] += 1  # type: ignore[index]
+        return collections.Counter(stats)
 
     def _process_unknown_message(self, message_dict: dict) -> None:
         """Refuse a message of a type Singer does not have, naming the line.
@@ -125,19 +155,3 @@ class RJMetricsReader(MsgSpecReader):
             )
             raise InvalidInputLine(msg)
 
-
-def _utf8_checked(source: t.Iterable[str], reader: RJMetricsReader) -> t.Iterator[str]:
-    """Yield the lines of ``source``, turning a decoding failure into an error naming the line."""
-    lines = iter(source)
-    while True:
-        try:
-            line = next(lines)
-        except StopIteration:
-            return
-        except UnicodeDecodeError:
-            msg = (
-                f"Input line {reader.line_number + 1} is not valid UTF-8; the Singer spec requires UTF-8: "
-                "check the tap's output encoding."
-            )
-            raise InvalidInputLine(msg) from None
-        yield line

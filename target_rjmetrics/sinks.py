@@ -19,10 +19,10 @@ from singer_sdk.sinks import BatchSink
 
 from target_rjmetrics.exceptions import RJMetricsInputError
 from target_rjmetrics.points import (
-    DATELIKE_PARSERS,
     RECORD_HASH_FIELD,
     PointMapper,
     datelike_fields,
+    datelike_text,
     record_place,
 )
 from target_rjmetrics.validation import ValueFreeValidator
@@ -32,6 +32,10 @@ if t.TYPE_CHECKING:
     from singer_sdk.target_base import Target
 
     from target_rjmetrics.connector import ImportAPIConnector
+
+
+#: The context of every record: batches are the connector's, not the SDK's.
+_NO_CONTEXT: dict = {}
 
 
 class RJMetricsSink(BatchSink):
@@ -89,7 +93,8 @@ class RJMetricsSink(BatchSink):
                 self.stream_name,
                 RECORD_HASH_FIELD,
             )
-        self._stats = connector.stats.table(self.table)
+        self._stats = connector.stats.table(self.table, self.stream_name)
+        self._treatment = self.datetime_error_treatment  # read from the settings once, not per record
         self._mapper = PointMapper(
             stream=self.stream_name,
             table=self.table,
@@ -106,13 +111,15 @@ class RJMetricsSink(BatchSink):
         schema: dict,  # noqa: ARG002 (always self.schema, whose lookups are done once)
         treatment: DatetimeErrorTreatmentEnum,
     ) -> None:
-        """Parse date-like strings into date/time objects, as the SDK does, but faster.
+        """Check date-like strings as the SDK does, turning them straight into the API's text.
 
-        SDK 0.54 has no public hook for this per-record step, and its version looks every
-        field up in the schema for every record; this one keeps its behaviour with the
-        lookups done once per schema, and never puts the offending value in an error.
+        SDK 0.54 has no public hook for this per-record step; its version looks every field up
+        in the schema for every record and leaves date/time objects for the sink to format.
+        This one warns of fields without a schema as the SDK does, refuses or repairs what is
+        not ISO 8601 by the same ``treatment``, never puts the offending value in an error, and
+        leaves each date-time as ``YYYY-MM-DD HH:MM:SS`` UTC text (dates and times as ISO).
         """
-        if self._unknown_field_warnings:
+        if self._unknown_field_warnings and not self._schema_fields.issuperset(record):
             for name in record.keys() - self._schema_fields:
                 if record[name] is not None and name not in self._warned_missing_fields:
                     self.logger.warning("No schema for record field '%s'", name)
@@ -122,7 +129,15 @@ class RJMetricsSink(BatchSink):
             if value is None or type(value) is not str:
                 continue
             try:
-                record[name] = DATELIKE_PARSERS[kind](value)
+                record[name] = datelike_text(kind, value)
+            except OverflowError:
+                msg = (
+                    f"{record_place(self.stream_name, self.table, self._connector.cursor.position)}: field "
+                    f"'{name}' is a date-time that falls outside the years 0001-9999 once converted to UTC, "
+                    "which the API's YYYY-MM-DD HH:MM:SS cannot write. Fix the source, or replace the field "
+                    "with `stream_maps`."
+                )
+                raise RJMetricsInputError(msg) from None
             except ValueError as exc:
                 if treatment == DatetimeErrorTreatmentEnum.ERROR:
                     msg = f"field '{name}' is not a valid ISO 8601 {kind}"
@@ -202,8 +217,30 @@ class RJMetricsSink(BatchSink):
             context: Unused; batches are the connector's.
         """
         cursor = self._connector.cursor
-        key, encoded = t.cast("PointMapper", self._mapper).to_point(record, cursor.position)
+        key, encoded = self._mapper.to_point(record, cursor.position)  # type: ignore[union-attr] (set by setup)
         self._connector.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
+        self._stats.read += 1  # only this thread writes it (readers see an int, old or new)
+
+    def load(self, record: dict) -> None:
+        """Load a record of a plain stream, without the SDK's per-record bookkeeping (the fast path).
+
+        The target calls this instead of the SDK's ``Target._process_record_message`` for a
+        stream whose only stream map is the identity, without flattening or record metadata
+        (see ``TargetRJMetrics.fast_path``). The steps are the SDK's, through the same methods,
+        so records, errors and warnings are the same; what is left out serves features such
+        streams do not use (stream maps, metadata, contexts, per-record metrics and debug log).
+
+        Args:
+            record: The record, as read.
+        """
+        validator = self._validator
+        if validator is not None:
+            validator.validate(record)
+        self._parse_timestamps_in_record(record, self.schema, self._treatment)
+        self.preprocess_record(record, _NO_CONTEXT)
+        self._batch_records_read += 1  # as SDK 0.54's tally_record_read (drains skip an empty sink)
+        self._total_records_read += 1
+        self.process_record(record, _NO_CONTEXT)
 
     def process_batch(self, context: dict) -> None:  # noqa: ARG002
         """Send what is gathered (the SDK drains sinks at the end of input and every few minutes).

@@ -97,15 +97,6 @@ class LoadStats:
                 stats.stream = stream
             return stats
 
-    def read(self, stats: TableStats) -> None:
-        """Count a record read.
-
-        Args:
-            stats: Its table's counters.
-        """
-        with self._lock:
-            stats.read += 1
-
     def nonfinite(self, stats: TableStats) -> None:
         """Count a NaN or infinite value sent as null.
 

@@ -31,7 +31,7 @@ import typing as t
 
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
-from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.target_base import Target
 
@@ -62,6 +62,16 @@ if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 
+#: Record metadata fields the SDK removes from records (``Sink._remove_sdc_metadata_from_record``):
+#: a record holding one takes the SDK's path.
+_SDC_FIELDS = frozenset({
+    "_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
+    "_sdc_table_version", "_sdc_sync_started_at",
+})
+#: The fast path checks the SDK's maximum record age (a drain every 5 minutes) every so many records.
+_MAX_AGE_CHECK_EVERY = 1000
+
+
 class TargetRJMetrics(Target):
     """Loads Singer streams into RJMetrics (Adobe Commerce Reporting) through the Import API."""
 
@@ -78,6 +88,9 @@ class TargetRJMetrics(Target):
         TargetCapabilities.VALIDATE_RECORDS,
     ]
     config_jsonschema = CONFIG_SCHEMA
+    #: Load records of plain streams without the SDK's per-record bookkeeping (``RJMetricsSink.load``);
+    #: off, every record takes the SDK's path (the tests compare both).
+    fast_path = True
 
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401
         """Create the target and its connector; nothing is sent until input is read.
@@ -102,6 +115,7 @@ class TargetRJMetrics(Target):
         self._in_message = False  # the main thread is handling a message (not blocked reading)
         self._pending_signal: int | None = None
         self._waking_for_failure = False
+        self._plain_streams: dict[str, RJMetricsSink] = {}  # input stream -> its sink, for the fast path
 
     def _schema(self) -> dict[str, t.Any]:
         """The settings schema with the SDK's own settings."""
@@ -223,10 +237,17 @@ class TargetRJMetrics(Target):
             stream = str(message_dict["stream"])
             connector.cursor.next_record(stream)
             try:
-                if type(message_dict["record"]) is not dict:
+                record = message_dict["record"]
+                if type(record) is not dict:
                     msg = f"Cannot load {self._where(stream)}: the record is not a JSON object."
                     raise RJMetricsInputError(msg)
-                super()._process_record_message(message_dict)
+                sink = self._plain_streams.get(stream)
+                if sink is not None and _SDC_FIELDS.isdisjoint(record):
+                    sink.load(record)
+                    if connector.cursor.records_read % _MAX_AGE_CHECK_EVERY == 0:
+                        self._handle_max_record_age()
+                else:
+                    super()._process_record_message(message_dict)
             except (RJMetricsError, TerminationRequested):
                 raise
             except Exception as exc:  # noqa: BLE001 (re-raised with its place in the input)
@@ -251,6 +272,9 @@ class TargetRJMetrics(Target):
                 super()._process_schema_message(message_dict)
                 for stream_map in self.mapper.stream_maps[str(stream)]:
                     self.connector.tables.claim_alias(stream_map.stream_alias, str(stream))
+                self._plain_streams.pop(str(stream), None)
+                if self.fast_path and self._is_plain(str(stream)):
+                    self._plain_streams[str(stream)] = t.cast("RJMetricsSink", self._sinks_active[str(stream)])
             except (RJMetricsError, TerminationRequested):
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -258,6 +282,22 @@ class TargetRJMetrics(Target):
             finally:
                 self._in_message = False
         self._after_message()
+
+    def _is_plain(self, stream: str) -> bool:
+        """Tell whether a stream's records can skip the SDK's per-record machinery (the fast path).
+
+        Its only stream map is the identity under its own name, nothing is flattened, no
+        record metadata is added, and its sink is ours.
+        """
+        maps = self.mapper.stream_maps.get(stream, [])
+        return (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == stream
+            and not maps[0].flattening_enabled
+            and not self.config.get("add_record_metadata")
+            and type(self._sinks_active.get(stream)) is RJMetricsSink
+        )
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})

@@ -1,7 +1,8 @@
-"""The HTTP transport of the client: sessions that never follow a redirect, tries bounded as a whole, dry runs.
+"""The HTTP transport of the client: adapters that never follow a redirect, tries bounded as a whole, dry runs.
 
-The seam between the client and the network is a ``requests`` session, made by
-:func:`new_session`. Its contract, whatever the transport behind it:
+The seam between the client and the network is a ``requests`` transport adapter (the
+``send(request, stream, timeout, verify, cert, proxies)`` of ``requests.adapters.BaseAdapter``),
+made by :func:`new_adapter`. Its contract, whatever the transport behind it:
 
 - it never follows a redirect (a 3xx is an answer like any other);
 - with a :class:`Try` set as the current try (``CURRENT_TRY``), the connection it uses
@@ -28,7 +29,6 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from target_rjmetrics import __version__
 from target_rjmetrics.redaction import redact_url
 
 if t.TYPE_CHECKING:
@@ -161,18 +161,6 @@ class WatchedAdapter(HTTPAdapter):
         return manager
 
 
-class NoRedirectSession(requests.Session):
-    """A session that sees no redirect in any answer, so that nothing can ever follow one."""
-
-    def get_redirect_target(self, resp: requests.Response) -> None:  # noqa: ARG002
-        """Never a redirect target: a 3xx is an answer like any other to this client.
-
-        Args:
-            resp: An answer.
-        """
-        return
-
-
 class Watchdog:
     """Cuts the connection of every try that outlives its deadline (one thread per client)."""
 
@@ -293,18 +281,19 @@ def _answer(request: requests.PreparedRequest, status: int, body: bytes) -> requ
     return response
 
 
-def new_session(dry_run: DryRunAdapter | None = None) -> requests.Session:
-    """A session that never follows a redirect, whose tries the watchdog can cut (or a dry run's).
+def new_adapter(dry_run: DryRunAdapter | None = None) -> BaseAdapter:
+    """A transport for one sending thread: one pooled connection whose tries the watchdog can cut.
+
+    The client sends prepared requests through it directly (``adapter.send``), never through
+    a ``requests.Session``: a transport adapter never follows a redirect (following them is the
+    session's job), and the session's per-request work (reading proxies, CA bundles and
+    ``.netrc`` from the environment, merging headers, encoding parameters) is done once by the
+    client instead.
 
     Args:
         dry_run: Send nothing, through this adapter, instead.
 
     Returns:
-        The session: one connection, no retries of its own.
+        The adapter.
     """
-    session = NoRedirectSession()
-    adapter: BaseAdapter = dry_run or WatchedAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = f"target-rjmetrics/{__version__}"
-    return session
+    return dry_run or WatchedAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)

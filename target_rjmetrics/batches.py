@@ -49,12 +49,13 @@ class Batch:
         first_position: 1-based position, within its stream, of the first record.
         points: Encoded data points by key identity; a later version replaces the earlier.
         point_positions: Stream position of the record each point came from, by key.
+        point_seqs: Sequence number of the first record of each key in the batch (the versions
+            merged into its point came after it), so a point taken out of the batch takes its
+            place in the input with it.
         body_bytes: Size of the JSON array these points encode to.
         last_position: Position of the last record.
         duplicates: Records merged into a later version of the same key.
         landed: Set by the dispatcher once the API accepted every point.
-        waiting_on: Dispatcher bookkeeping: earlier batches sharing a key, not yet landed.
-        dependents: Dispatcher bookkeeping: later batches waiting for this one.
     """
 
     stream: str
@@ -63,12 +64,11 @@ class Batch:
     first_position: int
     points: dict[Hashable, bytes] = field(default_factory=dict)
     point_positions: dict[Hashable, int] = field(default_factory=dict)
+    point_seqs: dict[Hashable, int] = field(default_factory=dict)
     body_bytes: int = 2
     last_position: int = 0
     duplicates: int = 0
     landed: bool = False
-    waiting_on: int = 0
-    dependents: list[Batch] = field(default_factory=list)
 
     def fits(self, size: int, max_points: int, max_bytes: int) -> bool:
         """Tell whether one more point of ``size`` bytes fits in the request.
@@ -83,17 +83,19 @@ class Batch:
         """
         return len(self.points) < max_points and self.body_bytes + size + (1 if self.points else 0) <= max_bytes
 
-    def add(self, key: Hashable, encoded: bytes, position: int) -> None:
+    def add(self, key: Hashable, encoded: bytes, position: int, seq: int) -> None:
         """Add the point of a key that the batch does not hold yet.
 
         Args:
             key: The point's key identity.
             encoded: The point.
             position: Its record's position in its stream.
+            seq: Its record's sequence number in the input.
         """
         self.body_bytes += len(encoded) + (1 if self.points else 0)
         self.points[key] = encoded
         self.point_positions[key] = position
+        self.point_seqs[key] = seq
         self.last_position = position
 
     def replace(self, key: Hashable, encoded: bytes, position: int, max_bytes: int) -> bool:
@@ -132,29 +134,27 @@ class Batch:
         return b"[" + b",".join([points[key] for key in (points if keys is None else keys)]) + b"]"
 
     def split_off(self, keys: set[Hashable]) -> Batch:
-        """Move the points of ``keys`` into a new batch with the same first sequence number.
+        """Move the points of ``keys`` into a new batch.
 
-        Both keep ``first_seq``, so no STATE passes the records of either early.
+        Each part's first sequence number becomes that of its own first record; the records
+        merged in the batch go with the part that keeps the rest.
 
         Args:
-            keys: Keys the batch holds.
+            keys: Keys the batch holds, not all of them.
 
         Returns:
             The new batch.
         """
         moved = Batch(stream=self.stream, table=self.table, first_seq=self.first_seq, first_position=self.first_position)
-        kept_points: dict[Hashable, bytes] = {}
-        kept_positions: dict[Hashable, int] = {}
+        kept = Batch(stream=self.stream, table=self.table, first_seq=self.first_seq, first_position=self.first_position)
         for key, encoded in self.points.items():
-            if key in keys:
-                moved.points[key] = encoded
-                moved.point_positions[key] = self.point_positions[key]
-            else:
-                kept_points[key] = encoded
-                kept_positions[key] = self.point_positions[key]
-        moved.duplicates, self.duplicates = self.duplicates, 0
-        self.points, self.point_positions = kept_points, kept_positions
+            part = moved if key in keys else kept
+            part.points[key] = encoded
+            part.point_positions[key] = self.point_positions[key]
+            part.point_seqs[key] = self.point_seqs[key]
+        self.points, self.point_positions, self.point_seqs = kept.points, kept.point_positions, kept.point_seqs
         for part in (moved, self):
+            part.first_seq = min(part.point_seqs.values())
             part.first_position = min(part.point_positions.values())
             part.last_position = max(part.point_positions.values())
             part.body_bytes = array_bytes(len(p) for p in part.points.values())
@@ -175,11 +175,7 @@ class Batch:
 
 
 class OpenBatches:
-    """The batch still filling for each table.
-
-    Sealing hands a batch to ``submit`` (the dispatcher), which may keep some of its points
-    back (keys still on their way), in which case the batch stays open with them.
-    """
+    """The batch still filling for each table; each is sealed (handed to ``submit``) when full."""
 
     def __init__(
         self,
@@ -187,7 +183,7 @@ class OpenBatches:
         max_points: int,
         max_bytes: int,
         register: Callable[[Batch], None],
-        submit: Callable[[Batch, bool], bool],
+        submit: Callable[[Batch], None],
         max_open_bytes: int = OPEN_BATCHES_MAX_BYTES,
     ) -> None:
         """Create the open batches.
@@ -196,8 +192,7 @@ class OpenBatches:
             max_points: Most points per request.
             max_bytes: Most bytes per request.
             register: Called with each new batch as it gets its first point.
-            submit: Called with (batch, hold_back) to seal it; returns True when the batch
-                stays open, holding points back.
+            submit: Called with each batch sealed.
             max_open_bytes: Most bytes held across all open batches.
         """
         self._max_points = max_points
@@ -209,7 +204,7 @@ class OpenBatches:
         self.open_bytes = 0
 
     def add(self, stream: str, table: str, key: Hashable, encoded: bytes, seq: int, position: int) -> bool:
-        """Add a point to its table's open batch, sealing what must be sealed first.
+        """Add a point to its table's open batch, sealing that batch first if the point does not fit.
 
         Args:
             stream: The stream of the record.
@@ -232,50 +227,36 @@ class OpenBatches:
                 self.seal(table)
                 batch = None
             elif not batch.fits(len(encoded), self._max_points, self._max_bytes):
-                self.seal(table, hold_back=True)
-                batch = self._open.get(table)
-                if batch is not None and not batch.fits(len(encoded), self._max_points, self._max_bytes):
-                    self.seal(table)  # what was held back leaves no room: send it as it is
-                    batch = None
+                self.seal(table)
+                batch = None
         if batch is None:
             batch = self._open[table] = Batch(stream=stream, table=table, first_seq=seq, first_position=position)
             self._register(batch)
         before = batch.body_bytes if batch.points else 0  # an empty batch holds nothing yet
-        batch.add(key, encoded, position)
+        batch.add(key, encoded, position, seq)
         self._grew(batch.body_bytes - before)
         return False
 
     def _grew(self, change: int) -> None:
         self.open_bytes += change
         if self.open_bytes > self._max_open_bytes:
-            self._seal_oldest()
+            self.seal(min(self._open, key=lambda name: self._open[name].first_seq))
 
-    def seal(self, table: str, *, hold_back: bool = False) -> None:
+    def seal(self, table: str) -> None:
         """Hand a table's open batch, if any, to the dispatcher.
 
         Args:
             table: The table.
-            hold_back: Let the dispatcher keep points whose keys are still on their way;
-                the batch then stays open with them.
         """
-        batch = self._open.get(table)
-        if batch is None:
-            return
-        before = batch.body_bytes
-        if self._submit(batch, hold_back):
-            self.open_bytes -= before - batch.body_bytes
-        else:
-            del self._open[table]
-            self.open_bytes -= before
+        batch = self._open.pop(table, None)
+        if batch is not None:
+            self.open_bytes -= batch.body_bytes
+            self._submit(batch)
 
     def seal_all(self) -> None:
         """Hand every open batch to the dispatcher, oldest first."""
         for table in sorted(self._open, key=lambda name: self._open[name].first_seq):
             self.seal(table)
-
-    def _seal_oldest(self) -> None:
-        table = min(self._open, key=lambda name: self._open[name].first_seq)
-        self.seal(table)
 
     @property
     def oldest_seq(self) -> float:

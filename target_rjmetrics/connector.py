@@ -283,14 +283,19 @@ class ImportAPIConnector:
         # A dry run writes its requests one at a time, so the file lists them in input order.
         concurrency = 1 if settings.dry_run_file else settings.max_concurrent_requests
         self.dispatcher = Dispatcher(
-            send=self._send, max_concurrent=concurrency, max_queued=2 * concurrency, on_landed=self._landed
+            send=self._send,
+            max_concurrent=concurrency,
+            max_queued=2 * concurrency,
+            on_landed=self._landed,
+            max_points=settings.points_per_request,
+            max_bytes=settings.max_request_bytes,
         )
         self.ledger = StateLedger(self.dispatcher, StateWriter(self.dispatcher.fail).write)
         self.batches = OpenBatches(
             max_points=settings.points_per_request,
             max_bytes=settings.max_request_bytes,
             register=self.dispatcher.register,
-            submit=lambda batch, hold_back: t.cast("Dispatcher", self.dispatcher).submit(batch, hold_back=hold_back),
+            submit=self.dispatcher.submit,
         )
         self.phase = Phase.RUNNING
         if settings.dry_run_file:

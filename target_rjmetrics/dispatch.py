@@ -1,18 +1,21 @@
 """Concurrent sending that keeps key order, and the ledger that makes STATE honest.
 
 Every record that is read gets a sequence number (its place in the input). Records are
-gathered into :class:`~target_rjmetrics.batches.Batch` objects, one per future request. A batch is *registered*
-with the :class:`Dispatcher` as soon as it holds its first record, so at every moment
-the dispatcher knows the lowest sequence number that has not yet landed. A STATE that
-arrived after ``n`` records may be written once that number is ``>= n``.
+gathered into :class:`~target_rjmetrics.batches.Batch` objects, one per future request. A
+batch is *registered* with the :class:`Dispatcher` as soon as it holds its first record, so at
+every moment the dispatcher knows the lowest sequence number that has not yet landed. A STATE
+that arrived after ``n`` records may be written once that number is ``>= n``.
 
-NB: two batches of the same table that share a key are never in flight together. A
-batch waits for every earlier batch with one of its keys to land first, so an older
-version of a data point can never overwrite a newer one, whatever the latencies and
-retries. Batches without shared keys go out concurrently, up to the configured limit.
-When a try of a batch was abandoned without an answer (and so may still be applied late),
-the next batch with one of its keys also waits until that late apply can no longer happen
-(``late_apply_seconds`` after the try was abandoned).
+NB: two requests that hold the same key of a table are never in flight together, so an older
+version of a data point can never overwrite a newer one, whatever the latencies and retries.
+A key is *busy* from the moment a batch holding it is submitted until that batch has landed.
+When a batch is submitted, its points whose key is busy go to the key's *slot* (one point per
+busy key: a later version replaces the one waiting there, counted as merged), and the rest go
+out at once: a request never waits for another as a whole. When a key is released, the point
+waiting in its slot goes out in the next request (the slots released together form one). When
+a try of a batch was abandoned without an answer (and so may still be applied late), its keys
+stay busy until that late apply can no longer happen (``late_apply_seconds`` after the try
+was abandoned). Memory stays bounded: slots hold at most one point per key in flight.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import threading
 import time
 import typing as t
 
+from target_rjmetrics.batches import Batch
+
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-    from target_rjmetrics.batches import Batch
+#: A key of a table, as the dispatcher tracks it.
+_Slot = tuple[str, "Hashable"]
 
 
 class DispatcherStopped(Exception):  # noqa: N818
@@ -34,19 +40,21 @@ class DispatcherStopped(Exception):  # noqa: N818
 
 
 class Dispatcher:
-    """Sends sealed batches on a bounded pool of threads, keeping per-key order.
+    """Sends sealed batches on a bounded pool of threads, keeping per-key order with slots.
 
     ``submit`` blocks while ``max_queued`` batches are sealed but not yet landed, which
     is the back-pressure that keeps memory bounded when the API is slow.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         *,
         send: Callable[[Batch], float | None],
         max_concurrent: int,
         max_queued: int,
         on_landed: Callable[[Batch], None] | None = None,
+        max_points: int = 100,
+        max_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         """Create a dispatcher.
 
@@ -58,29 +66,34 @@ class Dispatcher:
             max_queued: Sealed batches not yet landed before ``submit`` blocks.
             on_landed: Called (outside the lock) with each batch that landed, from the
                 sending thread.
+            max_points: Most points in a request made of released slots.
+            max_bytes: Most bytes in such a request.
         """
         self._send = send
         self._on_landed = on_landed
         self._max_queued = max(max_queued, max_concurrent)
-        # Daemon threads of our own rather than a ThreadPoolExecutor, whose threads the
-        # interpreter joins at exit: a request stuck on the network must never keep the
-        # process alive once the run has decided to stop.
-        self._ready: collections.deque[Batch] = collections.deque()
-        self._closed = False
-        self._workers = [
-            threading.Thread(target=self._work, name=f"rjmetrics-send-{i}", daemon=True) for i in range(max_concurrent)
-        ]
+        self._max_points = max_points
+        self._max_bytes = max_bytes
         lock = threading.RLock()
         self._cond = threading.Condition(lock)  # batches landed or failed: for submit and wait
         self._work_ready = threading.Condition(lock)  # a batch is ready: for the sending threads
-        self._unlanded: set[Batch] = set()  # registered (open or sealed), not landed
+        self._unlanded: set[Batch] = set()  # registered (open, sealed, or a slot), not landed
         self._sealed_unlanded = 0
-        self._running = 0  # handed to the pool, not finished
-        self._last_for_key: dict[tuple[str, Hashable], Batch] = {}
+        self._running = 0  # handed to the sending threads, not finished
+        self._owner: dict[_Slot, Batch] = {}  # busy keys -> the batch that holds them
+        self._slots: dict[_Slot, Batch] = {}  # busy keys -> a one-point batch of the next version
+        self._cooling: dict[Batch, float] = {}  # landed batches whose keys wait out late applies
         self._failure: BaseException | None = None
         self._accepting = True
-        self._cooling: dict[Batch, float] = {}  # landed batches whose keys wait out late applies
+        self._closed = False
+        self._ready: collections.deque[Batch] = collections.deque()
         self.in_flight = 0
+        # Daemon threads of our own rather than a ThreadPoolExecutor, whose threads the
+        # interpreter joins at exit: a request stuck on the network must never keep the
+        # process alive once the run has decided to stop.
+        self._workers = [
+            threading.Thread(target=self._work, name=f"rjmetrics-send-{i}", daemon=True) for i in range(max_concurrent)
+        ]
         for worker in self._workers:
             worker.start()
 
@@ -118,24 +131,21 @@ class Dispatcher:
         with self._cond:
             return min((b.first_seq for b in self._unlanded), default=math.inf)
 
-    def submit(self, batch: Batch, *, hold_back: bool = False) -> bool:
-        """Seal a registered batch and send it once no earlier batch shares a key with it.
+    @property
+    def waiting_in_slots(self) -> int:
+        """Points waiting for their key to be released."""
+        with self._cond:
+            return len(self._slots)
 
-        With ``hold_back``, points whose key is still on its way in an earlier batch stay
-        behind in ``batch``, which remains open for more records, and only the others are
-        sent now: a stream that updates recent keys then keeps several requests in flight
-        instead of waiting for each to land. This happens only while at most half of the
-        points are held back, so the open batch keeps room to grow.
+    def submit(self, batch: Batch) -> None:
+        """Seal a registered batch: its points with busy keys go to their slots, the rest go out now.
 
         Args:
             batch: The batch to send.
-            hold_back: Keep points with busy keys open instead of waiting to send them.
-
-        Returns:
-            True when ``batch`` stays open, holding points back; False when it was sealed.
 
         Raises:
             BaseException: The failure of an earlier batch; nothing more is sent.
+            DispatcherStopped: The run is stopping.
         """
         with self._cond:
             while self._failure is None and self._accepting and self._sealed_unlanded >= self._max_queued:
@@ -144,28 +154,43 @@ class Dispatcher:
                 raise self._failure
             if not self._accepting:
                 raise DispatcherStopped
+            table = batch.table
+            owner = self._owner
+            busy = {key for key in batch.points if (table, key) in owner}
+            if busy:
+                waiting = batch.split_off(busy) if len(busy) < len(batch.points) else batch
+                if waiting is batch:
+                    self._unlanded.discard(batch)  # every point waits: its records live in slots now
+                self._to_slots(waiting)
+                if waiting is batch:
+                    return
+            self._start_owning(batch)
 
-            held = False
-            if hold_back:
-                busy = {key for key in batch.points if (batch.table, key) in self._last_for_key}
-                if busy and 2 * len(busy) <= len(batch.points):
-                    batch = batch.split_off(set(batch.points) - busy)  # the free points go now
-                    self._unlanded.add(batch)
-                    held = True
-            self._sealed_unlanded += 1
-            for key in batch.points:
-                slot = (batch.table, key)
-                earlier = self._last_for_key.get(slot)
-                if earlier is not None and earlier is not batch and batch not in earlier.dependents:
-                    earlier.dependents.append(batch)
-                    batch.waiting_on += 1
-                self._last_for_key[slot] = batch
-            if batch.waiting_on == 0:
-                self._start(batch)
-            return held
+    def _to_slots(self, waiting: Batch) -> None:
+        """Put each point of ``waiting`` in its key's slot (called with the lock held)."""
+        table = waiting.table
+        for key, encoded in waiting.points.items():
+            slot_key = (table, key)
+            slot = self._slots.get(slot_key)
+            position = waiting.point_positions[key]
+            if slot is None:
+                # The slot holds its records' place in the input, so no STATE passes them early.
+                seq = waiting.point_seqs[key]
+                slot = Batch(stream=waiting.stream, table=table, first_seq=seq, first_position=position)
+                slot.add(key, encoded, position, seq)
+                self._slots[slot_key] = slot
+                self._unlanded.add(slot)
+            else:
+                slot.replace(key, encoded, position, max_bytes=math.inf)  # type: ignore[arg-type]
+        if waiting.duplicates:  # records merged in a batch whose every point waits
+            slot.duplicates += waiting.duplicates
 
-    def _start(self, batch: Batch) -> None:
-        # Called with the lock held.
+    def _start_owning(self, batch: Batch) -> None:
+        """Make ``batch`` the owner of its keys and hand it to a sending thread (lock held)."""
+        table = batch.table
+        for key in batch.points:
+            self._owner[(table, key)] = batch
+        self._sealed_unlanded += 1
         self._running += 1
         self._ready.append(batch)
         self._work_ready.notify()  # one sending thread is enough
@@ -207,7 +232,7 @@ class Dispatcher:
                 self._sealed_unlanded -= 1
                 delay = None if ghost_until is None else ghost_until - time.monotonic()
                 if delay is not None and delay > 0:
-                    self._cool(batch, ghost_until, delay)
+                    self._cool(batch, t.cast("float", ghost_until), delay)
                 else:
                     self._release_keys(batch)
             self._cond.notify_all()
@@ -218,18 +243,41 @@ class Dispatcher:
                 self.fail(exc)
 
     def _release_keys(self, batch: Batch) -> None:
-        """Let later batches holding keys of ``batch`` go out (called with the lock held)."""
+        """Free the keys of a landed batch; the points waiting in their slots go out (lock held)."""
         self._cooling.pop(batch, None)
+        table = batch.table
+        released: list[Batch] = []
         for key in batch.points:
-            slot = (batch.table, key)
-            if self._last_for_key.get(slot) is batch:
-                del self._last_for_key[slot]
-        if self._failure is None:
-            for dependent in batch.dependents:
-                dependent.waiting_on -= 1
-                if dependent.waiting_on == 0:
-                    self._start(dependent)
-        batch.dependents = []
+            slot_key = (table, key)
+            if self._owner.get(slot_key) is batch:
+                del self._owner[slot_key]
+                slot = self._slots.pop(slot_key, None)
+                if slot is not None:
+                    released.append(slot)
+        if not released or self._failure is not None or not self._accepting:
+            for slot in released:  # nothing more is sent: they stay unlanded, as their records
+                self._slots[(table, next(iter(slot.points)))] = slot
+            return
+        for part in self._combine(released):
+            self._unlanded.add(part)
+            self._start_owning(part)
+
+    def _combine(self, slots: list[Batch]) -> list[Batch]:
+        """Make requests of released slots (of one table), as full as the limits allow."""
+        parts: list[Batch] = []
+        current: Batch | None = None
+        for slot in sorted(slots, key=lambda s: s.first_seq):
+            self._unlanded.discard(slot)
+            (key, encoded), = slot.points.items()
+            if current is None or not current.fits(len(encoded), self._max_points, self._max_bytes):
+                current = Batch(stream=slot.stream, table=slot.table, first_seq=slot.first_seq,
+                                first_position=slot.first_position)
+                parts.append(current)
+            current.add(key, encoded, slot.point_positions[key], slot.first_seq)
+            current.first_seq = min(current.first_seq, slot.first_seq)
+            current.first_position = min(current.first_position, slot.first_position)
+            current.duplicates += slot.duplicates
+        return parts
 
     def _cool(self, batch: Batch, until: float, delay: float) -> None:
         """Keep the keys of a landed batch busy until an abandoned try of it can no longer apply.
@@ -237,7 +285,7 @@ class Dispatcher:
         NB: a try whose answer never came (a timeout, a dropped connection, a 502/504) may
         still be applied by the API later, after the retry landed. Its records count as
         landed at once (the retry carried the same versions), but a newer version of any of
-        its keys is held back until ``until``, so that late apply cannot overwrite it.
+        its keys waits in its slot until ``until``, so that late apply cannot overwrite it.
         Called with the lock held.
         """
         self._cooling[batch] = until
@@ -253,7 +301,7 @@ class Dispatcher:
         timer.start()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every sealed batch has landed, or a failure has stopped sending.
+        """Wait until every sealed batch and every slot has landed, or sending has stopped.
 
         Args:
             timeout: Seconds to wait at most; None waits as long as it takes.
@@ -263,7 +311,9 @@ class Dispatcher:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._running > 0 or (self._failure is None and self._accepting and self._sealed_unlanded > 0):
+            while self._running > 0 or (
+                self._failure is None and self._accepting and (self._sealed_unlanded > 0 or self._slots)
+            ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False

@@ -12,8 +12,7 @@ from target_rjmetrics.dispatch import Dispatcher
 def _batch(table: str, keys: list[int], seq: int) -> Batch:
     batch = Batch(stream=table, table=table, first_seq=seq, first_position=seq + 1)
     for key in keys:
-        batch.points[key] = b'{"id":%d}' % key
-        batch.point_positions[key] = seq + 1
+        batch.add(key, b'{"id":%d}' % key, seq + 1, seq)
     batch.last_position = seq + 1
     return batch
 
@@ -53,20 +52,25 @@ def test_a_newer_version_of_a_key_waits_until_the_abandoned_try_can_no_longer_ap
 
 
 def test_without_an_abandoned_try_nothing_waits() -> None:
-    starts: list[float] = []
+    sent: list[bytes] = []
 
     def send(batch: Batch) -> float | None:
-        starts.append(time.monotonic())
+        sent.append(batch.body())
         return None
 
     dispatcher = Dispatcher(send=send, max_concurrent=1, max_queued=8)
     try:
-        batches = [_batch("t", [1], i) for i in range(20)]
         began = time.monotonic()
-        for batch in batches:
+        for i in range(20):  # twenty versions of key 1, each sent as soon as the key is free
+            batch = Batch(stream="t", table="t", first_seq=i, first_position=i + 1)
+            batch.add(1, b'{"v":%d}' % i, i + 1, i)
             dispatcher.register(batch)
             dispatcher.submit(batch)
         assert dispatcher.wait(timeout=5)
-        assert len(starts) == 20 and time.monotonic() - began < 2
+        assert time.monotonic() - began < 2
+        # Versions that found the key busy waited in its slot (later ones replacing them), and
+        # the last version went out last.
+        assert sent[0] == b'[{"v":0}]' and sent[-1] == b'[{"v":19}]'
+        assert dispatcher.lowest_unlanded_seq() == float("inf")
     finally:
         dispatcher.close()

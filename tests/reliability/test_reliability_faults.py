@@ -24,7 +24,9 @@ def test_tables_hold_the_last_version_and_no_state_runs_ahead_under_faults(kind:
     assert not result.problems, "\n".join(result.problems[:10])
     assert result.correct and result.ahead == 0
     assert result.landed == result.sent == WORKLOAD.total
-    assert result.states >= 5, "too few STATE messages to prove anything"
+    # Reading no longer waits for busy keys, so states are often superseded before they are
+    # ready; three or more (the last included) still test that none runs ahead.
+    assert result.states >= 3, "too few STATE messages to prove anything"
     if kind not in ("latency+jitter", "lower body limit"):
         assert result.retries > 0, f"the fault '{kind}' never fired, so the scenario proved nothing"
 

@@ -11,7 +11,7 @@ def test_body_bytes_are_the_json_arrays_size_whatever_is_added_replaced_or_split
     batch = Batch(stream="s", table="t", first_seq=0, first_position=1)
     points = {i: json.dumps({"keys": ["id"], "id": i, "pad": "x" * i}).encode() for i in range(1, 8)}
     for i, encoded in points.items():
-        batch.add(i, encoded, i)
+        batch.add(i, encoded, i, i - 1)
         assert batch.body_bytes == len(batch.body())
     assert batch.replace(3, b'{"keys":["id"],"id":3}', 9, max_bytes=10_000)
     assert batch.body_bytes == len(batch.body()) and batch.duplicates == 1
@@ -20,14 +20,14 @@ def test_body_bytes_are_the_json_arrays_size_whatever_is_added_replaced_or_split
         assert part.body_bytes == len(part.body()) == array_bytes(len(p) for p in part.points.values())
         assert json.loads(part.body())  # a valid JSON array
     assert sorted(moved.points) == [1, 3, 5] and sorted(batch.points) == [2, 4, 6, 7]
-    assert moved.first_seq == batch.first_seq == 0  # no STATE passes either part early
+    assert (moved.first_seq, batch.first_seq) == (0, 1)  # each part's own first record
     assert (moved.first_position, moved.last_position) == (1, 9)
-    assert moved.duplicates == 1 and batch.duplicates == 0
+    assert moved.duplicates == 0 and batch.duplicates == 1  # merged records stay with the rest
 
 
 def test_a_point_fits_by_count_and_by_bytes() -> None:
     batch = Batch(stream="s", table="t", first_seq=0, first_position=1)
-    batch.add(1, b"x" * 10, 1)  # body: [xxxxxxxxxx] = 12 bytes
+    batch.add(1, b"x" * 10, 1, 0)  # body: [xxxxxxxxxx] = 12 bytes
     assert batch.fits(10, max_points=2, max_bytes=23)  # 12 + 1 comma + 10
     assert not batch.fits(11, max_points=2, max_bytes=23)
     assert not batch.fits(1, max_points=1, max_bytes=1000)
@@ -38,10 +38,8 @@ def test_a_point_fits_by_count_and_by_bytes() -> None:
 def _open_batches(max_points: int, max_bytes: int, max_open_bytes: int) -> tuple[OpenBatches, list[Batch]]:
     sealed: list[Batch] = []
 
-    def submit(batch: Batch, hold_back: bool) -> bool:  # noqa: FBT001
-        del hold_back
+    def submit(batch: Batch) -> None:
         sealed.append(batch)
-        return False
 
     return OpenBatches(max_points=max_points, max_bytes=max_bytes, register=lambda _b: None, submit=submit,
                        max_open_bytes=max_open_bytes), sealed

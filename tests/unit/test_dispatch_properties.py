@@ -10,12 +10,13 @@ the order in which requests finish. Whatever it chooses:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from target_rjmetrics.batches import Batch
@@ -25,7 +26,7 @@ KEYS = st.integers(min_value=0, max_value=5)
 TABLES = st.sampled_from(["a", "b"])
 OPERATIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("batch"), TABLES, st.lists(KEYS, min_size=1, max_size=4, unique=True), st.booleans()),
+        st.tuples(st.just("batch"), TABLES, st.lists(KEYS, min_size=1, max_size=4, unique=True)),
         st.tuples(st.just("state")),
         st.tuples(st.just("finish"), st.integers(min_value=0, max_value=10), st.booleans()),
     ),
@@ -42,7 +43,8 @@ class World:
     in_flight: dict[int, Batch] = field(default_factory=dict)
     gates: dict[int, tuple[threading.Event, list[bool]]] = field(default_factory=dict)
     started: list[Batch] = field(default_factory=list)
-    landed_seqs: set[int] = field(default_factory=set)
+    landed: dict[tuple[str, int], int] = field(default_factory=dict)  # (table, key) -> newest landed seq
+    record_keys: dict[int, tuple[str, int]] = field(default_factory=dict)  # seq -> (table, key)
     written: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     failed: bool = False
@@ -68,8 +70,11 @@ def _send(world: World) -> t.Callable[[Batch], float | None]:
                 world.failed = True
                 msg = "refused"
                 raise RuntimeError(msg)
-            # Each point's position is its record's sequence number + 1 (see the test).
-            world.landed_seqs.update(position - 1 for position in batch.point_positions.values())
+            # Each point's position is its record's sequence number + 1 (see the test); a version
+            # that landed also covers the older versions of its key merged into it.
+            for key, position in batch.point_positions.items():
+                slot = (batch.table, key)
+                world.landed[slot] = max(world.landed.get(slot, -1), position - 1)
         return None
 
     return send
@@ -90,41 +95,50 @@ def _finish(world: World, dispatcher: Dispatcher, index: int, *, ok: bool) -> No
         time.sleep(0.001)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=OPERATIONS, concurrency=st.integers(min_value=1, max_value=4))
+# A version that waits in its key's slot while an older one is in flight, then goes out.
+@example(operations=[("batch", "a", [0]), ("batch", "a", [0, 1]), ("state",), ("finish", 0, True)], concurrency=1)
+# Three versions of a key in a row: the middle one is merged away in the slot.
+@example(operations=[("batch", "a", [0]), ("batch", "a", [0]), ("batch", "a", [0]), ("state",)], concurrency=2)
 def test_no_shared_keys_in_flight_no_state_ahead_states_in_order(
     operations: list[tuple[t.Any, ...]], concurrency: int
 ) -> None:
     world = World()
-    dispatcher = Dispatcher(send=_send(world), max_concurrent=concurrency, max_queued=10_000)
+    ledgers: list[StateLedger] = []  # STATE is written as batches land, as the connector does
+    dispatcher = Dispatcher(
+        send=_send(world),
+        max_concurrent=concurrency,
+        max_queued=10_000,
+        on_landed=lambda _batch: ledgers[0].emit_ready(),
+        max_points=3,
+    )
     states: list[int] = []  # records before each STATE, in input order
 
     def write(line: str) -> None:
         records_before = int(line)
-        landed = world.landed_seqs
-        missing = [seq for seq in range(records_before) if seq not in landed]
+        with world.lock:
+            missing = [seq for seq in range(records_before)
+                       if world.landed.get(world.record_keys[seq], -1) < seq]
         if missing:
             world.problems.append(f"STATE after {records_before} records written before records {missing[:5]} landed")
         world.written.append(records_before)
 
     ledger = StateLedger(dispatcher, write)
+    ledgers.append(ledger)
     seq = 0
-    held: list[Batch] = []
     try:
         for operation in operations:
             if operation[0] == "batch":
-                _, table, keys, hold_back = operation
+                _, table, keys = operation
                 batch = Batch(stream=table, table=table, first_seq=seq, first_position=seq + 1)
                 for offset, key in enumerate(keys):
-                    batch.add(key, b"{}", seq + offset + 1)
+                    batch.add(key, b"{}", seq + offset + 1, seq + offset)
+                    world.record_keys[seq + offset] = (table, key)
                 seq += len(keys)
                 dispatcher.register(batch)
-                _submit(dispatcher, batch, held, hold_back=hold_back)
+                _submit(dispatcher, batch)
             elif operation[0] == "state":
-                # Batches held open are sealed before a state, as the connector does on flush.
-                for batch in held[:]:
-                    held.remove(batch)
-                    _submit(dispatcher, batch, held, hold_back=False)
                 ledger.add(seq, f"{seq}")
                 states.append(seq)
                 ledger.emit_ready()
@@ -132,9 +146,6 @@ def test_no_shared_keys_in_flight_no_state_ahead_states_in_order(
                 _, index, ok = operation
                 _finish(world, dispatcher, index, ok=ok)
                 ledger.emit_ready()
-        for batch in held[:]:
-            held.remove(batch)
-            _submit(dispatcher, batch, held, hold_back=False)
         while True:  # let everything still in flight land
             with world.lock:
                 pending = [world.gates[id(b)] for b in world.in_flight.values()]
@@ -155,11 +166,7 @@ def test_no_shared_keys_in_flight_no_state_ahead_states_in_order(
         assert world.written[-1] == states[-1], "the last state was never written"
 
 
-def _submit(dispatcher: Dispatcher, batch: Batch, held: list[Batch], *, hold_back: bool) -> None:
-    """Submit like the connector: a batch that holds points back stays open, to be sealed later."""
-    try:
-        stays_open = dispatcher.submit(batch, hold_back=hold_back)
-    except (RuntimeError, DispatcherStopped):
-        return  # the run failed: nothing more is submitted
-    if stays_open:
-        held.append(batch)
+def _submit(dispatcher: Dispatcher, batch: Batch) -> None:
+    """Submit like the connector; after a failure nothing more is submitted."""
+    with contextlib.suppress(RuntimeError, DispatcherStopped):
+        dispatcher.submit(batch)

@@ -17,6 +17,10 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
 
+#: Bytes read from the input at a time.
+_READ_BUFFER_BYTES = 1 << 20
+
+
 class RJMetricsReader(MsgSpecReader):
     """The SDK's msgspec reader (numbers with a fraction become exact ``Decimal``)."""
 
@@ -99,6 +103,10 @@ class RJMetricsReader(MsgSpecReader):
         binary = getattr(source, "buffer", None)
         if binary is not None:
             source = binary
+            with contextlib.suppress(OSError, ValueError):
+                # Nothing has read the input yet: read its file descriptor through a larger
+                # buffer, so fewer reads (each lets the sending threads take the interpreter).
+                source = open(binary.fileno(), "rb", buffering=_READ_BUFFER_BYTES, closefd=False)  # noqa: SIM115, PTH123
         else:
             reconfigure = getattr(source, "reconfigure", None)
             if reconfigure is not None:

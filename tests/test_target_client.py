@@ -1,7 +1,7 @@
 """The HTTP client on real loopback sockets: what counts as a landing, bounded tries, the fate of failures.
 
 The local server gives the statuses it can (429, 5xx, 4xx, dropped connections); a scripted
-loopback server (``target_support.ScriptedServer``) gives the rest: redirects, other 2xx,
+loopback server (``tests.support.scripted.ScriptedServer``) gives the rest: redirects, other 2xx,
 answers that trickle in or never come, connections reset after the request was sent.
 """
 
@@ -16,7 +16,6 @@ import time
 import typing as t
 
 import pytest
-from target_support import Reply, ScriptedServer, upserts
 
 from target_rjmetrics.client import (
     MAX_ANSWER_BYTES,
@@ -33,6 +32,8 @@ from target_rjmetrics.exceptions import (
     RJMetricsUnreachableError,
 )
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
+from tests.support.checks import upserts
+from tests.support.scripted import Reply, ScriptedServer
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator

@@ -11,9 +11,11 @@ import signal
 import time
 import typing as t
 
-from target_support import USERS_SCHEMA, LiveTarget, base_config, landed_by_id, record, run_cli, state, upserts
-
 from target_rjmetrics.local_api import Faults
+from tests.support.checks import landed_by_id, upserts
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, record, state
+from tests.support.targets import TargetProcess, run_cli
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -31,7 +33,7 @@ def test_a_late_applied_ghost_never_overwrites_a_newer_version(make_api: t.Calla
     # before the ghost has been applied, or the ghost overwrites it.
     server = make_api(faults=Faults(ghost_delay=4.0, ghost_table="users", ghost_count=1))
     messages = [USERS_SCHEMA, _user(1, "old"), *[_user(i, "other") for i in range(2, 6)], _user(1, "new"), state({"n": 6})]
-    config = base_config(server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=6)
+    config = target_config(server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=6)
 
     run = run_cli(config, messages, timeout=60)
 
@@ -49,7 +51,7 @@ def test_without_late_apply_protection_the_ghost_wins(make_api: t.Callable[..., 
     # above would catch a target that ignores abandoned tries).
     server = make_api(faults=Faults(ghost_delay=4.0, ghost_table="users", ghost_count=1))
     messages = [USERS_SCHEMA, _user(1, "old"), *[_user(i, "other") for i in range(2, 6)], _user(1, "new")]
-    config = base_config(server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=0)
+    config = target_config(server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=0)
 
     run = run_cli(config, messages, timeout=60)
     deadline = time.monotonic() + 10
@@ -65,7 +67,7 @@ def test_nothing_waits_when_nothing_fails(make_api: t.Callable[..., LocalImportA
     messages = [USERS_SCHEMA, *[_user(i % 7, f"v{i}") for i in range(300)], state({"n": 300})]
     started = time.monotonic()
 
-    run = run_cli(base_config(server, max_points_per_request=5, late_apply_seconds=120), messages)
+    run = run_cli(target_config(server, max_points_per_request=5, late_apply_seconds=120), messages)
 
     assert run.exit_code == 0, run.stderr
     assert time.monotonic() - started < 30  # nothing waited out a 120 s window
@@ -77,7 +79,7 @@ def test_an_answer_that_trickles_forever_is_cut_off_and_retried(make_api: t.Call
     server = make_api(faults=Faults(trickle_interval=2.0, trickle_table="users", trickle_count=1))
     started = time.monotonic()
 
-    run = run_cli(base_config(server, request_timeout=3, late_apply_seconds=1), [USERS_SCHEMA, _user(1, "a"), state({"n": 1})],
+    run = run_cli(target_config(server, request_timeout=3, late_apply_seconds=1), [USERS_SCHEMA, _user(1, "a"), state({"n": 1})],
                   timeout=120)
 
     assert run.exit_code == 0, run.stderr
@@ -90,7 +92,7 @@ def test_sigterm_during_a_trickling_answer_exits_promptly_without_new_requests(
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:
     server = make_api(faults=Faults(trickle_interval=2.0, trickle_table="users"))
-    target = LiveTarget(base_config(server, request_timeout=20, max_points_per_request=1, late_apply_seconds=1), tmp_path)
+    target = TargetProcess(target_config(server, request_timeout=20, max_points_per_request=1, late_apply_seconds=1), tmp_path)
     try:
         target.send([USERS_SCHEMA, *[_user(i, "a") for i in range(1, 30)]])
         deadline = time.monotonic() + 20
@@ -101,7 +103,7 @@ def test_sigterm_during_a_trickling_answer_exits_promptly_without_new_requests(
         time.sleep(0.5)
         before = len([e for e in server.request_log() if e["method"] == "POST"])
         stopped = time.monotonic()
-        target.proc.send_signal(signal.SIGTERM)
+        target.send_signal(signal.SIGTERM)
         code = target.finish(timeout=60)
         took = time.monotonic() - stopped
     finally:

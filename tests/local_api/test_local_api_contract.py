@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import Api, assert_error
 
 from target_rjmetrics.local_api import DEMO_API_KEY, Faults, LocalImportAPI
+from tests.support.api import Api, assert_error
 
 USER = {"keys": ["id"], "id": 1, "email": "joe@schmo.com", "status": "pending"}
 

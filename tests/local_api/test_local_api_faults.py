@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import Api, assert_error
 
 from target_rjmetrics.local_api import Faults, LocalImportAPI
+from tests.support.api import Api, assert_error
 
 
 def _point(i: int) -> dict[str, Any]:

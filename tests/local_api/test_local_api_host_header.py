@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import assert_error
 
 from target_rjmetrics.local_api import DEMO_API_KEY, LocalImportAPI
+from tests.support.api import assert_error
 
 
 def _raw(server: LocalImportAPI, request: bytes) -> tuple[int, dict[str, Any] | None]:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import Api, assert_error
 
 from target_rjmetrics.local_api import DEMO_API_KEY, Faults, LocalImportAPI
+from tests.support.api import Api, assert_error
 
 KEY_QUERY = f"apikey={DEMO_API_KEY}"
 

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import requests
-from local_api_support import Api
 
 from target_rjmetrics.local_api import DEMO_API_KEY, Faults
 from target_rjmetrics.local_api.requestlog import entry_bytes
+from tests.support.api import Api
 
 FIELDS = {"seq", "arrived", "completed", "method", "path", "client_id", "table", "points",
           "body_bytes", "status", "in_flight", "fault", "delay_ms", "sandbox", "key_values"}

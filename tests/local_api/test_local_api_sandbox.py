@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from local_api_support import Api
 
 from target_rjmetrics.local_api import DEMO_API_KEY
+from tests.support.api import Api
 
 CASES: list[tuple[str, Any]] = [
     ("users", {"keys": ["id"], "id": 1}),

@@ -97,7 +97,7 @@ def test_batch_rows_go_through_stream_maps_and_merge_like_records(local_api: Loc
     assert local_api.rows(CID, "users") == []
     assert run.states == [{"done": 1}]
     # The repeated key in one request is merged, as it would be for RECORD messages.
-    assert sum(e["points"] for e in upserts(local_api, table="people")) == 2
+    assert sum(e.points for e in upserts(local_api, table="people")) == 2
 
 
 def test_a_batch_row_that_breaks_its_schema_fails_naming_stream_position_and_file(

@@ -185,7 +185,7 @@ def test_dry_run_writes_exact_bodies_with_the_key_redacted_and_sends_nothing(
 
     run = run_in_process(secret_config(server, dry_run_file=str(path), max_points_per_request=3), messages)
 
-    assert [e for e in server.request_log() if e["method"] == "POST"] == []
+    assert [e for e in server.request_log() if e.method == "POST"] == []
     assert server.tables(CID) == {}
     assert run.states == [{"bookmark": 4}]
     text = path.read_text(encoding="utf-8")
@@ -220,8 +220,8 @@ def test_dry_run_body_is_byte_for_byte_what_a_real_run_sends(make_api: t.Any, tm
 
     (body,) = raw_bodies(path)
     (entry,) = upserts(real)
-    assert entry["body_bytes"] == len(body)
-    assert entry["points"] == 6
+    assert entry.body_bytes == len(body)
+    assert entry.points == 6
     assert [json.loads(body)[5][k] for k in ("email", "status")] == ["ünïcødé\u0000\t", None]
 
 
@@ -245,7 +245,7 @@ def test_sandbox_server_run_exits_zero_writes_state_and_stores_nothing(make_api:
 
     assert run.exit_code == 0, run.stderr
     assert run.states == [{"bookmark": 3}]
-    assert [e["status"] for e in upserts(server, status=None)] == [201]
+    assert [e.status for e in upserts(server, status=None)] == [201]
     assert server.tables(CID) == {}
 
 
@@ -265,7 +265,7 @@ def test_wrong_api_key_stops_before_any_upsert_and_says_which_settings_to_check(
     assert "client_id" in run.stderr
     assert "JSON" not in run.stderr.split("401", 1)[1]
     assert run.states == []
-    assert [(e["method"], e["path"]) for e in server.request_log()] == [("GET", f"/v2/client/{CID}/authenticate")]
+    assert [(e.method, e.path) for e in server.request_log()] == [("GET", f"/v2/client/{CID}/authenticate")]
     assert SECRET not in run.output
 
 
@@ -274,7 +274,7 @@ def test_authenticate_on_start_false_sends_no_authenticate_request(make_api: t.A
 
     run = run_in_process(secret_config(server, authenticate_on_start=False), INPUT)
 
-    assert [e["method"] for e in server.request_log()] == ["POST"]
+    assert [e.method for e in server.request_log()] == ["POST"]
     assert sorted(landed_by_id(server, "users")) == [1, 2, 3]
     assert run.states == [{"bookmark": 3}]
 
@@ -284,7 +284,7 @@ def test_authenticate_on_start_checks_the_configured_host_once(make_api: t.Any) 
 
     run_in_process(secret_config(server), INPUT)
 
-    paths = [(e["method"], e["path"], e["status"]) for e in server.request_log()]
+    paths = [(e.method, e.path, e.status) for e in server.request_log()]
     assert paths[0] == ("GET", f"/v2/client/{CID}/authenticate", 200)
     assert [p for p in paths if p[0] == "GET"] == [paths[0]]
 
@@ -382,7 +382,7 @@ def test_summary_retries_column_counts_the_retried_requests_of_each_table(make_a
     )
 
     assert run.exit_code == 0, run.stderr
-    failed = [e for e in upserts(server, status=None) if e["status"] == 503]
+    failed = [e for e in upserts(server, status=None) if e.status == 503]
     assert failed, "the seed gave no faults; pick another"
     match = re.search(SUMMARY_LINE, run.stderr, re.MULTILINE)
     assert match

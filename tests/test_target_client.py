@@ -254,7 +254,7 @@ def test_no_try_starts_after_max_retry_seconds_and_a_push_ends_within_it_plus_on
     tries = upserts(server, status=None)
     assert len(tries) >= 2
     # The last try starts within 1.5 s of the first (plus the time a request takes to arrive).
-    assert max(e["arrived"] for e in tries) - min(e["arrived"] for e in tries) < 1.5 + 0.3
+    assert max(e.arrived for e in tries) - min(e.arrived for e in tries) < 1.5 + 0.3
     assert took < 1.5 + 2
 
 
@@ -406,7 +406,7 @@ def test_a_permanent_refusal_is_certain_but_carries_an_earlier_unknown_try(make_
     with pytest.raises(RJMetricsAPIError) as info:
         client.push("users", BODY, on_retry=refuse_from_now_on)
 
-    statuses = [e["status"] for e in upserts(server, status=None)]
+    statuses = [e.status for e in upserts(server, status=None)]
     assert statuses == [504, 400]
     assert info.value.status == 400
     assert info.value.abandoned_at is not None, "the 504 before the 400 may still be applied"
@@ -426,7 +426,7 @@ def test_push_returns_when_its_last_unknown_try_was_abandoned_and_none_after_a_c
     abandoned = client.push("users", BODY, on_retry=heal)
 
     assert abandoned is not None and before < abandoned < time.monotonic()
-    assert [e["status"] for e in upserts(server, status=None)] == [502, 201]
+    assert [e.status for e in upserts(server, status=None)] == [502, 201]
     assert client.push("users", BODY) is None
     assert client.last_abandoned_at == abandoned, "a clean push must not move the last abandonment"
 

@@ -17,7 +17,7 @@ from tests.support.messages import USERS_SCHEMA, record, state, users
 from tests.support.targets import run_cli, run_in_process
 
 if t.TYPE_CHECKING:
-    from target_rjmetrics.local_api import LocalImportAPI
+    from target_rjmetrics.local_api import LocalImportAPI, RequestLogEntry
 
 
 def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dict[str, t.Any]], dict[int, str]]:
@@ -39,14 +39,14 @@ def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dic
 
 def _assert_no_key_overlap(server: LocalImportAPI, table: str) -> None:
     """No two requests holding the same key were in flight at the same time."""
-    by_key: dict[t.Any, list[dict[str, t.Any]]] = {}
+    by_key: dict[t.Any, list[RequestLogEntry]] = {}
     for entry in upserts(server, table=table, status=None):
-        for values in entry.get("key_values") or []:
+        for values in entry.key_values or []:
             by_key.setdefault(tuple(values), []).append(entry)
     for key, entries in by_key.items():
-        entries.sort(key=lambda e: e["arrived"])
+        entries.sort(key=lambda e: e.arrived)
         for earlier, later in zip(entries, entries[1:]):
-            assert earlier["completed"] <= later["arrived"], f"requests with key {key} overlapped"
+            assert earlier.completed <= later.arrived, f"requests with key {key} overlapped"
 
 
 def test_an_older_version_never_overwrites_a_newer_one_under_concurrency(
@@ -61,7 +61,7 @@ def test_an_older_version_never_overwrites_a_newer_one_under_concurrency(
     wrong = {i: rows[i]["status"] for i, status in last.items() if rows[i]["status"] != status}
     assert not wrong, f"{len(wrong)} keys hold an older version"
     _assert_no_key_overlap(server, "users")
-    in_flight = max(e["in_flight"] for e in upserts(server, status=None))
+    in_flight = max(e.in_flight for e in upserts(server, status=None))
     assert in_flight > 1, "requests were never concurrent, so the test proved nothing"
     assert in_flight <= 8
 
@@ -77,7 +77,7 @@ def test_requests_without_shared_keys_go_out_concurrently_across_streams(
     run_in_process(target_config(server, max_concurrent_requests=4), messages)
     entries = upserts(server)
     assert len(entries) == 8
-    assert max(e["in_flight"] for e in entries) == 4
+    assert max(e.in_flight for e in entries) == 4
     assert len(server.rows(DEMO_CLIENT_ID, "orders")) == 400
 
 
@@ -100,7 +100,7 @@ def test_transient_failures_are_retried_until_everything_lands(
     server = make_api(faults=faults)
     messages = [USERS_SCHEMA, *users(600), state({"users": 600})]
     run = run_in_process(target_config(server, max_concurrent_requests=4), messages)
-    faulted = [e for e in server.request_log() if e["fault"]]
+    faulted = [e for e in server.request_log() if e.fault]
     assert faulted, f"no {what} was injected, so nothing was retried"
     rows = server.rows(DEMO_CLIENT_ID, "users")
     assert len(rows) == 600
@@ -123,7 +123,7 @@ def test_retry_after_is_honoured(make_api: t.Callable[..., LocalImportAPI]) -> N
     server = make_api(faults=Faults(rate_limit_rate=1.0, retry_after=2))
 
     def lift_the_limit_after_one_429() -> None:
-        while not any(e["status"] == 429 for e in server.request_log()):
+        while not any(e.status == 429 for e in server.request_log()):
             time.sleep(0.01)
         server.set_faults(rate_limit_rate=0.0)
 
@@ -134,9 +134,9 @@ def test_retry_after_is_honoured(make_api: t.Callable[..., LocalImportAPI]) -> N
     )
     lifter.join(timeout=5)
     log = upserts(server, status=None)
-    first_429 = next(e for e in log if e["status"] == 429)
-    accepted = next(e for e in log if e["status"] == 201)
-    assert accepted["arrived"] - first_429["completed"] >= 1.9, "the retry came before Retry-After allowed"
+    first_429 = next(e for e in log if e.status == 429)
+    accepted = next(e for e in log if e.status == 201)
+    assert accepted.arrived - first_429.completed >= 1.9, "the retry came before Retry-After allowed"
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])
@@ -152,7 +152,7 @@ def test_a_permanent_error_mid_run_fails_fast_naming_stream_table_and_positions(
     assert "records #201-#300" in run.stderr
     assert "Traceback" not in run.stderr
     assert run.states == []
-    failed = [e for e in upserts(local_api, status=None) if e["status"] == status]
+    failed = [e for e in upserts(local_api, status=None) if e.status == status]
     assert len(failed) == 1, "a permanent error must not be retried"
     if status == 401:
         assert "`client_id` and `api_key`" in run.stderr
@@ -197,4 +197,4 @@ def test_a_stream_updating_recent_keys_still_keeps_requests_in_flight_together(
     rows = {row["id"]: row["status"] for row in server.rows(DEMO_CLIENT_ID, "users")}
     assert rows == last
     _assert_no_key_overlap(server, "users")
-    assert max(e["in_flight"] for e in upserts(server)) >= 3
+    assert max(e.in_flight for e in upserts(server)) >= 3

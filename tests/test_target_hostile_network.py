@@ -38,10 +38,10 @@ def test_a_late_applied_ghost_never_overwrites_a_newer_version(make_api: t.Calla
     run = run_cli(config, messages, timeout=60)
 
     assert run.exit_code == 0, run.stderr
-    (ghost,) = [e for e in server.request_log() if e.get("fault") == "ghost"]
-    assert ghost["ghost_applied"] is not None, "the ghost was never applied: the test proves nothing"
-    newer = [e for e in upserts(server, table="users") if e["key_values"] == [[1]]][-1]
-    assert newer["arrived"] > ghost["ghost_applied"], "the newer version went out before the ghost could land"
+    (ghost,) = [e for e in server.request_log() if e.fault == "ghost"]
+    assert ghost.ghost_applied is not None, "the ghost was never applied: the test proves nothing"
+    newer = [e for e in upserts(server, table="users") if e.key_values == [[1]]][-1]
+    assert newer.arrived > ghost.ghost_applied, "the newer version went out before the ghost could land"
     assert landed_by_id(server, "users")[1]["status"] == "new"
     assert run.states == [{"n": 6}]
 
@@ -55,7 +55,7 @@ def test_without_late_apply_protection_the_ghost_wins(make_api: t.Callable[..., 
 
     run = run_cli(config, messages, timeout=60)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(e.get("ghost_applied") for e in server.request_log()):
+    while time.monotonic() < deadline and not any(e.ghost_applied for e in server.request_log()):
         time.sleep(0.1)
 
     assert run.exit_code == 0, run.stderr
@@ -97,11 +97,11 @@ def test_sigterm_during_a_trickling_answer_exits_promptly_without_new_requests(
         target.send([USERS_SCHEMA, *[_user(i, "a") for i in range(1, 30)]])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not upserts(server, table="users", status=None) and not any(
-            e["status"] in (None, 0) for e in server.request_log()
+            e.status in (None, 0) for e in server.request_log()
         ):
             time.sleep(0.05)
         time.sleep(0.5)
-        before = len([e for e in server.request_log() if e["method"] == "POST"])
+        before = len([e for e in server.request_log() if e.method == "POST"])
         stopped = time.monotonic()
         target.send_signal(signal.SIGTERM)
         code = target.finish(timeout=60)
@@ -112,5 +112,5 @@ def test_sigterm_during_a_trickling_answer_exits_promptly_without_new_requests(
     assert code == 128 + signal.SIGTERM, target.stderr[-2000:]
     assert took < 20, f"exit took {took:.0f} s after SIGTERM (requests in flight get 10 s)"
     assert "may still be applied by the API until" in target.stderr  # it gave up on a trickling request
-    after = len([e for e in server.request_log() if e["method"] == "POST"])
+    after = len([e for e in server.request_log() if e.method == "POST"])
     assert after <= before, "requests were sent after the stop"

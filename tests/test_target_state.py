@@ -29,7 +29,7 @@ def _wait_until(condition: t.Callable[[], bool], timeout: float = 20) -> None:
 
 def _wait_until_started(server: LocalImportAPI) -> None:
     """Wait until the target has checked its credentials, i.e. is about to read input."""
-    _wait_until(lambda: any("authenticate" in e["path"] for e in server.request_log()))
+    _wait_until(lambda: any("authenticate" in e.path for e in server.request_log()))
 
 
 def _checkpointed_users(total: int, every: int) -> list[dict[str, t.Any]]:
@@ -134,7 +134,7 @@ def test_sigterm_settles_in_flight_requests_and_writes_the_last_landed_state(
     live = TargetProcess(target_config(server, max_concurrent_requests=2, state_flush_seconds=60), tmp_path)
     try:
         live.send(_checkpointed_users(450, 100))  # 4 full requests go out; 50 records stay buffered
-        _wait_until(lambda: any(e["method"] == "POST" for e in server.request_log()))
+        _wait_until(lambda: any(e.method == "POST" for e in server.request_log()))
         live.send_signal(signal.SIGTERM)  # requests are in flight now (300 ms each)
         code = live.finish(timeout=30)
     finally:
@@ -149,7 +149,7 @@ def test_sigterm_settles_in_flight_requests_and_writes_the_last_landed_state(
     # and the last state is the newest one that all landed rows cover.
     assert landed % 100 == 0 and landed >= 100, landed
     assert last == landed, f"last state {last}, {landed} rows landed"
-    in_flight_after = [e for e in upserts(server, status=None) if e["completed"] > live.states[-1][0]]
+    in_flight_after = [e for e in upserts(server, status=None) if e.completed > live.states[-1][0]]
     assert not in_flight_after, "a request finished after the last STATE was written"
 
 
@@ -242,5 +242,5 @@ def test_a_state_that_cannot_be_written_fails_the_run_after_settling(
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     # What was sent was settled, not abandoned: every request that went out got its answer.
     sent = upserts(server, status=None)
-    assert sent and all(entry["status"] == 201 for entry in sent)
-    assert sum(entry["points"] for entry in sent) == len(landed_by_id(server, "users"))
+    assert sent and all(entry.status == 201 for entry in sent)
+    assert sum(entry.points for entry in sent) == len(landed_by_id(server, "users"))

@@ -284,14 +284,14 @@ def kill_resume_scenario(
     try:
         config = target_config(server, SCENARIO_SETTINGS, max_points_per_request=25)
         for signum in [*signals, None]:
-            authenticated = sum("authenticate" in e["path"] for e in server.request_log())
+            authenticated = sum("authenticate" in e.path for e in server.request_log())
             proc = TargetProcess(config, workdir, stdin=workload.text(start))
             if signum is not None:
                 # Count the window from the moment this run is up (it has checked its key), so
                 # a slow start-up on a busy machine does not turn the kill into one at import time.
                 up_by = time.monotonic() + 30
                 while (
-                    sum("authenticate" in e["path"] for e in server.request_log()) <= authenticated
+                    sum("authenticate" in e.path for e in server.request_log()) <= authenticated
                     and proc.running()
                     and time.monotonic() < up_by
                 ):
@@ -357,7 +357,7 @@ def server_restart_scenario(
         # turn this outage into one at start.
         up_by = time.monotonic() + 30
         while (
-            not any(e["status"] == 200 and "authenticate" in e["path"] for e in server.request_log())
+            not any(e.status == 200 and "authenticate" in e.path for e in server.request_log())
             and proc.running()
             and time.monotonic() < up_by
         ):
@@ -498,7 +498,7 @@ def broken_stdout_scenario(workload: Workload, workdir: Path, *, timeout: float 
         run = _record(proc, 0, timeout)
         code, stderr = run.exit_code, run.stderr
         result = _finish("STATE reader goes away", server, workload, [run], expect_complete=False)
-        unsettled = [e for e in server.request_log() if e["method"] == "POST" and e["status"] not in (201, 413)]
+        unsettled = [e for e in server.request_log() if e.method == "POST" and e.status not in (201, 413)]
     finally:
         server.stop()
     if code != 1:
@@ -521,14 +521,14 @@ def sigterm_while_stuck_scenario(workload: Workload, workdir: Path, *, timeout: 
             time.sleep(0.02)
         server.set_faults(trickle_interval=2.0)
         time.sleep(1.0)  # requests now in flight trickle
-        sent_before = len([e for e in server.request_log() if e["method"] == "POST"])
+        sent_before = len([e for e in server.request_log() if e.method == "POST"])
         stopped = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         run = _record(proc, 0, timeout)
         code = run.exit_code
         took = time.monotonic() - stopped
         time.sleep(0.5)
-        sent_after = len([e for e in server.request_log() if e["method"] == "POST"])
+        sent_after = len([e for e in server.request_log() if e.method == "POST"])
         result = _finish("SIGTERM while answers trickle", server, workload, [run], expect_complete=False)
     finally:
         server.stop()

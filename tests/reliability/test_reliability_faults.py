@@ -11,6 +11,7 @@ import typing as t
 
 import pytest
 
+from target_rjmetrics.local_api import RequestLogEntry
 from tests.reliability.scenarios import FAULT_KINDS, Workload, fault_scenario
 from tests.support.checks import RunRecord, states_ahead
 
@@ -37,8 +38,9 @@ def test_the_state_check_catches_a_state_written_too_early() -> None:
     records = workload.records()
     # Each record landed in its own request, one second apart, starting at t=100.
     entries = [
-        {"method": "POST", "status": 201, "table": "s", "arrived": 100.0 + i, "completed": 100.5 + i,
-         "key_values": [[rec["id"]]]}
+        RequestLogEntry(seq=i + 1, arrived=100.0 + i, completed=100.5 + i, method="POST",
+                        path="/v2/client/1/table/s/data", client_id=1, table="s", points=1, body_bytes=20,
+                        status=201, in_flight=1, fault=None, delay_ms=0.0, sandbox=False, key_values=[[rec["id"]]])
         for i, (_, rec) in enumerate(records)
     ]
     honest = RunRecord(0, 99.0, [(100.6 + 2, {"records": 3})], 0, "", "")

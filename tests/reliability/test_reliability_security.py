@@ -134,10 +134,10 @@ def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -
     assert proc.exit_code == 0, proc.stderr[-2000:]
     expected = {sanitise(name) for name in HOSTILE_STREAM_NAMES}
     assert tables == {table: 2 for table in expected}
-    posts = [e for e in entries if e["method"] == "POST"]
-    assert {e["path"] for e in posts} == {f"/v2/client/1/table/{table}/data" for table in expected}
-    assert all(e["status"] == 201 for e in posts)
-    others = {e["path"] for e in entries if e["method"] != "POST"}
+    posts = [e for e in entries if e.method == "POST"]
+    assert {e.path for e in posts} == {f"/v2/client/1/table/{table}/data" for table in expected}
+    assert all(e.status == 201 for e in posts)
+    others = {e.path for e in entries if e.method != "POST"}
     assert others <= {"/v2/client/1/authenticate"}, others
     assert faults_after == faults_before
     _assert_no_key(proc.stdout + proc.stderr, "output")

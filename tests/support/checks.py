@@ -22,7 +22,7 @@ import typing as t
 from collections import defaultdict
 from dataclasses import dataclass
 
-from target_rjmetrics.local_api import DEMO_CLIENT_ID
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, RequestLogEntry
 from tests.support.expected import sanitise
 
 if t.TYPE_CHECKING:
@@ -47,14 +47,14 @@ def leaked(text: str) -> list[str]:
 # -- what landed ------------------------------------------------------------------------------
 
 
-def upserts(server: ImportAPIView, *, table: str | None = None, status: int | None = 201) -> list[dict[str, t.Any]]:
+def upserts(server: ImportAPIView, *, table: str | None = None, status: int | None = 201) -> list[RequestLogEntry]:
     """Upsert requests from the server's log, optionally filtered by table and status."""
     return [
         entry
         for entry in server.request_log()
-        if entry["method"] == "POST"
-        and (table is None or entry["table"] == table)
-        and (status is None or entry["status"] == status)
+        if entry.method == "POST"
+        and (table is None or entry.table == table)
+        and (status is None or entry.status == status)
     ]
 
 
@@ -67,8 +67,8 @@ def landed_keys_by(server: ImportAPIView, table: str, moment: float) -> set[t.An
     """Single-key values of the points that had landed in ``table`` by ``moment`` (epoch seconds)."""
     landed: set[t.Any] = set()
     for entry in upserts(server, table=table):
-        if entry["completed"] <= moment:
-            landed.update(values[0] for values in entry["key_values"])
+        if entry.completed <= moment:
+            landed.update(values[0] for values in entry.key_values or [])
     return landed
 
 
@@ -127,30 +127,30 @@ class RunRecord:
     stdout: str
 
 
-def _keys_of(entry: dict[str, t.Any]) -> list[t.Any]:
-    return [values[0] for values in entry.get("key_values") or []]
+def _keys_of(entry: RequestLogEntry) -> list[t.Any]:
+    return [values[0] for values in entry.key_values or []]
 
 
-def _without_retries_of_trickles(accepted: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+def _without_retries_of_trickles(accepted: list[RequestLogEntry]) -> list[RequestLogEntry]:
     """Drop the retry of each trickled request: the same points, stored twice.
 
     The counting assumes one accepted request per batch of a key's versions; a request whose
     answer trickled was stored, then cut off and retried by the target, so its retry (the next
     accepted request with the same points) is the same batch again.
     """
-    ordered = sorted(accepted, key=lambda e: e["arrived"])
+    ordered = sorted(accepted, key=lambda e: e.arrived)
     dropped: set[int] = set()
     for index, entry in enumerate(ordered):
-        if "trickle" not in (entry.get("fault") or ""):
+        if "trickle" not in (entry.fault or ""):
             continue
         for later in ordered[index + 1 :]:
-            if id(later) not in dropped and later["table"] == entry["table"] and later["key_values"] == entry["key_values"]:
+            if id(later) not in dropped and later.table == entry.table and later.key_values == entry.key_values:
                 dropped.add(id(later))
                 break
     return [e for e in ordered if id(e) not in dropped]
 
 
-def states_ahead(runs: t.Sequence[RunRecord], entries: list[dict[str, t.Any]], records: Records) -> list[str]:
+def states_ahead(runs: t.Sequence[RunRecord], entries: list[RequestLogEntry], records: Records) -> list[str]:
     """Describe every STATE ``{"records": n}`` written before the data it covers had landed (empty is good).
 
     Args:
@@ -162,19 +162,19 @@ def states_ahead(runs: t.Sequence[RunRecord], entries: list[dict[str, t.Any]], r
         One line per STATE read before the requests carrying its records completed.
     """
     problems: list[str] = []
-    posts = [e for e in entries if e["method"] == "POST"]
+    posts = [e for e in entries if e.method == "POST"]
     for index, run in enumerate(runs):
         window_end = runs[index + 1].started if index + 1 < len(runs) else float("inf")
         accepted = _without_retries_of_trickles(
-            [e for e in posts if e["status"] == 201 and run.started <= e["arrived"] < window_end]
+            [e for e in posts if e.status == 201 and run.started <= e.arrived < window_end]
         )
         completed: dict[tuple[str, t.Any], list[float]] = defaultdict(list)
         for entry in accepted:
             # A trickled answer's points were committed before its first byte went out (see
             # docs/local-api.md), so they landed when it arrived, not when the answer ended.
-            landed = entry["arrived"] if "trickle" in (entry.get("fault") or "") else entry["completed"]
+            landed = entry.arrived if "trickle" in (entry.fault or "") else entry.completed
             for key in _keys_of(entry):
-                completed[(entry["table"], key)].append(landed)
+                completed[(entry.table, key)].append(landed)
         for times in completed.values():
             times.sort()
         # Positions (indexes into records) of each key's versions within this run's input.
@@ -208,9 +208,9 @@ def states_ahead(runs: t.Sequence[RunRecord], entries: list[dict[str, t.Any]], r
     return problems
 
 
-def retries_in(entries: list[dict[str, t.Any]]) -> int:
+def retries_in(entries: list[RequestLogEntry]) -> int:
     """API requests answered with a transient failure (each one is retried, or ends the run)."""
-    return sum(1 for e in entries if e["status"] in TRANSIENT and e["path"].startswith("/v2/"))
+    return sum(1 for e in entries if e.status in TRANSIENT and e.path.startswith("/v2/"))
 
 
 # -- what the target printed ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from target_rjmetrics.local_api import DEMO_CLIENT_ID, LocalImportAPI
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, LocalImportAPI, RequestLogEntry
 from tests.support.processes import ChildProcess
 from tests.support.targets import clean_env
 
@@ -43,7 +43,7 @@ class ImportAPIView(t.Protocol):
         """``{table: row count}`` of one client."""
         ...
 
-    def request_log(self) -> list[dict[str, t.Any]]:
+    def request_log(self) -> list[RequestLogEntry]:
         """The request-log entries, ordered by ``seq``."""
         ...
 
@@ -100,7 +100,7 @@ class ServerProcess:
         self.stderr_file = stderr_file
         self.child: ChildProcess | None = None
         self.lives = 0
-        self._kept: list[dict[str, t.Any]] = []
+        self._kept: list[RequestLogEntry] = []
         self._seen: set[tuple[int, int]] = set()
         self._since = 0
         self._lock = threading.Lock()
@@ -220,13 +220,13 @@ class ServerProcess:
         """Change fault settings; return the settings now in force."""
         return t.cast(dict[str, t.Any], self.local("PUT", "faults", changes))
 
-    def request_log(self, since: int | None = None) -> list[dict[str, t.Any]]:
+    def request_log(self, since: int | None = None) -> list[RequestLogEntry]:
         """The request log: with ``keep_log``, every entry kept across lives; else the server's."""
         if self.keep_log:
             with self._lock:
-                return [e for e in self._kept if since is None or e["seq"] > since]
+                return [e for e in self._kept if since is None or e.seq > since]
         query = f"?since={since}" if since is not None else ""
-        return t.cast(list[dict[str, t.Any]], self.local("GET", f"requests{query}"))
+        return [RequestLogEntry.from_dict(item) for item in self.local("GET", f"requests{query}")]
 
     def clear_request_log(self) -> int:
         """Empty the server's request log; return how many entries it held."""
@@ -240,12 +240,12 @@ class ServerProcess:
         """
         new = self.local("GET", f"requests?since={max(0, self._since - 500)}", timeout=10)
         with self._lock:
-            for entry in new:
-                if (self.lives, entry["seq"]) in self._seen:
+            for entry in map(RequestLogEntry.from_dict, new):
+                if (self.lives, entry.seq) in self._seen:
                     continue
-                self._seen.add((self.lives, entry["seq"]))
+                self._seen.add((self.lives, entry.seq))
                 self._kept.append(entry)
-                self._since = max(self._since, entry["seq"])
+                self._since = max(self._since, entry.seq)
 
     def _poll_loop(self) -> None:
         while not self._stop_poll.wait(0.1):

@@ -2,7 +2,7 @@
 
 Run on purpose (not part of the test suite)::
 
-    .venv/bin/python benchmarks/local_api_throughput.py [--threads 4] [--seconds 5]
+    .venv/bin/python -m benchmarks.local_api_throughput [--threads 4] [--seconds 5]
 
 Each scenario starts a fresh server (in-process, or as a ``rjmetrics-local-api serve``
 subprocess so the client threads do not share its GIL), then N client threads push
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,8 +24,8 @@ from pathlib import Path
 
 import requests
 
-from target_rjmetrics.local_api import DEMO_API_KEY, LocalImportAPI
-from target_rjmetrics.local_api.storage import Storage
+from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
+from tests.support.servers import ServerProcess
 
 POINTS_PER_PUSH = 100
 
@@ -87,41 +85,28 @@ def _drive(base_url: str, threads: int, seconds: float) -> tuple[int, int, float
     return sum(counts), sum(errors), time.monotonic() - began
 
 
-def _stored(data_dir: Path) -> int:
-    storage = Storage(data_dir, create=False)
-    try:
-        return sum(n for _, _, n in storage.tables(1))
-    finally:
-        storage.close()
-
-
 def in_process(name: str, threads: int, seconds: float, *, sandbox: bool, synchronous: str) -> Result:
+    """Drive a server running in this process (sharing its GIL with the client threads)."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = None if sandbox else Path(tmp)
         with LocalImportAPI(data_dir=data_dir, sandbox=sandbox, synchronous=synchronous) as srv:
             pushes, errors, elapsed = _drive(srv.base_url, threads, seconds)
-        stored = None if sandbox else _stored(Path(tmp))
+        # A stopped file-backed server reads its database file.
+        stored = None if sandbox else sum(srv.tables(DEMO_CLIENT_ID).values())
     return Result(name, pushes, errors, elapsed, stored)
 
 
 def subprocess_server(name: str, threads: int, seconds: float, *, sandbox: bool, synchronous: str) -> Result:
+    """Drive ``rjmetrics-local-api serve`` running as a process of its own."""
     with tempfile.TemporaryDirectory() as tmp:
-        ready = Path(tmp) / "ready"
-        args = [sys.executable, "-m", "target_rjmetrics.local_api", "serve", "--port", "0",
-                "--ready-file", str(ready), "--synchronous", synchronous]
-        args += ["--sandbox"] if sandbox else ["--data-dir", str(Path(tmp) / "d")]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        flags = ["--synchronous", synchronous, *(["--sandbox"] if sandbox else [])]
+        server = ServerProcess(Path(tmp), *flags, data_dir=None if sandbox else Path(tmp) / "d")
+        server.start(timeout=30)
         try:
-            while not ready.exists():
-                if proc.poll() is not None:
-                    raise RuntimeError("server did not start")
-                time.sleep(0.02)
-            port = int(ready.read_text().split()[0])
-            pushes, errors, elapsed = _drive(f"http://127.0.0.1:{port}/v2", threads, seconds)
+            pushes, errors, elapsed = _drive(server.base_url, threads, seconds)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        stored = None if sandbox else _stored(Path(tmp) / "d")
+            server.stop()
+        stored = None if sandbox else sum(server.tables(DEMO_CLIENT_ID).values())
     return Result(name, pushes, errors, elapsed, stored)
 
 

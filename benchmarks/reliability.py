@@ -2,8 +2,8 @@
 
 Run on purpose (not part of the test suite)::
 
-    .venv/bin/python benchmarks/reliability.py            # default scale, bounded to ~15 min on 2 cores
-    .venv/bin/python benchmarks/reliability.py --quick    # the test suite's scale, a few minutes
+    .venv/bin/python -m benchmarks.reliability            # default scale, bounded to ~15 min on 2 cores
+    .venv/bin/python -m benchmarks.reliability --quick    # the test suite's scale, a few minutes
 
 Every scenario loads streams whose keys are updated many times into a local Import API on a
 loopback port while something attacks the target (injected faults, late applies of abandoned
@@ -12,7 +12,7 @@ requests, trickling answers, kills, a server that dies, a permanent refusal, ans
 stored version of their key), whether the final rows equal the last version of each key in
 input order, STATE messages emitted, STATE messages ahead of landed data (must be 0),
 transient failures retried, and the exit code of the last run. The scenario code is shared
-with the tests (tests/reliability/reliability_scenarios.py).
+with the tests (``tests/reliability/scenarios.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
-
-import reliability_scenarios as rs  # noqa: E402
+from tests.reliability import scenarios as rs
 
 
 def main() -> int:

@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 import pytest
 
-from target_rjmetrics.local_api import LocalImportAPI
+from tests.support.servers import start_local_api
+from tests.support.targets import ENV_PREFIXES
+
+if t.TYPE_CHECKING:
+    from target_rjmetrics.local_api import LocalImportAPI
 
 
 @pytest.fixture(autouse=True)
 def _no_target_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep a developer's own TARGET_RJMETRICS_* variables out of every test."""
-    import os
-
     for name in list(os.environ):
-        if name.startswith("TARGET_RJMETRICS_"):
+        if name.startswith(ENV_PREFIXES[0]):
             monkeypatch.delenv(name)
 
 
 @pytest.fixture
 def make_api() -> t.Iterator[t.Callable[..., LocalImportAPI]]:
-    """Factory of started in-process local servers, all stopped at teardown."""
+    """Factory of started in-process local servers (logging point keys), all stopped at teardown."""
     servers: list[LocalImportAPI] = []
 
     def make(**kwargs: t.Any) -> LocalImportAPI:
-        kwargs.setdefault("log_point_keys", True)
-        server = LocalImportAPI(**kwargs).start()
+        server = start_local_api(**kwargs)
         servers.append(server)
         return server
 

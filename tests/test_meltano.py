@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
-from target_support import TARGET_BIN, USERS_SCHEMA, landed_by_id, lines, state, users
+from tests.support.checks import landed_by_id
+from tests.support.messages import USERS_SCHEMA, lines, state, users
+from tests.support.targets import about
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_DEFINITION = ROOT / "plugins" / "loaders" / "target-rjmetrics--rjmetrics.yml"
@@ -54,8 +56,7 @@ def _meltano(
 
 
 def _about() -> dict[str, t.Any]:
-    out = subprocess.run([str(TARGET_BIN), "--about", "--format", "json"], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout))
+    return dict(json.loads(about()))
 
 
 def _target_env(server: LocalImportAPI, **settings: str) -> dict[str, str]:

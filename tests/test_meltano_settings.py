@@ -7,7 +7,6 @@ that text as the number it spells, and refuse anything that is not a plain decim
 
 from __future__ import annotations
 
-import subprocess
 import time
 import typing as t
 from pathlib import Path
@@ -17,19 +16,10 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
 from target_rjmetrics.target import TargetRJMetrics
-from target_support import (
-    TARGET_BIN,
-    USERS_SCHEMA,
-    LiveTarget,
-    base_config,
-    clean_env,
-    landed_by_id,
-    lines,
-    parse_states,
-    run_cli,
-    state,
-    users,
-)
+from tests.support.checks import landed_by_id
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, lines, state, users
+from tests.support.targets import TargetProcess, clean_env, run_cli, run_target
 
 SECONDS = ("request_timeout", "max_retry_seconds", "state_flush_seconds")
 
@@ -47,29 +37,25 @@ def _env_config(server: LocalImportAPI, **settings: str) -> dict[str, str]:
 def test_fractional_seconds_from_the_environment_load_with_config_env(local_api: LocalImportAPI) -> None:
     env = _env_config(local_api, request_timeout="30.5", max_retry_seconds="60.5", state_flush_seconds="0.5")
 
-    proc = subprocess.run(
-        [str(TARGET_BIN), "--config", "ENV"],
-        input=lines([USERS_SCHEMA, *users(3), state({"bookmark": 3})]),
-        capture_output=True, text=True, timeout=120, env=env, check=False,
-    )
+    run = run_target(config="ENV", stdin=lines([USERS_SCHEMA, *users(3), state({"bookmark": 3})]), env=env)
 
-    assert proc.returncode == 0, proc.stderr
+    assert run.exit_code == 0, run.stderr
     assert sorted(landed_by_id(local_api, "users")) == [1, 2, 3]
-    assert parse_states(proc.stdout) == [{"bookmark": 3}]
+    assert run.states == [{"bookmark": 3}]
 
 
 def test_state_flush_seconds_as_text_writes_state_while_the_tap_is_quiet(
     local_api: LocalImportAPI, tmp_path: Path
 ) -> None:
     # With the default (30 s) the STATE would not come within the 10 s waited here.
-    live = LiveTarget(base_config(local_api, state_flush_seconds="0.5"), tmp_path)
+    live = TargetProcess(target_config(local_api, state_flush_seconds="0.5"), tmp_path)
     try:
         deadline = time.monotonic() + 30
         while not local_api.request_log() and time.monotonic() < deadline:
             time.sleep(0.05)  # the target has authenticated: time the STATE, not the start-up
         live.send([USERS_SCHEMA, *users(5), state({"users": 5})])
         assert live.wait_for_state(lambda v: v == {"users": 5}, timeout=10) is not None, live.stderr
-        assert live.proc.poll() is None, "the target should still be waiting for input"
+        assert live.running(), "the target should still be waiting for input"
         assert live.close_input() == 0
     finally:
         live.kill()

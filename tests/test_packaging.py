@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import target_rjmetrics
-from target_support import clean_env
+from tests.support.targets import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "target-rjmetrics"
@@ -111,7 +111,7 @@ def test_sdist_is_the_repository_without_its_ci_plumbing(dists: dict[str, Path])
     untracked = _git_files("--others", "--exclude-standard")  # a developer's new, uncommitted files
 
     assert top == f"target_rjmetrics-{target_rjmetrics.__version__}"
-    assert {"LICENSE", "docs/local-api.md", "tests/conftest.py", "tests/target_support.py"} <= members
+    assert {"LICENSE", "docs/local-api.md", "tests/conftest.py", "tests/support/__init__.py"} <= members
     assert tracked - NOT_IN_SDIST - members == set(), "committed files missing from the sdist"
     assert members - generated - tracked - untracked == set(), "the sdist holds files the repository has not"
     assert not members & NOT_IN_SDIST

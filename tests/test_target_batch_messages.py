@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from real_taps import tap_executable
-from target_support import base_config, clean_env, landed_by_id, record, run_cli, schema, state, upserts
-
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults, LocalImportAPI
+from tests.support.checks import landed_by_id, upserts
+from tests.support.config import target_config
+from tests.support.messages import record, schema, state
+from tests.support.real_taps import tap_executable
+from tests.support.targets import about, clean_env, run_cli
 
 CID = DEMO_CLIENT_ID
 USER_PROPS = {
@@ -68,7 +70,7 @@ def test_batch_files_gzip_and_plain_land_in_order_with_records_before_and_after(
     ]
 
     # One point per request and four in flight: key order between batch rows and RECORDs matters.
-    run = run_cli(base_config(local_api, max_points_per_request=1, max_concurrent_requests=4), messages)
+    run = run_cli(target_config(local_api, max_points_per_request=1, max_concurrent_requests=4), messages)
 
     assert run.exit_code == 0, run.stderr
     rows = landed_by_id(local_api, "users")
@@ -86,7 +88,7 @@ def test_batch_rows_go_through_stream_maps_and_merge_like_records(local_api: Loc
     path = write_jsonl(tmp_path / "rows.jsonl.gz", rows, gzipped=True)
     maps = {"users": {"__alias__": "people", "name": None, "upper": "name.upper()"}}
 
-    run = run_cli(base_config(local_api, stream_maps=maps), [USERS, batch("users", [path]), state({"done": 1})])
+    run = run_cli(target_config(local_api, stream_maps=maps), [USERS, batch("users", [path]), state({"done": 1})])
 
     assert run.exit_code == 0, run.stderr
     landed = landed_by_id(local_api, "people")
@@ -95,7 +97,7 @@ def test_batch_rows_go_through_stream_maps_and_merge_like_records(local_api: Loc
     assert local_api.rows(CID, "users") == []
     assert run.states == [{"done": 1}]
     # The repeated key in one request is merged, as it would be for RECORD messages.
-    assert sum(e["points"] for e in upserts(local_api, table="people")) == 2
+    assert sum(e.points for e in upserts(local_api, table="people")) == 2
 
 
 def test_a_batch_row_that_breaks_its_schema_fails_naming_stream_position_and_file(
@@ -105,7 +107,7 @@ def test_a_batch_row_that_breaks_its_schema_fails_naming_stream_position_and_fil
     bad = write_jsonl(tmp_path / "bad.jsonl.gz", [user(3, "c"), {"id": SECRET_VALUE, "name": "x"}], gzipped=True)
     messages = [USERS, batch("users", [good]), state({"n": 2}), batch("users", [bad]), state({"n": 4})]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 1
     assert "stream 'users' (table 'users'), record #4" in run.stderr
@@ -122,7 +124,7 @@ def test_state_after_a_batch_is_not_written_when_its_rows_do_not_land(make_api: 
     path = write_jsonl(tmp_path / "rows.jsonl.gz", [user(i, "b") for i in range(10, 20)], gzipped=True)
     messages = [USERS, record("users", **user(1, "a")), state({"n": 1}), batch("users", [path]), state({"n": 11})]
 
-    run = run_cli(base_config(server, max_concurrent_requests=1, max_points_per_request=1), messages)
+    run = run_cli(target_config(server, max_concurrent_requests=1, max_points_per_request=1), messages)
 
     assert run.exit_code == 1
     assert run.states == [{"n": 1}]
@@ -176,7 +178,7 @@ def test_unreadable_batch_files_are_one_clear_error_naming_stream_and_file(
     ]}
     messages = [USERS, record("users", **user(1, "a")), state({"n": 1}), make_message(tmp_path), state({"n": 2})]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 1
     assert expected.format(**urls) in run.stderr
@@ -203,7 +205,7 @@ def test_parquet_batch_files_load_when_pyarrow_is_installed(local_api: LocalImpo
     pq.write_table(pa.Table.from_pylist(rows), path, compression="gzip")
     props = {**USER_PROPS, "price": {"type": ["number", "null"]}, "tags": {"type": ["array", "null"]}}
 
-    run = run_cli(base_config(local_api), [schema("users", props, ["id"]), batch("users", [path], fmt="parquet"), state({"p": 1})])
+    run = run_cli(target_config(local_api), [schema("users", props, ["id"]), batch("users", [path], fmt="parquet"), state({"p": 1})])
 
     assert run.exit_code == 0, run.stderr
     landed = landed_by_id(local_api, "users")
@@ -220,7 +222,7 @@ def test_parquet_without_pyarrow_says_to_install_it(local_api: LocalImportAPI, t
     path.write_bytes(b"PAR1 not really parquet PAR1")
     env = clean_env(PYTHONPATH=str(blocker.parent))
 
-    run = run_cli(base_config(local_api), [USERS, batch("users", [path], fmt="parquet"), state({"p": 1})], env=env)
+    run = run_cli(target_config(local_api), [USERS, batch("users", [path], fmt="parquet"), state({"p": 1})], env=env)
 
     assert run.exit_code == 1
     assert "holds Parquet files, which need pyarrow: install it beside the target (`pip install pyarrow`)" in run.stderr
@@ -228,12 +230,8 @@ def test_parquet_without_pyarrow_says_to_install_it(local_api: LocalImportAPI, t
 
 
 def test_about_declares_the_batch_capability() -> None:
-    from target_support import TARGET_BIN
 
-    about = json.loads(subprocess.run(
-        [str(TARGET_BIN), "--about", "--format", "json"], capture_output=True, text=True, check=True, env=clean_env()
-    ).stdout)
-    assert "batch" in about["capabilities"]
+    assert "batch" in json.loads(about())["capabilities"]
 
 
 def test_tap_jsonl_with_batch_config_loads_every_row_through_the_target(local_api: LocalImportAPI, tmp_path: Path) -> None:
@@ -262,7 +260,7 @@ def test_tap_jsonl_with_batch_config_loads_every_row_through_the_target(local_ap
     assert types.count("BATCH") >= 4 and "RECORD" not in types  # the tap really sent batches
     tap_states = [json.loads(line)["value"] for line in tap_out.splitlines() if '"type":"STATE"' in line.replace(" ", "")]
 
-    run = run_cli(base_config(local_api, max_concurrent_requests=4), tap_out)
+    run = run_cli(target_config(local_api, max_concurrent_requests=4), tap_out)
 
     assert run.exit_code == 0, run.stderr
     landed = landed_by_id(local_api, "users")

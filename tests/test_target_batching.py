@@ -11,20 +11,12 @@ import typing as t
 
 import pytest
 
-from target_support import (
-    USERS_SCHEMA,
-    base_config,
-    landed_by_id,
-    record,
-    run_cli,
-    run_in_process,
-    state,
-    upserts,
-    users,
-)
-
 from target_rjmetrics.exceptions import RJMetricsInputError
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults, LocalImportAPI
+from tests.support.checks import landed_by_id, upserts
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, record, state, users
+from tests.support.targets import run_cli, run_in_process
 
 CID = DEMO_CLIENT_ID
 
@@ -36,7 +28,7 @@ def big_users(n: int, size: int = 1000, *, start: int = 1) -> list[dict[str, t.A
 
 def accepted_ids(server: LocalImportAPI) -> list[int]:
     """Ids of every point in every accepted upsert, in request order."""
-    return [kv[0] for entry in upserts(server) for kv in entry["key_values"]]
+    return [kv[0] for entry in upserts(server) for kv in entry.key_values]
 
 
 @pytest.mark.parametrize(
@@ -47,24 +39,24 @@ def accepted_ids(server: LocalImportAPI) -> list[int]:
 def test_requests_never_exceed_max_points_per_request(
     local_api: LocalImportAPI, limit: int, expected: list[int]
 ) -> None:
-    run_in_process(base_config(local_api, max_points_per_request=limit), [USERS_SCHEMA, *users(250)])
+    run_in_process(target_config(local_api, max_points_per_request=limit), [USERS_SCHEMA, *users(250)])
 
     log = upserts(local_api, status=None)
-    assert sorted((e["points"] for e in log), reverse=True) == expected
-    assert all(e["status"] == 201 for e in log)
+    assert sorted((e.points for e in log), reverse=True) == expected
+    assert all(e.status == 201 for e in log)
     assert sorted(accepted_ids(local_api)) == list(range(1, 251))
     assert local_api.tables(CID) == {"users": 250}
 
 
 def test_requests_never_exceed_max_request_bytes(local_api: LocalImportAPI) -> None:
     limit = 4096
-    run_in_process(base_config(local_api, max_request_bytes=limit), [USERS_SCHEMA, *big_users(60)])
+    run_in_process(target_config(local_api, max_request_bytes=limit), [USERS_SCHEMA, *big_users(60)])
 
     log = upserts(local_api, status=None)
-    assert all(e["status"] == 201 for e in log)
-    assert all(e["body_bytes"] <= limit for e in log)
+    assert all(e.status == 201 for e in log)
+    assert all(e.body_bytes <= limit for e in log)
     # ~1 KB points: three fit under 4 KiB, four do not; batches are filled, not one point each.
-    assert max(e["points"] for e in log) == 3
+    assert max(e.points for e in log) == 3
     assert len(log) == 20
     assert sorted(accepted_ids(local_api)) == list(range(1, 61))
     assert len(local_api.rows(CID, "users")) == 60
@@ -74,40 +66,40 @@ def test_byte_limit_and_point_limit_apply_together(local_api: LocalImportAPI) ->
     small = users(30)
     large = big_users(10, size=3000, start=31)
     run_in_process(
-        base_config(local_api, max_request_bytes=8000, max_points_per_request=10),
+        target_config(local_api, max_request_bytes=8000, max_points_per_request=10),
         [USERS_SCHEMA, *small, *large],
     )
 
     log = upserts(local_api)
-    assert all(e["points"] <= 10 and e["body_bytes"] <= 8000 for e in log)
+    assert all(e.points <= 10 and e.body_bytes <= 8000 for e in log)
     assert sorted(accepted_ids(local_api)) == list(range(1, 41))
 
 
 def test_batch_size_rows_lowers_the_points_per_request(local_api: LocalImportAPI) -> None:
     run_in_process(
-        base_config(local_api, batch_size_rows=30, max_concurrent_requests=1),
+        target_config(local_api, batch_size_rows=30, max_concurrent_requests=1),
         [USERS_SCHEMA, *users(100)],
     )
 
-    assert [e["points"] for e in upserts(local_api, status=None)] == [30, 30, 30, 10]
+    assert [e.points for e in upserts(local_api, status=None)] == [30, 30, 30, 10]
     assert accepted_ids(local_api) == list(range(1, 101))
 
 
 def test_144_records_become_two_posts_of_100_and_44_as_in_rjmetrics_py(local_api: LocalImportAPI) -> None:
-    run_in_process(base_config(local_api, max_concurrent_requests=1), [USERS_SCHEMA, *users(144)])
+    run_in_process(target_config(local_api, max_concurrent_requests=1), [USERS_SCHEMA, *users(144)])
 
     log = upserts(local_api, status=None)
-    assert [e["points"] for e in log] == [100, 44]
-    assert [e["status"] for e in log] == [201, 201]
+    assert [e.points for e in log] == [100, 44]
+    assert [e.status for e in log] == [201, 201]
     assert len(local_api.rows(CID, "users")) == 144
 
 
 def test_1001_records_become_11_posts_as_in_rjmetrics_ruby(local_api: LocalImportAPI) -> None:
-    run_in_process(base_config(local_api), [USERS_SCHEMA, *users(1001)])
+    run_in_process(target_config(local_api), [USERS_SCHEMA, *users(1001)])
 
     log = upserts(local_api, status=None)
     assert len(log) == 11
-    assert sorted(e["points"] for e in log) == [1] + [100] * 10
+    assert sorted(e.points for e in log) == [1] + [100] * 10
     assert len(local_api.rows(CID, "users")) == 1001
 
 
@@ -135,12 +127,12 @@ def test_duplicate_keys_within_one_request_keep_the_last_version_and_count_as_me
         state({"done": 1}),
     ]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 0, run.stderr
     (entry,) = upserts(local_api, status=None)
-    assert entry["points"] == 5
-    assert sorted(kv[0] for kv in entry["key_values"]) == [1, 2, 3, 4, 5]
+    assert entry.points == 5
+    assert sorted(kv[0] for kv in entry.key_values) == [1, 2, 3, 4, 5]
     rows = landed_by_id(local_api, "users")
     assert {i: r["status"] for i, r in rows.items()} == {1: "v1", 2: "v2", 3: "v3", 4: "v1", 5: "v1"}
     row = summary_row(run.stderr, "users")
@@ -154,13 +146,13 @@ def test_a_data_point_larger_than_max_request_bytes_is_a_clear_error(local_api: 
     messages = [USERS_SCHEMA, *big_users(2, size=500), *big_users(1, size=5000, start=3), *big_users(1, start=4)]
 
     with pytest.raises(RJMetricsInputError) as failure:
-        run_in_process(base_config(local_api, max_request_bytes=4096), messages)
+        run_in_process(target_config(local_api, max_request_bytes=4096), messages)
 
     message = str(failure.value)
     assert "stream 'users'" in message
     assert "record #3" in message
     assert "max_request_bytes" in message
-    sent = [kv[0] for e in upserts(local_api, status=None) for kv in e["key_values"] or []]
+    sent = [kv[0] for e in upserts(local_api, status=None) for kv in e.key_values or []]
     assert 3 not in sent
     assert 4 not in sent
 
@@ -169,16 +161,16 @@ def test_413_splits_the_request_and_resends_the_halves_until_everything_lands(ma
     server = make_api(faults=Faults(max_body_bytes=5000))
 
     run = run_in_process(
-        base_config(server, max_request_bytes=1024 * 1024, max_concurrent_requests=1),
+        target_config(server, max_request_bytes=1024 * 1024, max_concurrent_requests=1),
         [USERS_SCHEMA, *big_users(40), state({"done": 1})],
     )
 
     log = upserts(server, status=None)
-    refused = [e for e in log if e["status"] == 413]
-    accepted = [e for e in log if e["status"] == 201]
+    refused = [e for e in log if e.status == 413]
+    accepted = [e for e in log if e.status == 201]
     assert refused, "the server never answered 413, so nothing was split"
     assert len(refused) + len(accepted) == len(log)
-    assert all(e["body_bytes"] <= 5000 for e in accepted)
+    assert all(e.body_bytes <= 5000 for e in accepted)
     # Each point was accepted exactly once, in input order.
     assert accepted_ids(server) == list(range(1, 41))
     assert len(server.rows(CID, "users")) == 40
@@ -190,7 +182,7 @@ def test_a_single_point_refused_with_413_is_a_clear_error_naming_it(make_api: t.
     messages = [USERS_SCHEMA, *big_users(1, size=1000), *big_users(1, size=5000, start=2), state({"s": 1})]
 
     with pytest.raises(RJMetricsInputError) as failure:
-        run_in_process(base_config(server, max_request_bytes=1024 * 1024), messages)
+        run_in_process(target_config(server, max_request_bytes=1024 * 1024), messages)
 
     message = str(failure.value)
     assert "413" in message

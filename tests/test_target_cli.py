@@ -16,25 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from target_support import (
-    TARGET_BIN,
-    USERS_SCHEMA,
-    base_config,
-    clean_env,
-    landed_by_id,
-    lines,
-    parse_states,
-    record,
-    run_cli,
-    run_in_process,
-    schema,
-    state,
-    upserts,
-    users,
-)
-
 from target_rjmetrics import __version__
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
+from tests.support.checks import landed_by_id, upserts
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, lines, record, schema, state, users
+from tests.support.targets import clean_env, parse_states, run_cli, run_in_process, run_target
 
 CID = DEMO_CLIENT_ID
 SECRET = "sekret-KEY-4242"
@@ -58,22 +45,9 @@ ISSUE_SETTINGS = {
 INPUT = [USERS_SCHEMA, *users(3), state({"bookmark": 3})]
 
 
-def run_target(args: list[str], *, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``target-rjmetrics`` with ``args`` (no config file added)."""
-    return subprocess.run(
-        [str(TARGET_BIN), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env or clean_env(),
-        timeout=60,
-        check=False,
-    )
-
-
 def secret_config(server: LocalImportAPI, **overrides: t.Any) -> dict[str, t.Any]:
     """Settings for a server that knows client 1 by ``SECRET``."""
-    return base_config(server, api_key=SECRET, **overrides)
+    return target_config(server, api_key=SECRET, **overrides)
 
 
 # -- --about and --version --------------------------------------------------------------------
@@ -89,7 +63,7 @@ def config_with_secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_about_json_lists_every_setting_marks_api_key_secret_and_prints_no_secret(config_with_secret: Path) -> None:
     proc = run_target(["--about", "--format", "json", "--config", str(config_with_secret)])
 
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     about = json.loads(proc.stdout)
     assert about["name"] == "target-rjmetrics"
@@ -108,7 +82,7 @@ def test_about_json_lists_every_setting_marks_api_key_secret_and_prints_no_secre
 def test_about_text_lists_settings_capabilities_and_env_variables(config_with_secret: Path) -> None:
     proc = run_target(["--about", "--config", str(config_with_secret)])
 
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     assert "Capabilities:" in proc.stdout
     assert "stream-maps" in proc.stdout
@@ -120,7 +94,7 @@ def test_about_text_lists_settings_capabilities_and_env_variables(config_with_se
 def test_about_markdown_has_a_settings_table_row_per_setting(config_with_secret: Path) -> None:
     proc = run_target(["--about", "--format", "markdown", "--config", str(config_with_secret)])
 
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     assert "| Setting | Required | Default | Description |" in proc.stdout
     table_rows = {line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")}
@@ -130,7 +104,7 @@ def test_about_markdown_has_a_settings_table_row_per_setting(config_with_secret:
 def test_version_prints_the_package_and_sdk_versions() -> None:
     proc = run_target(["--version"])
 
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert f"target-rjmetrics v{__version__}" in proc.stdout
     assert "Meltano SDK" in proc.stdout
 
@@ -148,7 +122,7 @@ def test_config_env_reads_the_target_rjmetrics_variables(local_api: LocalImportA
 
     proc = run_target(["--config", "ENV"], stdin=lines(INPUT), env=env)
 
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert sorted(landed_by_id(local_api, "env_users")) == [1, 2, 3]
     assert parse_states(proc.stdout) == [{"bookmark": 3}]
 
@@ -157,7 +131,7 @@ def test_input_option_reads_messages_from_a_file(local_api: LocalImportAPI, tmp_
     path = tmp_path / "input.jsonl"
     path.write_text(lines(INPUT))
 
-    run = run_cli(base_config(local_api), "", args=["--input", str(path)])
+    run = run_cli(target_config(local_api), "", args=["--input", str(path)])
 
     assert run.exit_code == 0, run.stderr
     assert sorted(landed_by_id(local_api, "users")) == [1, 2, 3]
@@ -166,7 +140,7 @@ def test_input_option_reads_messages_from_a_file(local_api: LocalImportAPI, tmp_
 
 def test_python_dash_m_runs_the_target(local_api: LocalImportAPI, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(base_config(local_api)))
+    config.write_text(json.dumps(target_config(local_api)))
 
     proc = subprocess.run(
         [sys.executable, "-m", "target_rjmetrics", "--config", str(config)],
@@ -211,7 +185,7 @@ def test_dry_run_writes_exact_bodies_with_the_key_redacted_and_sends_nothing(
 
     run = run_in_process(secret_config(server, dry_run_file=str(path), max_points_per_request=3), messages)
 
-    assert [e for e in server.request_log() if e["method"] == "POST"] == []
+    assert [e for e in server.request_log() if e.method == "POST"] == []
     assert server.tables(CID) == {}
     assert run.states == [{"bookmark": 4}]
     text = path.read_text(encoding="utf-8")
@@ -241,13 +215,13 @@ def test_dry_run_body_is_byte_for_byte_what_a_real_run_sends(make_api: t.Any, tm
     path = tmp_path / "requests.jsonl"
     messages = [USERS_SCHEMA, *users(5), record("users", id=6, email="ünïcødé\u0000\t", status=None)]
 
-    run_in_process(base_config(real), messages)
-    run_in_process(base_config(dry, dry_run_file=str(path)), messages)
+    run_in_process(target_config(real), messages)
+    run_in_process(target_config(dry, dry_run_file=str(path)), messages)
 
     (body,) = raw_bodies(path)
     (entry,) = upserts(real)
-    assert entry["body_bytes"] == len(body)
-    assert entry["points"] == 6
+    assert entry.body_bytes == len(body)
+    assert entry.points == 6
     assert [json.loads(body)[5][k] for k in ("email", "status")] == ["ünïcødé\u0000\t", None]
 
 
@@ -255,7 +229,7 @@ def test_dry_run_body_is_byte_for_byte_what_a_real_run_sends(make_api: t.Any, tm
 
 
 def test_sandbox_together_with_api_url_is_a_config_error_naming_both(local_api: LocalImportAPI) -> None:
-    run = run_cli(base_config(local_api, sandbox=True), INPUT)
+    run = run_cli(target_config(local_api, sandbox=True), INPUT)
 
     assert run.exit_code != 0
     assert "`sandbox`" in run.stderr
@@ -267,11 +241,11 @@ def test_sandbox_together_with_api_url_is_a_config_error_naming_both(local_api: 
 def test_sandbox_server_run_exits_zero_writes_state_and_stores_nothing(make_api: t.Any) -> None:
     server = make_api(sandbox=True)
 
-    run = run_cli(base_config(server), INPUT)
+    run = run_cli(target_config(server), INPUT)
 
     assert run.exit_code == 0, run.stderr
     assert run.states == [{"bookmark": 3}]
-    assert [e["status"] for e in upserts(server, status=None)] == [201]
+    assert [e.status for e in upserts(server, status=None)] == [201]
     assert server.tables(CID) == {}
 
 
@@ -291,7 +265,7 @@ def test_wrong_api_key_stops_before_any_upsert_and_says_which_settings_to_check(
     assert "client_id" in run.stderr
     assert "JSON" not in run.stderr.split("401", 1)[1]
     assert run.states == []
-    assert [(e["method"], e["path"]) for e in server.request_log()] == [("GET", f"/v2/client/{CID}/authenticate")]
+    assert [(e.method, e.path) for e in server.request_log()] == [("GET", f"/v2/client/{CID}/authenticate")]
     assert SECRET not in run.output
 
 
@@ -300,7 +274,7 @@ def test_authenticate_on_start_false_sends_no_authenticate_request(make_api: t.A
 
     run = run_in_process(secret_config(server, authenticate_on_start=False), INPUT)
 
-    assert [e["method"] for e in server.request_log()] == ["POST"]
+    assert [e.method for e in server.request_log()] == ["POST"]
     assert sorted(landed_by_id(server, "users")) == [1, 2, 3]
     assert run.states == [{"bookmark": 3}]
 
@@ -310,7 +284,7 @@ def test_authenticate_on_start_checks_the_configured_host_once(make_api: t.Any) 
 
     run_in_process(secret_config(server), INPUT)
 
-    paths = [(e["method"], e["path"], e["status"]) for e in server.request_log()]
+    paths = [(e.method, e.path, e.status) for e in server.request_log()]
     assert paths[0] == ("GET", f"/v2/client/{CID}/authenticate", 200)
     assert [p for p in paths if p[0] == "GET"] == [paths[0]]
 
@@ -356,7 +330,7 @@ def test_api_key_needing_url_encoding_is_redacted_from_transport_errors(make_api
 
     # Pushes (not the check at start) are retried; DEBUG shows the library's own error text.
     run = run_cli(
-        base_config(server, api_key=key, max_retry_seconds=1, authenticate_on_start=False),
+        target_config(server, api_key=key, max_retry_seconds=1, authenticate_on_start=False),
         INPUT,
         env=clean_env(LOGLEVEL="DEBUG"),
     )
@@ -385,7 +359,7 @@ def test_summary_lists_each_table_with_its_counts_and_never_a_record_value(local
         state({"b": 1}),
     ]
 
-    run = run_cli(base_config(local_api, max_points_per_request=2, max_concurrent_requests=1), messages)
+    run = run_cli(target_config(local_api, max_points_per_request=2, max_concurrent_requests=1), messages)
 
     assert run.exit_code == 0, run.stderr
     rows = {
@@ -403,12 +377,12 @@ def test_summary_retries_column_counts_the_retried_requests_of_each_table(make_a
     server = make_api(faults=Faults(error_rate=0.3, error_statuses=(503,), seed=0))
 
     run = run_cli(
-        base_config(server, max_points_per_request=2, max_concurrent_requests=1, authenticate_on_start=False),
+        target_config(server, max_points_per_request=2, max_concurrent_requests=1, authenticate_on_start=False),
         [USERS_SCHEMA, *users(12), state({"b": 12})],
     )
 
     assert run.exit_code == 0, run.stderr
-    failed = [e for e in upserts(server, status=None) if e["status"] == 503]
+    failed = [e for e in upserts(server, status=None) if e.status == 503]
     assert failed, "the seed gave no faults; pick another"
     match = re.search(SUMMARY_LINE, run.stderr, re.MULTILINE)
     assert match
@@ -424,7 +398,7 @@ def test_progress_lines_name_tables_and_in_flight_requests_but_never_values(make
     messages = [schema("slow-notes", props, ["id"]), *[record("slow-notes", id=i, note=f"NOTE-{i}-zq") for i in range(1, 11)]]
 
     run = run_cli(
-        base_config(server, max_points_per_request=2, max_concurrent_requests=1, authenticate_on_start=False),
+        target_config(server, max_points_per_request=2, max_concurrent_requests=1, authenticate_on_start=False),
         messages,
     )
 

@@ -1,7 +1,7 @@
 """The HTTP client on real loopback sockets: what counts as a landing, bounded tries, the fate of failures.
 
 The local server gives the statuses it can (429, 5xx, 4xx, dropped connections); a scripted
-loopback server (``target_support.ScriptedServer``) gives the rest: redirects, other 2xx,
+loopback server (``tests.support.scripted.ScriptedServer``) gives the rest: redirects, other 2xx,
 answers that trickle in or never come, connections reset after the request was sent.
 """
 
@@ -16,7 +16,6 @@ import time
 import typing as t
 
 import pytest
-from target_support import Reply, ScriptedServer, upserts
 
 from target_rjmetrics.client import RJMetricsClient
 from target_rjmetrics.redaction import redact, redact_url
@@ -29,6 +28,8 @@ from target_rjmetrics.exceptions import (
     RJMetricsUnreachableError,
 )
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
+from tests.support.checks import upserts
+from tests.support.scripted import Reply, ScriptedServer
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -249,7 +250,7 @@ def test_no_try_starts_after_max_retry_seconds_and_a_push_ends_within_it_plus_on
     tries = upserts(server, status=None)
     assert len(tries) >= 2
     # The last try starts within 1.5 s of the first (plus the time a request takes to arrive).
-    assert max(e["arrived"] for e in tries) - min(e["arrived"] for e in tries) < 1.5 + 0.3
+    assert max(e.arrived for e in tries) - min(e.arrived for e in tries) < 1.5 + 0.3
     assert took < 1.5 + 2
 
 
@@ -401,7 +402,7 @@ def test_a_permanent_refusal_is_certain_but_carries_an_earlier_unknown_try(make_
     with pytest.raises(RJMetricsAPIError) as info:
         client.push("users", BODY, on_retry=refuse_from_now_on)
 
-    statuses = [e["status"] for e in upserts(server, status=None)]
+    statuses = [e.status for e in upserts(server, status=None)]
     assert statuses == [504, 400]
     assert info.value.status == 400
     assert info.value.abandoned_at is not None, "the 504 before the 400 may still be applied"
@@ -421,7 +422,7 @@ def test_push_returns_when_its_last_unknown_try_was_abandoned_and_none_after_a_c
     abandoned = client.push("users", BODY, on_retry=heal)
 
     assert abandoned is not None and before < abandoned < time.monotonic()
-    assert [e["status"] for e in upserts(server, status=None)] == [502, 201]
+    assert [e.status for e in upserts(server, status=None)] == [502, 201]
     assert client.push("users", BODY) is None
     assert client.last_abandoned_at == abandoned, "a clean push must not move the last abandonment"
 

@@ -1,7 +1,7 @@
 """The client's promises seen from the command line: what a user reads, what landed, what was written.
 
 Each test runs ``target-rjmetrics`` as a process against the local server or a scripted loopback
-server (``target_support.ScriptedServer``) for answers the local server cannot give.
+server (``tests.support.scripted.ScriptedServer``) for answers the local server cannot give.
 """
 
 from __future__ import annotations
@@ -12,19 +12,13 @@ import time
 import typing as t
 
 import pytest
-from target_support import (
-    USERS_SCHEMA,
-    Reply,
-    ScriptedServer,
-    base_config,
-    clean_env,
-    landed_by_id,
-    run_cli,
-    state,
-    users,
-)
 
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
+from tests.support.checks import landed_by_id
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, state, users
+from tests.support.scripted import Reply, ScriptedServer
+from tests.support.targets import clean_env, run_cli
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -183,7 +177,7 @@ def test_a_password_in_api_url_appears_nowhere(make_api: t.Any, case: str) -> No
         server = make_api()
     api_url = server.base_url.replace("http://", f"http://user:{PASSWORD}@")
 
-    run = run_cli(base_config(server, api_url=api_url, **overrides), TWO_BATCHES, env=env)
+    run = run_cli(target_config(server, api_url=api_url, **overrides), TWO_BATCHES, env=env)
 
     assert PASSWORD not in run.output
     assert DEMO_API_KEY not in run.output

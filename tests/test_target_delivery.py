@@ -8,41 +8,45 @@ import time
 import typing as t
 
 import pytest
-from target_support import USERS_SCHEMA, base_config, record, run_cli, run_in_process, state, upserts, users
 
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
+from tests.support.checks import upserts
+from tests.support.config import target_config
+from tests.support.expected import last_versions
+from tests.support.messages import USERS_SCHEMA, record, state, users
+from tests.support.targets import run_cli, run_in_process
 
 if t.TYPE_CHECKING:
-    from target_rjmetrics.local_api import LocalImportAPI
+    from target_rjmetrics.local_api import LocalImportAPI, RequestLogEntry
 
 
-def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dict[str, t.Any]], dict[int, int]]:
+def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dict[str, t.Any]], dict[int, str]]:
     """Records that update ``n_keys`` keys ``n_updates`` times in a shuffled order.
 
-    Returns the messages and, computed independently, the last version of each key.
+    Returns the messages and, computed independently, the status of each key's last version.
     """
     rng = random.Random(seed)
     messages: list[dict[str, t.Any]] = [USERS_SCHEMA]
-    last: dict[int, int] = {}
     for version in range(n_updates):
         ids = list(range(1, n_keys + 1))
         rng.shuffle(ids)
-        for i in ids[: rng.randint(n_keys // 2, n_keys)]:
-            messages.append(record("users", id=i, email=f"{i}@example.com", status=f"v{version}"))
-            last[i] = version
-    return messages, last
+        messages += [
+            record("users", id=i, email=f"{i}@example.com", status=f"v{version}")
+            for i in ids[: rng.randint(n_keys // 2, n_keys)]
+        ]
+    return messages, {key[0]: rec["status"] for key, rec in last_versions(messages)["users"].items()}
 
 
 def _assert_no_key_overlap(server: LocalImportAPI, table: str) -> None:
     """No two requests holding the same key were in flight at the same time."""
-    by_key: dict[t.Any, list[dict[str, t.Any]]] = {}
+    by_key: dict[t.Any, list[RequestLogEntry]] = {}
     for entry in upserts(server, table=table, status=None):
-        for values in entry.get("key_values") or []:
+        for values in entry.key_values or []:
             by_key.setdefault(tuple(values), []).append(entry)
     for key, entries in by_key.items():
-        entries.sort(key=lambda e: e["arrived"])
+        entries.sort(key=lambda e: e.arrived)
         for earlier, later in zip(entries, entries[1:]):
-            assert earlier["completed"] <= later["arrived"], f"requests with key {key} overlapped"
+            assert earlier.completed <= later.arrived, f"requests with key {key} overlapped"
 
 
 def test_an_older_version_never_overwrites_a_newer_one_under_concurrency(
@@ -50,14 +54,14 @@ def test_an_older_version_never_overwrites_a_newer_one_under_concurrency(
 ) -> None:
     server = make_api(faults=Faults(seed=11, latency_ms=5, jitter_ms=80, error_rate=0.1, drop_rate=0.05))
     messages, last = _versioned_updates(n_keys=150, n_updates=12, seed=5)
-    config = base_config(server, max_concurrent_requests=8, max_points_per_request=37)
+    config = target_config(server, max_concurrent_requests=8, max_points_per_request=37)
     run_in_process(config, messages)
     rows = {row["id"]: row for row in server.rows(DEMO_CLIENT_ID, "users")}
     assert len(rows) == len(last)
-    wrong = {i: rows[i]["status"] for i, version in last.items() if rows[i]["status"] != f"v{version}"}
+    wrong = {i: rows[i]["status"] for i, status in last.items() if rows[i]["status"] != status}
     assert not wrong, f"{len(wrong)} keys hold an older version"
     _assert_no_key_overlap(server, "users")
-    in_flight = max(e["in_flight"] for e in upserts(server, status=None))
+    in_flight = max(e.in_flight for e in upserts(server, status=None))
     assert in_flight > 1, "requests were never concurrent, so the test proved nothing"
     assert in_flight <= 8
 
@@ -70,10 +74,10 @@ def test_requests_without_shared_keys_go_out_concurrently_across_streams(
               "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}
     messages = [USERS_SCHEMA, orders, *users(400)]
     messages += [record("orders", id=i) for i in range(1, 401)]
-    run_in_process(base_config(server, max_concurrent_requests=4), messages)
+    run_in_process(target_config(server, max_concurrent_requests=4), messages)
     entries = upserts(server)
     assert len(entries) == 8
-    assert max(e["in_flight"] for e in entries) == 4
+    assert max(e.in_flight for e in entries) == 4
     assert len(server.rows(DEMO_CLIENT_ID, "orders")) == 400
 
 
@@ -95,8 +99,8 @@ def test_transient_failures_are_retried_until_everything_lands(
 ) -> None:
     server = make_api(faults=faults)
     messages = [USERS_SCHEMA, *users(600), state({"users": 600})]
-    run = run_in_process(base_config(server, max_concurrent_requests=4), messages)
-    faulted = [e for e in server.request_log() if e["fault"]]
+    run = run_in_process(target_config(server, max_concurrent_requests=4), messages)
+    faulted = [e for e in server.request_log() if e.fault]
     assert faulted, f"no {what} was injected, so nothing was retried"
     rows = server.rows(DEMO_CLIENT_ID, "users")
     assert len(rows) == 600
@@ -107,7 +111,7 @@ def test_transient_failures_are_retried_until_everything_lands(
 def test_timeouts_are_retried(make_api: t.Callable[..., LocalImportAPI], caplog: pytest.LogCaptureFixture) -> None:
     server = make_api(faults=Faults(seed=8, jitter_ms=1200))  # about half the answers come after 0.6 s
     run = run_in_process(
-        base_config(server, request_timeout=0.6, max_concurrent_requests=4),
+        target_config(server, request_timeout=0.6, max_concurrent_requests=4),
         [USERS_SCHEMA, *users(500), state({"users": 500})],
     )
     assert "timed out" in caplog.text
@@ -119,20 +123,20 @@ def test_retry_after_is_honoured(make_api: t.Callable[..., LocalImportAPI]) -> N
     server = make_api(faults=Faults(rate_limit_rate=1.0, retry_after=2))
 
     def lift_the_limit_after_one_429() -> None:
-        while not any(e["status"] == 429 for e in server.request_log()):
+        while not any(e.status == 429 for e in server.request_log()):
             time.sleep(0.01)
         server.set_faults(rate_limit_rate=0.0)
 
     lifter = threading.Thread(target=lift_the_limit_after_one_429, daemon=True)
     lifter.start()
     run_in_process(
-        base_config(server, max_concurrent_requests=1, authenticate_on_start=False), [USERS_SCHEMA, *users(3)]
+        target_config(server, max_concurrent_requests=1, authenticate_on_start=False), [USERS_SCHEMA, *users(3)]
     )
     lifter.join(timeout=5)
     log = upserts(server, status=None)
-    first_429 = next(e for e in log if e["status"] == 429)
-    accepted = next(e for e in log if e["status"] == 201)
-    assert accepted["arrived"] - first_429["completed"] >= 1.9, "the retry came before Retry-After allowed"
+    first_429 = next(e for e in log if e.status == 429)
+    accepted = next(e for e in log if e.status == 201)
+    assert accepted.arrived - first_429.completed >= 1.9, "the retry came before Retry-After allowed"
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])
@@ -140,7 +144,7 @@ def test_a_permanent_error_mid_run_fails_fast_naming_stream_table_and_positions(
     local_api: LocalImportAPI, status: int
 ) -> None:
     local_api.set_faults(fail_after=2, fail_status=status)
-    config = base_config(local_api, max_concurrent_requests=1, max_retry_seconds=60)
+    config = target_config(local_api, max_concurrent_requests=1, max_retry_seconds=60)
     run = run_cli(config, [USERS_SCHEMA, *users(500), state({"users": 500})])
     assert run.exit_code == 1
     assert f"answered {status}" in run.stderr
@@ -148,7 +152,7 @@ def test_a_permanent_error_mid_run_fails_fast_naming_stream_table_and_positions(
     assert "records #201-#300" in run.stderr
     assert "Traceback" not in run.stderr
     assert run.states == []
-    failed = [e for e in upserts(local_api, status=None) if e["status"] == status]
+    failed = [e for e in upserts(local_api, status=None) if e.status == status]
     assert len(failed) == 1, "a permanent error must not be retried"
     if status == 401:
         assert "`client_id` and `api_key`" in run.stderr
@@ -156,7 +160,7 @@ def test_a_permanent_error_mid_run_fails_fast_naming_stream_table_and_positions(
 
 def test_an_exhausted_retry_budget_fails_with_the_setting_to_change(local_api: LocalImportAPI) -> None:
     local_api.set_faults(error_rate=1.0, error_statuses=(503,))
-    config = base_config(local_api, max_retry_seconds=1.5, authenticate_on_start=False)
+    config = target_config(local_api, max_retry_seconds=1.5, authenticate_on_start=False)
     run = run_cli(config, [USERS_SCHEMA, *users(20), state({"users": 20})])
     assert run.exit_code == 1
     assert "max_retry_seconds" in run.stderr
@@ -170,7 +174,7 @@ def test_the_target_retries_through_a_short_outage(make_api: t.Callable[..., Loc
     threading.Timer(1.5, lambda: server.set_faults(error_rate=0.0)).start()
     started = time.monotonic()
     run = run_in_process(
-        base_config(server, authenticate_on_start=False, max_retry_seconds=30),
+        target_config(server, authenticate_on_start=False, max_retry_seconds=30),
         [USERS_SCHEMA, *users(50), state({"users": 50})],
     )
     assert time.monotonic() - started >= 1.4
@@ -185,18 +189,12 @@ def test_a_stream_updating_recent_keys_still_keeps_requests_in_flight_together(
     # request would wait for the one before it to land.
     server = make_api(faults=Faults(latency_ms=100))
     messages: list[dict[str, t.Any]] = [USERS_SCHEMA]
-    last: dict[int, str] = {}
     for block in range(20):
-        for i in range(90):
-            key = block * 90 + i + 1
-            messages.append(record("users", id=key, status=f"b{block}"))
-            last[key] = f"b{block}"
-        for i in range(10):
-            key = max(1, (block - 1) * 90 + i + 1)
-            messages.append(record("users", id=key, status=f"b{block}-update"))
-            last[key] = f"b{block}-update"
-    run_in_process(base_config(server, max_concurrent_requests=4), messages)
+        messages += [record("users", id=block * 90 + i + 1, status=f"b{block}") for i in range(90)]
+        messages += [record("users", id=max(1, (block - 1) * 90 + i + 1), status=f"b{block}-update") for i in range(10)]
+    last = {key[0]: rec["status"] for key, rec in last_versions(messages)["users"].items()}
+    run_in_process(target_config(server, max_concurrent_requests=4), messages)
     rows = {row["id"]: row["status"] for row in server.rows(DEMO_CLIENT_ID, "users")}
     assert rows == last
     _assert_no_key_overlap(server, "users")
-    assert max(e["in_flight"] for e in upserts(server)) >= 3
+    assert max(e.in_flight for e in upserts(server)) >= 3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import typing as t
 from importlib import metadata
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
-from target_support import TARGET_BIN, clean_env
+
+from tests.support.targets import about
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_DEFINITION = ROOT / "plugins" / "loaders" / "target-rjmetrics--rjmetrics.yml"
@@ -21,10 +21,7 @@ SDK_LABELS = {"load_method": "Load Method"}
 
 
 def _about(fmt: str) -> str:
-    return subprocess.run(
-        [str(TARGET_BIN), "--about", "--format", fmt],
-        capture_output=True, text=True, check=True, env=clean_env(),
-    ).stdout
+    return about(fmt)
 
 
 def _table_rows(text: str) -> list[str]:

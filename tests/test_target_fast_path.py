@@ -14,7 +14,9 @@ import typing as t
 
 import pytest
 
-from target_support import base_config, record, run_in_process, schema, state
+from tests.support.config import target_config
+from tests.support.messages import lines, record, schema, state
+from tests.support.targets import run_in_process
 
 from target_rjmetrics.target import TargetRJMetrics
 
@@ -103,7 +105,7 @@ def _run(api: LocalImportAPI, messages: list[t.Any], extra: dict[str, t.Any], *,
     error: str | None = None
     states: list[t.Any] = []
     try:
-        states = run_in_process(base_config(api, max_points_per_request=17, **extra), messages).states
+        states = run_in_process(target_config(api, max_points_per_request=17, **extra), messages).states
     except Exception as exc:  # noqa: BLE001 (the error itself is compared)
         error = f"{type(exc).__name__}: {exc}"
     warnings = sorted({r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING})
@@ -147,10 +149,8 @@ def test_the_fast_path_fails_with_the_sdk_paths_words(
 def test_plain_streams_take_the_fast_path_and_others_do_not(make_api: t.Callable[..., LocalImportAPI]) -> None:
     messages = [schema("plain", {"id": {"type": "integer"}}, ["id"]), schema("mapped", {"id": {"type": "integer"}}, ["id"]),
                 record("plain", id=1), record("mapped", id=1)]
-    target = TargetRJMetrics(config=base_config(make_api(), stream_maps={"mapped": {"__alias__": "renamed"}}))
+    target = TargetRJMetrics(config=target_config(make_api(), stream_maps={"mapped": {"__alias__": "renamed"}}))
     import io
-
-    from target_support import lines
 
     target.listen(io.StringIO(lines(messages)))
     assert set(target._plain_streams) == {"plain"}  # noqa: SLF001 (which streams took it is the point)

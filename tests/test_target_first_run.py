@@ -10,28 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import typing as t
 from pathlib import Path
 
-from target_support import (
-    TARGET_BIN,
-    USERS_SCHEMA,
-    Run,
-    base_config,
-    clean_env,
-    landed_by_id,
-    lines,
-    parse_states,
-    record,
-    run_cli,
-    schema,
-    state,
-    users,
-)
-
 from target_rjmetrics.client import PRODUCTION_URL
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
+from tests.support.checks import landed_by_id
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, lines, record, schema, state, users
+from tests.support.targets import Run, about, clean_env, run_cli, run_target
 
 CID = DEMO_CLIENT_ID
 #: A key distinctive enough that finding it anywhere in the output means it leaked.
@@ -54,38 +41,20 @@ def error_lines(run: Run) -> list[str]:
 
 def run_with_config_file(path: Path, messages: t.Iterable[dict[str, t.Any] | str]) -> Run:
     """Run the target on a config file as written (which may not be JSON)."""
-    proc = subprocess.run(
-        [str(TARGET_BIN), "--config", str(path)],
-        input=lines(messages),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-        check=False,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr, parse_states(proc.stdout))
+    return run_target(config=path, stdin=lines(messages))
 
 
 def env_run(messages: t.Iterable[dict[str, t.Any]], **variables: str) -> Run:
     """Run with ``--config ENV`` only: every setting comes from ``TARGET_RJMETRICS_*`` variables."""
     env = clean_env(**{f"TARGET_RJMETRICS_{name.upper()}": value for name, value in variables.items()})
-    proc = subprocess.run(
-        [str(TARGET_BIN), "--config", "ENV"],
-        input=lines(messages),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr, parse_states(proc.stdout))
+    return run_target(config="ENV", stdin=lines(messages), env=env)
 
 
 # -- item 4: settings errors name the setting and the rule ------------------------------------
 
 
 def test_a_missing_client_id_is_named_and_nothing_is_sent(local_api: LocalImportAPI) -> None:
-    config = base_config(local_api, api_key=SECRET)
+    config = target_config(local_api, api_key=SECRET)
     del config["client_id"]
 
     run = run_cli(config, INPUT)
@@ -98,7 +67,7 @@ def test_a_missing_client_id_is_named_and_nothing_is_sent(local_api: LocalImport
 
 
 def test_each_wrong_setting_names_the_setting_and_the_rule_it_breaks(local_api: LocalImportAPI) -> None:
-    config = base_config(local_api, client_id="abc", max_points_per_request=500, keyless_streams="hsah")
+    config = target_config(local_api, client_id="abc", max_points_per_request=500, keyless_streams="hsah")
 
     run = run_cli(config, INPUT)
 
@@ -112,7 +81,7 @@ def test_each_wrong_setting_names_the_setting_and_the_rule_it_breaks(local_api: 
 
 def test_an_api_key_of_the_wrong_type_is_named_but_its_value_never_printed(local_api: LocalImportAPI) -> None:
     secret_number = 918273645546372819
-    config = base_config(local_api, api_key=secret_number, client_id=0)
+    config = target_config(local_api, api_key=secret_number, client_id=0)
 
     run = run_cli(config, INPUT)
 
@@ -176,7 +145,7 @@ def unknown_warnings(run: Run) -> list[str]:
 
 
 def test_a_misspelt_setting_warns_once_with_the_closest_name_and_the_run_goes_on(local_api: LocalImportAPI) -> None:
-    run = run_cli(base_config(local_api, table_prefx="shop_"), INPUT)
+    run = run_cli(target_config(local_api, table_prefx="shop_"), INPUT)
 
     assert run.exit_code == 0, run.stderr
     (warning,) = unknown_warnings(run)
@@ -189,7 +158,7 @@ def test_a_misspelt_setting_warns_once_with_the_closest_name_and_the_run_goes_on
 def test_a_misspelt_api_url_says_that_data_goes_to_production(local_api: LocalImportAPI, tmp_path: Path) -> None:
     # A dry run, so that nothing can reach the production host this warning is about.
     dry = tmp_path / "dry.jsonl"
-    config = base_config(local_api, dry_run_file=str(dry))
+    config = target_config(local_api, dry_run_file=str(dry))
     config["apiurl"] = config.pop("api_url")
 
     run = run_cli(config, INPUT)
@@ -220,12 +189,9 @@ def test_an_unknown_setting_variable_is_named_with_the_closest_variable(local_ap
 
 
 def test_every_setting_about_lists_is_known_the_sdk_ones_too(local_api: LocalImportAPI) -> None:
-    about = subprocess.run(
-        [str(TARGET_BIN), "--about", "--format", "json"], capture_output=True, text=True, check=True, env=clean_env()
-    )
-    names = set(json.loads(about.stdout)["settings"]["properties"])
+    names = set(json.loads(about())["settings"]["properties"])
     assert {"batch_size_rows", "stream_maps", "flattening_enabled", "validate_records"} <= names
-    config = base_config(
+    config = target_config(
         local_api, batch_size_rows=50, validate_records=True, flattening_enabled=False, add_record_metadata=False
     )
 
@@ -287,7 +253,7 @@ def test_a_record_that_breaks_its_schema_is_reported_once_without_its_value(loca
         state({"bookmark": 2}),
     ]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 1
     assert "Traceback" not in run.output
@@ -308,7 +274,7 @@ def test_the_debug_hint_names_the_variable_and_the_variable_shows_the_details(lo
     # whose own words could quote record values, so the target reports it by type and points
     # to DEBUG for the details.
     messages = [schema("trees", {"id": {"type": "integer"}}, ["id"]), record("trees", id=1)]
-    config = base_config(local_api, stream_maps={"trees": {"ratio": "id / 0"}})
+    config = target_config(local_api, stream_maps={"trees": {"ratio": "id / 0"}})
 
     run = run_cli(config, messages)
 
@@ -347,7 +313,7 @@ def test_the_summary_is_one_log_line_per_table(local_api: LocalImportAPI) -> Non
         state({"b": 1}),
     ]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 0, run.stderr
     # Every line on stderr is a log line of its own: nothing Meltano would relay without its prefix.
@@ -371,7 +337,7 @@ def test_streams_removed_by_a_null_stream_map_claim_no_table_and_stay_out_of_the
         record("audit", id=5),
         state({"b": 1}),
     ]
-    config = base_config(local_api, keyless_streams="fail", stream_maps={"public-users": None, "audit": "__NULL__"})
+    config = target_config(local_api, keyless_streams="fail", stream_maps={"public-users": None, "audit": "__NULL__"})
 
     run = run_cli(config, messages)
 

@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import typing as t
 
 import pytest
 
-from target_support import (
-    TARGET_BIN,
-    USERS_SCHEMA,
-    base_config,
-    clean_env,
-    landed_by_id,
-    record,
-    run_cli,
-    run_in_process,
-    schema,
-    state,
-    upserts,
-    users,
-)
-
 from target_rjmetrics.exceptions import RJMetricsInputError
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, LocalImportAPI
+from tests.support.checks import landed_by_id, upserts
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, record, schema, state, users
+from tests.support.targets import about, run_cli, run_in_process
 
 CID = DEMO_CLIENT_ID
 ID_AND_VALUE = {"id": {"type": "integer"}, "v": {"type": ["string", "null"]}}
@@ -42,12 +30,12 @@ def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def posted_paths(server: LocalImportAPI) -> list[str]:
     """Paths of every upsert the server received, whatever its answer."""
-    return [entry["path"] for entry in upserts(server, status=None)]
+    return [entry.path for entry in upserts(server, status=None)]
 
 
 def sent_keys(server: LocalImportAPI) -> list[list[t.Any]]:
     """Key values of every point of every upsert the server received."""
-    return [kv for entry in upserts(server, status=None) for kv in entry["key_values"] or []]
+    return [kv for entry in upserts(server, status=None) for kv in entry.key_values or []]
 
 
 # -- table names -------------------------------------------------------------------------
@@ -65,7 +53,7 @@ def test_table_is_prefix_plus_stream_name_with_unsafe_characters_turned_to_under
     for n, stream in enumerate(streams, start=1):
         messages += [schema(stream, ID_AND_VALUE, ["id"]), record(stream, id=n, v=stream)]
 
-    run_in_process(base_config(local_api, table_prefix="acme_"), messages)
+    run_in_process(target_config(local_api, table_prefix="acme_"), messages)
 
     assert local_api.tables(CID) == dict.fromkeys(streams.values(), 1)
     for n, (stream, table) in enumerate(streams.items(), start=1):
@@ -89,11 +77,11 @@ def test_hostile_stream_names_never_change_the_request_path(local_api: LocalImpo
     for n, stream in enumerate(streams, start=1):
         messages += [schema(stream, ID_AND_VALUE, ["id"]), record(stream, id=n)]
 
-    run_in_process(base_config(local_api), messages)
+    run_in_process(target_config(local_api), messages)
 
     expected_paths = sorted(f"/v2/client/{CID}/table/{table}/data" for table in streams.values())
     assert sorted(posted_paths(local_api)) == expected_paths
-    assert all(entry["status"] == 201 for entry in upserts(local_api, status=None))
+    assert all(entry.status == 201 for entry in upserts(local_api, status=None))
     for n, table in enumerate(streams.values(), start=1):
         assert local_api.rows(CID, table) == [{"id": n}]
 
@@ -110,7 +98,7 @@ def test_two_streams_mapping_to_one_table_fail_before_the_second_stream_is_sent(
         state({"step": 2}),
     ]
 
-    run = run_cli(base_config(local_api, max_points_per_request=1), messages)
+    run = run_cli(target_config(local_api, max_points_per_request=1), messages)
 
     assert run.exit_code != 0
     assert "'public-users'" in run.stderr
@@ -128,7 +116,7 @@ def test_streams_renamed_to_one_name_by_stream_maps_are_a_clear_error(local_api:
         schema("shop_b", ID_AND_VALUE, ["id"]),
         record("shop_b", id=1, v="from shop_b"),
     ]
-    config = base_config(
+    config = target_config(
         local_api,
         stream_maps={"shop_a": {"__alias__": "orders"}, "shop_b": {"__alias__": "orders"}},
     )
@@ -147,7 +135,7 @@ def test_empty_stream_name_is_a_clear_error_and_nothing_is_sent(local_api: Local
     messages = [schema("", ID_AND_VALUE, ["id"]), record("", id=1), state({"s": 1})]
 
     with pytest.raises(RJMetricsInputError, match="empty table name") as failure:
-        run_in_process(base_config(local_api), messages)
+        run_in_process(target_config(local_api), messages)
 
     assert "table_prefix" in str(failure.value)
     assert upserts(local_api, status=None) == []
@@ -155,7 +143,7 @@ def test_empty_stream_name_is_a_clear_error_and_nothing_is_sent(local_api: Local
 
 def test_empty_stream_name_loads_into_the_table_prefix_alone(local_api: LocalImportAPI) -> None:
     run_in_process(
-        base_config(local_api, table_prefix="raw_"),
+        target_config(local_api, table_prefix="raw_"),
         [schema("", ID_AND_VALUE, ["id"]), record("", id=1, v="x")],
     )
 
@@ -176,7 +164,7 @@ def test_composite_key_properties_become_the_keys_of_each_point(local_api: Local
         record("stock", shop=1, sku="A", qty=4),  # both parts equal: replaces the first
     ]
 
-    run_in_process(base_config(local_api, max_points_per_request=1, max_concurrent_requests=1), messages)
+    run_in_process(target_config(local_api, max_points_per_request=1, max_concurrent_requests=1), messages)
 
     rows = local_api.rows(CID, "stock", with_keys=True)
     assert sorted((r["shop"], r["sku"], r["qty"]) for r in rows) == [(1, "A", 4), (1, "B", 2), (2, "A", 3)]
@@ -204,7 +192,7 @@ def test_keys_are_told_apart_as_the_api_does_true_is_not_1_and_1_is_1_point_0(
         record("pairs", a=1.0, b=1, v="1.0,1 replaces 1,1"),
     ]
 
-    run = run_cli(base_config(local_api, max_points_per_request=per_request), messages)
+    run = run_cli(target_config(local_api, max_points_per_request=per_request), messages)
 
     assert run.exit_code == 0, run.stderr
     flags = {json.dumps(r["id"]): r["v"] for r in local_api.rows(CID, "flags")}
@@ -212,7 +200,7 @@ def test_keys_are_told_apart_as_the_api_does_true_is_not_1_and_1_is_1_point_0(
     pairs = sorted(r["v"] for r in local_api.rows(CID, "pairs"))
     assert pairs == ["1,true", "1.0,1 replaces 1,1", "true,1"]
     # Only 1 and 1.0 are one key: in one request the target merges them, so 5 of 6 points go out.
-    sent = sum(entry["points"] for entry in upserts(local_api, table="flags"))
+    sent = sum(entry.points for entry in upserts(local_api, table="flags"))
     assert sent == (5 if per_request == 100 else 6)
 
 
@@ -231,7 +219,7 @@ def test_record_missing_its_key_field_fails_naming_stream_table_position_and_fie
         state({"after": 4}),
     ]
 
-    run = run_cli(base_config(local_api, max_points_per_request=1, max_concurrent_requests=1), messages)
+    run = run_cli(target_config(local_api, max_points_per_request=1, max_concurrent_requests=1), messages)
 
     assert run.exit_code != 0
     assert "stream 'users'" in run.stderr
@@ -257,7 +245,7 @@ def test_record_with_a_null_key_fails_naming_stream_table_position_and_field(loc
     ]
 
     with pytest.raises(RJMetricsInputError) as failure:
-        run_in_process(base_config(local_api), messages)
+        run_in_process(target_config(local_api), messages)
 
     message = str(failure.value)
     assert "stream 'users'" in message
@@ -274,7 +262,7 @@ def test_record_field_named_keys_is_loaded_as_keys_underscore_with_a_warning(
     props = {"id": {"type": "integer"}, "keys": {"type": "string"}}
     messages = [schema("locks", props, ["id"]), record("locks", id=1, keys="front door"), record("locks", id=2, keys="")]
 
-    run_in_process(base_config(local_api), messages)
+    run_in_process(target_config(local_api), messages)
 
     rows = local_api.rows(CID, "locks", with_keys=True)
     assert rows == [{"keys": ["id"], "id": 1, "keys_": "front door"}, {"keys": ["id"], "id": 2, "keys_": ""}]
@@ -287,7 +275,7 @@ def test_record_fields_keys_and_keys_underscore_together_are_a_clear_error(local
     messages = [schema("locks", props, ["id"]), record("locks", id=1, keys="a", keys_="b")]
 
     with pytest.raises(RJMetricsInputError) as failure:
-        run_in_process(base_config(local_api), messages)
+        run_in_process(target_config(local_api), messages)
 
     message = str(failure.value)
     assert "'keys'" in message
@@ -306,7 +294,7 @@ def test_key_property_named_keys_upserts_on_that_field(local_api: LocalImportAPI
         record("locks", keys=1, v="new"),
     ]
 
-    run_in_process(base_config(local_api, max_points_per_request=1, max_concurrent_requests=1), messages)
+    run_in_process(target_config(local_api, max_points_per_request=1, max_concurrent_requests=1), messages)
 
     rows = local_api.rows(CID, "locks", with_keys=True)
     assert sorted((r["keys_"], r["v"]) for r in rows) == [(1, "new"), (2, "two")]
@@ -328,7 +316,7 @@ def test_keyless_stream_is_keyed_by_a_content_hash_so_identical_records_land_onc
         record("clicks", id=1, v="a"),
         record("clicks", id=2, v="a"),
     ]
-    config = base_config(local_api, max_points_per_request=1, max_concurrent_requests=1)
+    config = target_config(local_api, max_points_per_request=1, max_concurrent_requests=1)
 
     run_in_process(config, messages)
     first_hashes = sorted(r["_record_hash"] for r in local_api.rows(CID, "events"))
@@ -350,7 +338,7 @@ def test_keyless_streams_fail_stops_with_an_error_naming_the_setting(local_api: 
     messages = [schema("events", ID_AND_VALUE, []), record("events", id=1, v="a")]
 
     with pytest.raises(RJMetricsInputError) as failure:
-        run_in_process(base_config(local_api, keyless_streams="fail"), messages)
+        run_in_process(target_config(local_api, keyless_streams="fail"), messages)
 
     assert "keyless_streams" in str(failure.value)
     assert "'events'" in str(failure.value)
@@ -371,7 +359,7 @@ def test_date_times_land_in_utc_as_the_api_format_and_dates_as_iso(local_api: Lo
         record("ev", id=4, at="2024-03-01T20:15:00.987654-05:00", day=None),  # forward a day, fraction dropped
     ]
 
-    run_in_process(base_config(local_api), messages)
+    run_in_process(target_config(local_api), messages)
 
     rows = landed_by_id(local_api, "ev")
     assert {i: (r["at"], r["day"]) for i, r in rows.items()} == {
@@ -394,7 +382,7 @@ def test_every_year_from_0001_to_9999_is_sent_with_four_digits(local_api: LocalI
         record("ev", id=5, at="0001-01-01T05:00:00+05:00", day=None),  # exactly the first second in UTC
     ]
 
-    run_in_process(base_config(local_api), messages)
+    run_in_process(target_config(local_api), messages)
 
     rows = landed_by_id(local_api, "ev")
     assert {i: (r["at"], r["day"]) for i, r in rows.items()} == {
@@ -417,7 +405,7 @@ def test_a_date_time_that_leaves_years_1_to_9999_in_utc_is_a_clear_error(local_a
         state({"after": 2}),
     ]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 1
     assert "stream 'ev' (table 'ev'), record #2: field 'at' is a date-time that falls outside the years 0001-9999" in (
@@ -441,7 +429,7 @@ def test_decimals_are_sent_digit_for_digit(local_api: LocalImportAPI, tmp_path: 
         + '{"type": "RECORD", "stream": "money", "record": {"id": 3, "amount": 1.10, "big": 0}}\n'
     )
 
-    run_in_process(base_config(local_api, dry_run_file=str(dry_run)), text)
+    run_in_process(target_config(local_api, dry_run_file=str(dry_run)), text)
 
     body = dry_run.read_bytes()
     assert b'"amount":12345678901234567890.123456789' in body
@@ -465,7 +453,7 @@ def test_nan_and_infinities_become_null_with_one_warning_and_a_count_in_the_summ
         state({"done": True}),
     ]
 
-    run = run_cli(base_config(local_api), messages)
+    run = run_cli(target_config(local_api), messages)
 
     assert run.exit_code == 0, run.stderr
     rows = landed_by_id(local_api, "m")
@@ -501,7 +489,7 @@ NESTED_RECORD = record(
 
 
 def test_nested_objects_and_arrays_land_as_json_text(local_api: LocalImportAPI) -> None:
-    run_in_process(base_config(local_api), [NESTED_SCHEMA, NESTED_RECORD])
+    run_in_process(target_config(local_api), [NESTED_SCHEMA, NESTED_RECORD])
 
     (row,) = local_api.rows(CID, "orders")
     assert isinstance(row["customer"], str)
@@ -514,8 +502,8 @@ def test_nested_objects_and_arrays_land_as_json_text(local_api: LocalImportAPI) 
 def test_flattening_turns_nested_objects_into_columns_down_to_max_depth(make_api: t.Any) -> None:
     shallow, deep = make_api(), make_api()
 
-    run_in_process(base_config(shallow, flattening_enabled=True, flattening_max_depth=1), [NESTED_SCHEMA, NESTED_RECORD])
-    run_in_process(base_config(deep, flattening_enabled=True, flattening_max_depth=3), [NESTED_SCHEMA, NESTED_RECORD])
+    run_in_process(target_config(shallow, flattening_enabled=True, flattening_max_depth=1), [NESTED_SCHEMA, NESTED_RECORD])
+    run_in_process(target_config(deep, flattening_enabled=True, flattening_max_depth=3), [NESTED_SCHEMA, NESTED_RECORD])
 
     (row,) = shallow.rows(CID, "orders")
     assert set(row) == {"id", "customer__name", "customer__address", "items"}
@@ -537,7 +525,7 @@ def test_control_characters_nul_and_non_ascii_text_survive_intact(local_api: Loc
     }
     messages = [schema("texts", ID_AND_VALUE, ["id"]), *[record("texts", id=i, v=v) for i, v in texts.items()]]
 
-    run_in_process(base_config(local_api), messages)
+    run_in_process(target_config(local_api), messages)
 
     rows = landed_by_id(local_api, "texts")
     assert {i: r["v"] for i, r in rows.items()} == texts
@@ -557,7 +545,7 @@ def test_activate_version_is_ignored_with_a_warning_and_deletes_nothing(
         state({"s": 1}),
     ]
 
-    run = run_in_process(base_config(local_api), messages)
+    run = run_in_process(target_config(local_api), messages)
 
     assert sorted(landed_by_id(local_api, "users")) == [1, 2, 3, 4]
     assert any("ACTIVATE_VERSION" in w and "'users'" in w for w in warnings_logged(caplog))
@@ -565,16 +553,7 @@ def test_activate_version_is_ignored_with_a_warning_and_deletes_nothing(
 
 
 def test_about_does_not_advertise_activate_version() -> None:
-    proc = subprocess.run(
-        [str(TARGET_BIN), "--about", "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        check=True,
-        timeout=60,
-    )
-
-    capabilities = json.loads(proc.stdout)["capabilities"]
+    capabilities = json.loads(about())["capabilities"]
     assert "activate-version" not in capabilities
     assert "stream-maps" in capabilities  # the list itself is there
 
@@ -591,21 +570,21 @@ def test_stream_maps_rename_the_stream_drop_a_field_and_set_key_properties(local
         "public-users": {"__alias__": "customers", "password": "__NULL__", "__key_properties__": ["email"]}
     }
 
-    run_in_process(base_config(local_api, stream_maps=stream_maps, max_points_per_request=1), messages)
+    run_in_process(target_config(local_api, stream_maps=stream_maps, max_points_per_request=1), messages)
 
     assert set(local_api.tables(CID)) == {"customers"}
     rows = local_api.rows(CID, "customers", with_keys=True)
     assert sorted((r["email"], r["id"]) for r in rows) == [("a@example.com", 2), ("b@example.com", 3)]
     assert all("password" not in r for r in rows)
     assert all(r["keys"] == ["email"] for r in rows)
-    assert all("pw" not in json.dumps(entry) for entry in local_api.request_log())
+    assert all("pw" not in repr(entry) for entry in local_api.request_log())
 
 
 def test_add_record_metadata_adds_sdc_columns(make_api: t.Any) -> None:
     plain, with_metadata = make_api(), make_api()
 
-    run_in_process(base_config(plain), [USERS_SCHEMA, *users(2)])
-    run_in_process(base_config(with_metadata, add_record_metadata=True), [USERS_SCHEMA, *users(2)])
+    run_in_process(target_config(plain), [USERS_SCHEMA, *users(2)])
+    run_in_process(target_config(with_metadata, add_record_metadata=True), [USERS_SCHEMA, *users(2)])
 
     assert not any(k.startswith("_sdc_") for r in plain.rows(CID, "users") for k in r)
     rows = with_metadata.rows(CID, "users")
@@ -624,7 +603,7 @@ def test_validate_records_rejects_a_bad_record_naming_the_field_and_not_the_valu
     local_api: LocalImportAPI,
 ) -> None:
     with pytest.raises(Exception) as failure:  # noqa: PT011 (the message is what is checked)
-        run_in_process(base_config(local_api, validate_records=True), [STRICT_SCHEMA, *BAD_RECORDS])
+        run_in_process(target_config(local_api, validate_records=True), [STRICT_SCHEMA, *BAD_RECORDS])
 
     message = str(failure.value)
     assert "'age'" in message
@@ -634,6 +613,6 @@ def test_validate_records_rejects_a_bad_record_naming_the_field_and_not_the_valu
 
 
 def test_validate_records_false_lets_a_record_that_breaks_its_schema_through(local_api: LocalImportAPI) -> None:
-    run_in_process(base_config(local_api, validate_records=False), [STRICT_SCHEMA, *BAD_RECORDS])
+    run_in_process(target_config(local_api, validate_records=False), [STRICT_SCHEMA, *BAD_RECORDS])
 
     assert landed_by_id(local_api, "people")[2]["age"] == "SECRET-VALUE-8317"

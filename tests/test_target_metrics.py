@@ -6,7 +6,10 @@ import json
 import typing as t
 from collections import defaultdict
 
-from target_support import USERS_SCHEMA, base_config, clean_env, record, run_cli, schema, state, upserts, users
+from tests.support.checks import upserts
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, record, schema, state, users
+from tests.support.targets import clean_env, run_cli
 
 from target_rjmetrics.local_api import Faults
 
@@ -32,7 +35,7 @@ def _input() -> list[t.Any]:
 def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Callable[..., LocalImportAPI]) -> None:
     server = make_api(faults=Faults(seed=11, error_rate=0.4, error_statuses=(503,)))
 
-    run = run_cli(base_config(server, max_points_per_request=40, max_concurrent_requests=1), _input())
+    run = run_cli(target_config(server, max_points_per_request=40, max_concurrent_requests=1), _input())
 
     assert run.exit_code == 0, run.stderr
     points = metrics_of(run.stderr)
@@ -40,7 +43,7 @@ def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Cal
     tries = [p for p in points if p["metric"] == "http_request_duration" and p["tags"]["endpoint"] == "upsert"]
     # One duration per try, with the status the server answered, in the order it answered.
     assert [(p["tags"]["table"], p["tags"]["http_status_code"]) for p in tries] == [
-        (e["table"], e["status"]) for e in sent
+        (e.table, e.status) for e in sent
     ]
     assert all(p["tags"]["status"] == ("succeeded" if p["tags"]["http_status_code"] == 201 else "failed") for p in tries)
     assert all(p["value"] >= 0 for p in tries)
@@ -48,7 +51,7 @@ def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Cal
     for p in points:
         if p["type"] == "counter" and "table" in p["tags"]:
             totals[(p["metric"], p["tags"]["table"])] += p["value"]
-    failed = sum(1 for e in sent if e["status"] != 201)
+    failed = sum(1 for e in sent if e.status != 201)
     assert failed > 0, "the fault never fired: the retry count proves nothing"
     assert totals[("retry_count", "users")] + totals[("retry_count", "orders")] == failed
     assert totals[("http_request_count", "users")] + totals[("http_request_count", "orders")] == len(sent)
@@ -57,7 +60,7 @@ def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Cal
     summaries = {p["tags"]["table"]: p for p in points if p["metric"] == "load_summary"}
     assert set(summaries) == {"users", "orders"}
     assert summaries["users"]["value"] == 35 and summaries["users"]["tags"]["merged"] == 5
-    assert summaries["users"]["tags"]["requests"] == sum(1 for e in sent if e["table"] == "users" and e["status"] == 201)
+    assert summaries["users"]["tags"]["requests"] == sum(1 for e in sent if e.table == "users" and e.status == 201)
     # The SDK's own timer of sealing (not sending) is not logged.
     assert not [p for p in points if p["metric"] == "batch_processing_time"]
 
@@ -66,7 +69,7 @@ def test_record_count_counts_only_records_that_landed(make_api: t.Callable[..., 
     # The first request is accepted, then everything is refused for good.
     server = make_api(faults=Faults(fail_after=1, fail_status=400))
 
-    run = run_cli(base_config(server, max_points_per_request=10, max_concurrent_requests=1), [USERS_SCHEMA, *users(50)])
+    run = run_cli(target_config(server, max_points_per_request=10, max_concurrent_requests=1), [USERS_SCHEMA, *users(50)])
 
     assert run.exit_code == 1
     landed = sum(p["value"] for p in metrics_of(run.stderr) if p["metric"] == "record_count")
@@ -94,7 +97,7 @@ def test_structured_logging_gives_one_parseable_summary_event_per_table(
     )
     env = clean_env(SINGER_SDK_LOG_CONFIG=str(config))
 
-    run = run_cli(base_config(local_api), _input(), env=env)
+    run = run_cli(target_config(local_api), _input(), env=env)
 
     assert run.exit_code == 0, run.stderr
     events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]

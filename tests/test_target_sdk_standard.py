@@ -14,11 +14,12 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing.suites import target_tests
 
-from target_support import upserts
-
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
-from target_rjmetrics.points import RECORD_HASH_FIELD, table_name
+from target_rjmetrics.points import RECORD_HASH_FIELD
 from target_rjmetrics.target import TargetRJMetrics
+from tests.support.checks import upserts
+from tests.support.expected import last_versions, sanitise
+from tests.support.messages import read_messages
 
 # The SDK expects a STATE after each drain of its own batches; this target writes a STATE
 # only once every record before it has landed, skipping states superseded meanwhile. Its
@@ -41,21 +42,8 @@ StandardTargetTests = get_target_test_class(
 
 def expected_rows(singer_text: str) -> dict[str, list[dict[str, t.Any]]]:
     """Last version of each key per table, from Singer input, computed without the target."""
-    keys_of: dict[str, list[str]] = {}
-    tables: dict[str, dict[t.Any, dict[str, t.Any]]] = {}
-    for line in singer_text.splitlines():
-        if not line.strip():
-            continue
-        message = json.loads(line)
-        if message["type"] == "SCHEMA":
-            keys_of[message["stream"]] = message.get("key_properties") or []
-        elif message["type"] == "RECORD":
-            stream = message["stream"]
-            rec = message["record"]
-            keys = keys_of[stream]
-            key = tuple(rec[k] for k in keys) if keys else json.dumps(rec, sort_keys=True)
-            tables.setdefault(table_name(stream), {})[key] = rec
-    return {table: list(rows.values()) for table, rows in tables.items()}
+    versions = last_versions(read_messages(singer_text))
+    return {sanitise(stream): list(rows.values()) for stream, rows in versions.items()}
 
 
 def assert_landed(server: LocalImportAPI, singer_text: str) -> None:

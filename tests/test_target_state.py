@@ -7,25 +7,12 @@ import time
 import typing as t
 
 import pytest
-from target_support import (
-    TARGET_BIN,
-    USERS_SCHEMA,
-    LiveTarget,
-    base_config,
-    clean_env,
-    landed_by_id,
-    landed_keys_by,
-    lines,
-    record,
-    run_cli,
-    run_in_process,
-    schema,
-    state,
-    upserts,
-    users,
-)
 
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
+from tests.support.checks import landed_by_id, landed_keys_by, upserts
+from tests.support.config import target_config
+from tests.support.messages import USERS_SCHEMA, lines, record, schema, state, users
+from tests.support.targets import TARGET_BIN, TargetProcess, clean_env, run_cli, run_in_process
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -42,7 +29,7 @@ def _wait_until(condition: t.Callable[[], bool], timeout: float = 20) -> None:
 
 def _wait_until_started(server: LocalImportAPI) -> None:
     """Wait until the target has checked its credentials, i.e. is about to read input."""
-    _wait_until(lambda: any("authenticate" in e["path"] for e in server.request_log()))
+    _wait_until(lambda: any("authenticate" in e.path for e in server.request_log()))
 
 
 def _checkpointed_users(total: int, every: int) -> list[dict[str, t.Any]]:
@@ -58,7 +45,7 @@ def _checkpointed_users(total: int, every: int) -> list[dict[str, t.Any]]:
 
 def test_state_is_not_written_before_its_records_land(make_api: t.Callable[..., LocalImportAPI], tmp_path: Path) -> None:
     server = make_api(faults=Faults(seed=3, latency_ms=30, jitter_ms=120))
-    live = LiveTarget(base_config(server, max_concurrent_requests=6, state_flush_seconds=1), tmp_path)
+    live = TargetProcess(target_config(server, max_concurrent_requests=6, state_flush_seconds=1), tmp_path)
     try:
         live.send(_checkpointed_users(1200, 50))
         assert live.close_input() == 0, live.stderr
@@ -79,7 +66,7 @@ def test_states_come_out_in_input_order_without_repeats_or_empties(local_api: Lo
         if i % 10 == 0:
             messages.extend([state({"users": i}), state({"users": i})])  # each state arrives twice
     messages.append(state({"users": 300}))
-    run = run_in_process(base_config(local_api, max_points_per_request=10, max_concurrent_requests=4), messages)
+    run = run_in_process(target_config(local_api, max_points_per_request=10, max_concurrent_requests=4), messages)
     values = [s["users"] for s in run.states]
     assert values, "no STATE written"
     assert values == sorted(values), f"states out of order: {values}"
@@ -89,7 +76,7 @@ def test_states_come_out_in_input_order_without_repeats_or_empties(local_api: Lo
 
 
 def test_state_is_written_promptly_when_the_tap_goes_quiet(local_api: LocalImportAPI, tmp_path: Path) -> None:
-    live = LiveTarget(base_config(local_api, state_flush_seconds=1), tmp_path)
+    live = TargetProcess(target_config(local_api, state_flush_seconds=1), tmp_path)
     try:
         _wait_until_started(local_api)  # time the STATE, not the target's start-up
         live.send([USERS_SCHEMA, *users(5), state({"users": 5})])  # far from a full request
@@ -97,7 +84,7 @@ def test_state_is_written_promptly_when_the_tap_goes_quiet(local_api: LocalImpor
         stamp = live.wait_for_state(lambda v: v == {"users": 5}, timeout=10)
         assert stamp is not None, "the STATE never came while the input stayed open"
         assert stamp - sent_at < 3, f"the STATE took {stamp - sent_at:.1f}s with state_flush_seconds=1"
-        assert live.proc.poll() is None, "the target should still be waiting for input"
+        assert live.running(), "the target should still be waiting for input"
         assert live.close_input() == 0
     finally:
         live.kill()
@@ -106,7 +93,7 @@ def test_state_is_written_promptly_when_the_tap_goes_quiet(local_api: LocalImpor
 
 def test_state_is_written_promptly_while_input_keeps_flowing(local_api: LocalImportAPI, tmp_path: Path) -> None:
     events = schema("events", {"id": {"type": "integer"}}, ["id"])
-    live = LiveTarget(base_config(local_api, state_flush_seconds=1), tmp_path)
+    live = TargetProcess(target_config(local_api, state_flush_seconds=1), tmp_path)
     try:
         _wait_until_started(local_api)
         live.send([USERS_SCHEMA, events, *users(3), state({"users": 3})])
@@ -128,7 +115,7 @@ def test_state_is_written_promptly_while_input_keeps_flowing(local_api: LocalImp
 def test_after_a_failure_no_state_passes_the_last_landed_data(local_api: LocalImportAPI) -> None:
     # Three requests of 100 are accepted, then every request gets a 400.
     local_api.set_faults(fail_after=3, fail_status=400)
-    config = base_config(local_api, max_concurrent_requests=1)
+    config = target_config(local_api, max_concurrent_requests=1)
     run = run_cli(config, _checkpointed_users(1000, 50))
     assert run.exit_code != 0
     assert run.states, "the states covered by the three accepted requests should be written"
@@ -144,11 +131,11 @@ def test_sigterm_settles_in_flight_requests_and_writes_the_last_landed_state(
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:
     server = make_api(faults=Faults(latency_ms=300))
-    live = LiveTarget(base_config(server, max_concurrent_requests=2, state_flush_seconds=60), tmp_path)
+    live = TargetProcess(target_config(server, max_concurrent_requests=2, state_flush_seconds=60), tmp_path)
     try:
         live.send(_checkpointed_users(450, 100))  # 4 full requests go out; 50 records stay buffered
-        _wait_until(lambda: any(e["method"] == "POST" for e in server.request_log()))
-        live.proc.send_signal(signal.SIGTERM)  # requests are in flight now (300 ms each)
+        _wait_until(lambda: any(e.method == "POST" for e in server.request_log()))
+        live.send_signal(signal.SIGTERM)  # requests are in flight now (300 ms each)
         code = live.finish(timeout=30)
     finally:
         live.kill()
@@ -162,17 +149,17 @@ def test_sigterm_settles_in_flight_requests_and_writes_the_last_landed_state(
     # and the last state is the newest one that all landed rows cover.
     assert landed % 100 == 0 and landed >= 100, landed
     assert last == landed, f"last state {last}, {landed} rows landed"
-    in_flight_after = [e for e in upserts(server, status=None) if e["completed"] > live.states[-1][0]]
+    in_flight_after = [e for e in upserts(server, status=None) if e.completed > live.states[-1][0]]
     assert not in_flight_after, "a request finished after the last STATE was written"
 
 
 def test_sigint_stops_with_its_own_exit_code(local_api: LocalImportAPI, tmp_path: Path) -> None:
-    live = LiveTarget(base_config(local_api), tmp_path)
+    live = TargetProcess(target_config(local_api), tmp_path)
     try:
         live.send([USERS_SCHEMA, *users(10)])
         _wait_until_started(local_api)
         time.sleep(0.3)  # now blocked on its input
-        live.proc.send_signal(signal.SIGINT)
+        live.send_signal(signal.SIGINT)
         code = live.finish(timeout=20)
     finally:
         live.kill()
@@ -184,7 +171,7 @@ def test_a_failure_while_the_tap_is_quiet_ends_the_run_without_waiting_for_input
     local_api: LocalImportAPI, tmp_path: Path
 ) -> None:
     local_api.set_faults(fail_after=0, fail_status=400)
-    live = LiveTarget(base_config(local_api, state_flush_seconds=1, authenticate_on_start=False), tmp_path)
+    live = TargetProcess(target_config(local_api, state_flush_seconds=1, authenticate_on_start=False), tmp_path)
     try:
         live.send([USERS_SCHEMA, *users(5), state({"users": 5})])  # then the tap goes quiet
         code = live.finish(timeout=20)  # standard input stays open
@@ -200,13 +187,13 @@ def test_sigterm_while_requests_are_failing_still_exits_as_stopped_by_the_signal
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:
     server = make_api(faults=Faults(seed=4, error_rate=1.0, error_statuses=(502,), latency_ms=200, jitter_ms=1500))
-    config = base_config(server, max_concurrent_requests=4, max_retry_seconds=60, state_flush_seconds=1,
+    config = target_config(server, max_concurrent_requests=4, max_retry_seconds=60, state_flush_seconds=1,
                          authenticate_on_start=False)
-    live = LiveTarget(config, tmp_path)
+    live = TargetProcess(config, tmp_path)
     try:
         live.send([USERS_SCHEMA, *users(1000)])
         _wait_until(lambda: len(upserts(server, status=None)) >= 4)
-        live.proc.send_signal(signal.SIGTERM)
+        live.send_signal(signal.SIGTERM)
         code = live.finish(timeout=30)
     finally:
         live.kill()
@@ -248,12 +235,12 @@ def test_a_state_that_cannot_be_written_fails_the_run_after_settling(
     for i in range(6):
         messages += [*users(10, start=10 * i + 1), state({"after": 10 * (i + 1)})]
 
-    code, stderr = _run_into(stdout_sink, base_config(server, max_points_per_request=5), messages, tmp_path)
+    code, stderr = _run_into(stdout_sink, target_config(server, max_points_per_request=5), messages, tmp_path)
 
     assert code == 1, stderr
     assert f"Cannot write STATE to standard output ({reason}" in stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     # What was sent was settled, not abandoned: every request that went out got its answer.
     sent = upserts(server, status=None)
-    assert sent and all(entry["status"] == 201 for entry in sent)
-    assert sum(entry["points"] for entry in sent) == len(landed_by_id(server, "users"))
+    assert sent and all(entry.status == 201 for entry in sent)
+    assert sum(entry.points for entry in sent) == len(landed_by_id(server, "users"))

@@ -1,40 +1,157 @@
 """The in-memory request log: one entry per API request, for people and tests.
 
-Entry fields (all JSON-serialisable): ``seq`` (arrival order), ``arrived`` and ``completed``
-(``time.time()``; ``completed`` is taken after the SQLite commit, just before the answer is
-written), ``method``, ``path`` (never the query string, which carries the API key),
-``client_id``, ``table``, ``points``, ``body_bytes``, ``status`` (0 for a dropped
+An entry is a frozen :class:`RequestLogEntry`. While its request is being handled the server
+fills a mutable :class:`PendingEntry` as it learns things (the table from the path, the points
+once the body is parsed, the injected latency, the answer); :meth:`PendingEntry.finish` freezes
+it when the answer is decided. One field may change after that: a ghost's ``ghost_applied``,
+which the log keeps beside the entry (:meth:`RequestLog.ghost_applied`) and merges into the
+entries it returns.
+
+Entry fields (``/_local/requests`` shows them as JSON, in this order): ``seq`` (arrival order),
+``arrived`` and ``completed`` (``time.time()``; ``completed`` is taken after the SQLite commit,
+just before the answer is written), ``method``, ``path`` (never the query string, which carries
+the API key), ``client_id``, ``table``, ``points``, ``body_bytes``, ``status`` (0 for a dropped
 connection), ``in_flight`` (requests in flight including this one at arrival), ``fault``
 (``None`` or the name of the fault that produced the answer), ``delay_ms`` (injected latency),
-``sandbox``, and ``key_values`` when the server logs point keys. A ghost's entry also has
+``sandbox``, ``key_values`` when the server logs point keys, and, for a ghost only,
 ``ghost_due`` and ``ghost_applied`` (see the faults module).
 
 The log is bounded twice: by entry count and by the memory its entries take (estimated when
-an entry is added, see ``entry_bytes``); the oldest entries go first.
+an entry is added, see :func:`entry_bytes`); the oldest entries go first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_ENTRIES = 1_000_000
-#: About 70,000 entries of a typical upsert, or 6,000 with the key values of 100 points each.
+#: About 145,000 entries of a typical upsert, or 5,000 with the key values of 100 points each.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
-def entry_bytes(entry: dict[str, Any]) -> int:
-    """Estimate the memory an entry holds: ``sys.getsizeof`` of it and of every value in it.
+@dataclass(frozen=True, slots=True)
+class RequestLogEntry:
+    """One API request as the server saw it (see the module docstring for each field).
 
-    Key names are not counted (they are shared by every entry); nor is the sharing of small
-    ints, so the estimate errs high. Entries are flat apart from ``key_values`` (a list of
-    lists of scalars), which is walked two levels deep without recursion (it is the hot path).
+    ``key_values`` is ``None`` when the server does not log point keys or the body could not
+    be parsed (and an item is ``None`` for a point without valid keys); ``ghost_due`` and ``ghost_applied`` are ``None`` unless the request is a ghost
+    (``ghost_applied`` stays ``None`` while the ghost is pending, and for ever if the server
+    stopped first). ``key_values`` lists are shared with the log: read them, never change them.
+    """
+
+    seq: int
+    arrived: float
+    completed: float
+    method: str
+    path: str
+    client_id: int | None
+    table: str | None
+    points: int | None
+    body_bytes: int
+    status: int
+    in_flight: int
+    fault: str | None
+    delay_ms: float
+    sandbox: bool
+    key_values: list[list[Any] | None] | None = None
+    ghost_due: float | None = None
+    ghost_applied: float | None = None
+
+    @property
+    def is_ghost(self) -> bool:
+        """Whether the request's points are (or were to be) stored late."""
+        return self.ghost_due is not None
+
+    def to_dict(self, *, with_key_values: bool) -> dict[str, Any]:
+        """The entry as ``/_local/requests`` shows it.
+
+        Args:
+            with_key_values: Include ``key_values`` (the server logs point keys).
+
+        Returns:
+            The fields in their documented order; ``ghost_due`` and ``ghost_applied`` only for
+            a ghost.
+        """
+        data = {name: getattr(self, name) for name in _JSON_FIELDS}
+        if with_key_values:
+            data["key_values"] = self.key_values
+        if self.ghost_due is not None:
+            data["ghost_due"] = self.ghost_due
+            data["ghost_applied"] = self.ghost_applied
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestLogEntry:
+        """Read an entry from its JSON form (``/_local/requests`` of a server in another process)."""
+        fields: dict[str, Any] = {name: data[name] for name in _JSON_FIELDS}
+        fields.update((name, data.get(name)) for name in _OPTIONAL_FIELDS)
+        return cls(**fields)
+
+
+_OPTIONAL_FIELDS = ("key_values", "ghost_due", "ghost_applied")
+_FIELDS = tuple(f.name for f in dataclasses.fields(RequestLogEntry))
+_JSON_FIELDS = tuple(name for name in _FIELDS if name not in _OPTIONAL_FIELDS)
+
+
+@dataclass(slots=True)
+class PendingEntry:
+    """The entry of a request being handled: filled in as the server learns things, then frozen."""
+
+    seq: int
+    arrived: float
+    method: str
+    path: str
+    in_flight: int
+    sandbox: bool
+    client_id: int | None = None
+    table: str | None = None
+    points: int | None = None
+    body_bytes: int = 0
+    delay_ms: float = 0.0
+    key_values: list[list[Any] | None] | None = None
+    ghost_due: float | None = None
+
+    def finish(self, status: int, fault: str | None, completed: float) -> RequestLogEntry:
+        """Freeze the entry with its answer (``status`` 0: none was sent)."""
+        return RequestLogEntry(
+            seq=self.seq,
+            arrived=self.arrived,
+            completed=completed,
+            method=self.method,
+            path=self.path,
+            client_id=self.client_id,
+            table=self.table,
+            points=self.points,
+            body_bytes=self.body_bytes,
+            status=status,
+            in_flight=self.in_flight,
+            fault=fault,
+            delay_ms=self.delay_ms,
+            sandbox=self.sandbox,
+            key_values=self.key_values,
+            ghost_due=self.ghost_due,
+        )
+
+
+def entry_bytes(entry: RequestLogEntry) -> int:
+    """Estimate the memory an entry holds: ``sys.getsizeof`` of it and of every value it owns.
+
+    ``None``, booleans and small ints are shared by every entry, so they are not counted; the
+    values inside ``key_values`` are all counted, so the estimate errs high. Entries are flat
+    apart from ``key_values`` (a list of lists of scalars), which is walked two levels deep
+    without recursion (it is the hot path).
     """
     getsizeof = sys.getsizeof
     size = getsizeof(entry)
-    for value in entry.values():
+    for name in _FIELDS:
+        value = getattr(entry, name)
+        if value is None or value is True or value is False or (type(value) is int and -5 <= value <= 256):  # noqa: PLR2004 (CPython's cached ints)
+            continue
         size += getsizeof(value)
         if type(value) is list:
             for item in value:
@@ -49,7 +166,7 @@ class RequestLog:
 
     Args:
         max_entries: How many entries to keep.
-        max_bytes: How many bytes of memory entries may take (``entry_bytes``); an entry
+        max_bytes: How many bytes of memory entries may take (:func:`entry_bytes`); an entry
             larger than this on its own is not kept.
     """
 
@@ -62,25 +179,33 @@ class RequestLog:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._entries: deque[tuple[dict[str, Any], int]] = deque()
+        self._entries: deque[tuple[RequestLogEntry, int]] = deque()
         self._bytes = 0
+        # seq -> time its points were applied (None: pending), for every ghost whose entry is
+        # logged or still being handled; dropped with its entry.
+        self._ghosts: dict[int, float | None] = {}
 
-    def append(self, entry: dict[str, Any]) -> None:
-        """Add a finished entry (only ``set_field`` may change it afterwards)."""
+    def append(self, entry: RequestLogEntry) -> None:
+        """Add a finished entry."""
         size = entry_bytes(entry)
         with self._lock:
             self._entries.append((entry, size))
             self._bytes += size
-            while self._entries and (
-                len(self._entries) > self.max_entries or self._bytes > self.max_bytes
-            ):
-                _, dropped = self._entries.popleft()
-                self._bytes -= dropped
+            while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
+                dropped, dropped_size = self._entries.popleft()
+                self._bytes -= dropped_size
+                self._ghosts.pop(dropped.seq, None)
 
-    def set_field(self, entry: dict[str, Any], name: str, value: Any) -> None:
-        """Change one field of an entry, logged or not yet (thread-safe against readers)."""
+    def expect_ghost(self, seq: int) -> None:
+        """Note that request ``seq`` is a ghost whose points will be applied later."""
         with self._lock:
-            entry[name] = value
+            self._ghosts[seq] = None
+
+    def ghost_applied(self, seq: int, when: float) -> None:
+        """Record when ghost ``seq``'s points were applied (nothing if its entry is gone)."""
+        with self._lock:
+            if seq in self._ghosts:
+                self._ghosts[seq] = when
 
     @property
     def bytes(self) -> int:
@@ -88,8 +213,8 @@ class RequestLog:
         with self._lock:
             return self._bytes
 
-    def entries(self, since: int | None = None) -> list[dict[str, Any]]:
-        """Return copies of the entries ordered by ``seq``.
+    def entries(self, since: int | None = None) -> list[RequestLogEntry]:
+        """Return the entries ordered by ``seq``.
 
         Args:
             since: Only entries with ``seq`` greater than this.
@@ -98,14 +223,21 @@ class RequestLog:
             The entries of finished requests (requests still in flight are not listed yet).
         """
         with self._lock:
-            snapshot = [dict(e) for e, _ in self._entries if since is None or e["seq"] > since]
-        snapshot.sort(key=lambda e: e["seq"])
+            snapshot = [e for e, _ in self._entries if since is None or e.seq > since]
+            applied = {seq: when for seq, when in self._ghosts.items() if when is not None}
+        if applied:
+            snapshot = [
+                dataclasses.replace(e, ghost_applied=applied[e.seq]) if e.seq in applied else e for e in snapshot
+            ]
+        snapshot.sort(key=lambda e: e.seq)
         return snapshot
 
     def clear(self) -> int:
         """Empty the log and return how many entries it held."""
         with self._lock:
             count = len(self._entries)
+            for entry, _ in self._entries:
+                self._ghosts.pop(entry.seq, None)
             self._entries.clear()
             self._bytes = 0
             return count

@@ -1,4 +1,8 @@
-"""The local Import API: HTTP routing, authentication, fault application and the request log.
+"""The local Import API: HTTP routing, authentication, fault application, and the server's lifecycle.
+
+:class:`LocalImportAPI` owns the lifecycle (start, stop, URLs) and the public inspection API; the
+request handler sees the server only through :class:`~target_rjmetrics.local_api.state.ServerState`
+(credentials, faults, storage, the request log and their bookkeeping).
 
 API endpoints (the real Import API's, see ``shared/import-api.md``)::
 
@@ -27,8 +31,6 @@ committed transaction and 201.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import re
 import socket
@@ -43,16 +45,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from target_rjmetrics.local_api.export import FORMATS, render
 from target_rjmetrics.local_api.faults import (
     CONTRACT_MAX_BODY_BYTES,
     REDIRECT_STATUSES,
     Decision,
-    FaultInjector,
     Faults,
-    fault_of_field,
 )
 from target_rjmetrics.local_api.points import (
     DataPoint,
@@ -66,8 +66,11 @@ from target_rjmetrics.local_api.points import (
 from target_rjmetrics.local_api.requestlog import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
+    PendingEntry,
     RequestLog,
+    RequestLogEntry,
 )
+from target_rjmetrics.local_api.state import ServerState
 from target_rjmetrics.local_api.storage import Storage, database_path
 
 DEMO_CLIENT_ID = 1
@@ -85,9 +88,6 @@ DRAIN_MAX_S = 2.0
 GHOST_POLL_S = 0.05
 #: Longest ``stop()`` waits for connection and ghost threads.
 STOP_JOIN_S = 5.0
-#: Host names always accepted in the ``Host`` header (besides every loopback IP literal).
-LOOPBACK_NAMES = ("localhost",)
-_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 _CLIENT_ID_PATTERN = re.compile(r"[1-9][0-9]*")
 _CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]{1,18}")
@@ -131,25 +131,6 @@ def _error(status: int, reasons: list[str]) -> dict[str, Any]:
     return {"code": status, "message": HTTPStatus(status).phrase, "reasons": reasons}
 
 
-def _host_name(header: str) -> str:
-    """Return the host of a ``Host`` header value, lower-cased, without port or brackets."""
-    value = header.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        return value[1:end] if end > 0 else value
-    name, sep, port = value.rpartition(":")
-    if sep and port.isdigit() and ":" not in name:
-        return name
-    return value
-
-
-def _ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(name)
-    except ValueError:
-        return None
-
-
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -161,10 +142,10 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], app: LocalImportAPI) -> None:
+    def __init__(self, address: tuple[str, int], state: ServerState) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        self.app = app
+        self.state = state
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -174,7 +155,12 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Exchange(BaseHTTPRequestHandler):
+    """One connection's requests: reading each, its log entry, writing its answer (JSON, trickled or not).
+
+    Subclasses route a parsed request in ``_dispatch``.
+    """
+
     protocol_version = "HTTP/1.1"
     server_version = "rjmetrics-local-api"
     sys_version = ""
@@ -189,13 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        self.server.app._register_connection(self.connection)
+        self.server.state.register_connection(self.connection)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.app._unregister_connection(self.connection)
+            self.server.state.unregister_connection(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         # The stdlib access log prints the request line, query string (API key) included.
@@ -208,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def handle_one_request(self) -> None:
-        self._entry: dict[str, Any] | None = None
+        self._entry: PendingEntry | None = None
         self.headers = None  # type: ignore[assignment]  # no stale headers of the last request
         self._body_consumed = False
         self._expect_continue = False
@@ -247,36 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(int(code), payload)
         finally:
             if own_entry:
-                self.server.app._depart()
-
-    # -- dispatch ------------------------------------------------------------------------
+                self.server.state.depart()
 
     def _dispatch(self) -> None:
-        raw_path, _, query = self.path.partition("?")
-        is_local = raw_path == "/_local" or raw_path.startswith("/_local/")
-        refusal = self.server.app._host_refusal(
-            self.headers.get_all("Host") or [], self.headers.get_all("Origin") or []
-        )
-        if refusal is not None:
-            if is_local:
-                self._respond(403, _error(403, [refusal]))
-                return
-            # Logged like any API request, but drawing nothing from the fault generators.
-            self._begin_entry(path=raw_path, route=None)
-            try:
-                self._respond(403, _error(403, [refusal]))
-            finally:
-                self.server.app._depart()
-            return
-        if is_local:
-            self._guarded(lambda: self._handle_local(raw_path, query))
-            return
-        route = _match_route(raw_path)
-        self._begin_entry(path=raw_path, route=route)
-        try:
-            self._guarded(lambda: self._handle_api(route, query))
-        finally:
-            self.server.app._depart()
+        raise NotImplementedError
 
     def _guarded(self, handler: Any) -> None:
         try:
@@ -290,345 +250,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._respond(500, _error(500, ["internal error of the local server"]))
 
     def _begin_entry(self, path: str, route: _Route | None) -> None:
-        app = self.server.app
-        self._entry, self._decision = app._arrive(self.command or "", path, route is not None)
+        self._entry, self._decision = self.server.state.arrive(self.command or "", path, route is not None)
         if route is not None:
-            self._entry["client_id"] = _client_id(route.cid_raw)
+            self._entry.client_id = _client_id(route.cid_raw)
             if route.table_raw is not None:
-                self._entry["table"] = unquote(route.table_raw, errors="replace")
-
-    # -- the real API --------------------------------------------------------------------
-
-    def _handle_api(self, route: _Route | None, query: str) -> None:
-        app = self.server.app
-        if route is None:
-            self._respond(404, _error(404, [f"unknown path {self._entry_path()!r}"]))
-            return
-        if self.command not in route.allowed:
-            allowed = ", ".join(route.allowed)
-            reason = f"method {self.command} not allowed here; use {allowed}"
-            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
-            return
-        decision = self._decision
-        assert decision is not None  # drawn for every routed request
-        doc: Any = None
-        doc_error: InvalidUpsert | None = None
-        if route.kind == "upsert":
-            body = self._read_upsert_body(decision.faults)
-            if body is None:
-                return
-            try:
-                doc = parse_json(body)
-            except InvalidUpsert as exc:
-                doc_error = exc
-            else:
-                assert self._entry is not None
-                self._entry["points"] = point_count(doc)
-                if app.log_point_keys:
-                    self._entry["key_values"] = key_values_of(doc)
-        if self._apply_faults(decision):
-            return
-        if route.kind == "status":
-            self._respond(200, {"code": 200, "message": "OK"})
-            return
-        client_id = self._authenticate(route, query)
-        if client_id is None:
-            return
-        if route.kind == "authenticate":
-            hits, faults = app._injector.select(decision, None)
-            if faults.trickle_authenticate and faults.trickle_interval is not None:
-                self._trickle_s = faults.trickle_interval
-            if "authenticate_status" in hits:
-                self._answer_substitute(faults, faults.authenticate_status, query, "authenticate_status")
-                return
-            self._respond(200, {"code": 200, "message": "authenticated"}, fault=self._trickle_fault())
-            return
-        assert route.table_raw is not None
-        table = unquote(route.table_raw, errors="replace")
-        if not is_valid_table_name(table):
-            reason = f"table name {table[:100]!r} must match ^[A-Za-z0-9_]+$"
-            self._respond(400, _error(400, [reason]))
-            return
-        try:
-            if doc_error is not None:
-                raise doc_error
-            points = validate_points(doc)
-        except InvalidUpsert as exc:
-            self._respond(400, _error(400, exc.reasons))
-            return
-        if app._injector.fail_after_reached():
-            self._answer_fail_after(decision.faults)
-            return
-        # The hostile stage: only requests that would otherwise land get here.
-        hits, faults = app._injector.select(decision, table)
-        if "trickle" in hits and faults.trickle_interval is not None:
-            self._trickle_s = faults.trickle_interval
-        if "upsert_status" in hits and "ghost" not in hits:
-            self._answer_substitute(faults, faults.upsert_status, query, "upsert_status")
-            return
-        if not app._injector.try_accept():
-            self._answer_fail_after(decision.faults)
-            return
-        if "ghost" in hits and faults.ghost_delay is not None:
-            self._ghost(faults, client_id, table, points)
-            return
-        if app._storage is not None:
-            try:
-                app._storage.upsert(client_id, table, points)
-            except BaseException:
-                app._injector.unaccept()
-                raise
-        self._respond(201, {"code": 201, "message": "created"}, fault=self._trickle_fault())
-
-    def _entry_path(self) -> str:
-        return self._entry["path"] if self._entry is not None else ""
-
-    def _read_upsert_body(self, faults: Faults) -> bytes | None:
-        """Read the body after checking its declared size; answer and return None if refused."""
-        if self.headers.get("Transfer-Encoding") is not None:
-            reason = "chunked bodies are not accepted; send a Content-Length"
-            self._respond(411, _error(411, [reason]))
-            return None
-        lengths = self.headers.get_all("Content-Length") or []
-        if not lengths:
-            self._respond(411, _error(411, ["a Content-Length header is required"]))
-            return None
-        if len(set(lengths)) != 1 or not _CONTENT_LENGTH_PATTERN.fullmatch(lengths[0].strip()):
-            self._respond(400, _error(400, ["invalid Content-Length header"]))
-            return None
-        length = int(lengths[0])
-        assert self._entry is not None
-        self._entry["body_bytes"] = length
-        if length > faults.max_body_bytes:
-            lowered = length <= CONTRACT_MAX_BODY_BYTES
-            reason = f"body of {length} bytes is over the limit of {faults.max_body_bytes} bytes"
-            fault = "max_body_bytes" if lowered else None
-            self._respond(413, _error(413, [reason]), fault=fault)
-            return None
-        if self._expect_continue:
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            # The client went away mid-body: nobody is left to answer.
-            self.close_connection = True
-            self._finish_entry(0, None)
-            return None
-        self._body_consumed = True
-        return body
-
-    def _apply_faults(self, decision: Decision) -> bool:
-        """Apply the request's injected faults; return True when one of them answered."""
-        app = self.server.app
-        faults = decision.faults
-        retry_after = {"Retry-After": str(faults.retry_after)}
-        if decision.over_in_flight:
-            reason = f"more than {faults.max_in_flight} requests in flight"
-            self._respond(429, _error(429, [reason]), headers=retry_after, fault="max_in_flight")
-            return True
-        if decision.delay_s > 0:
-            assert self._entry is not None
-            self._entry["delay_ms"] = round(decision.delay_s * 1000.0, 3)
-            time.sleep(decision.delay_s)
-        if decision.drop:
-            self._close_without_answer("drop")
-            return True
-        if app._injector.fail_after_reached():
-            self._answer_fail_after(faults)
-            return True
-        if decision.rate_limited:
-            reason = "injected fault: rate limited"
-            self._respond(429, _error(429, [reason]), headers=retry_after, fault="rate_limit")
-            return True
-        if decision.error_status is not None:
-            status = decision.error_status
-            self._respond(status, _error(status, ["injected fault: error_rate"]), fault="error_rate")
-            return True
-        return False
-
-    def _trickle_fault(self) -> str | None:
-        return "trickle" if self._trickle_s is not None else None
-
-    def _answer_substitute(self, faults: Faults, status: int | None, query: str, fault: str) -> None:
-        """Answer ``status`` instead of a success, as a proxy or captive portal would."""
-        assert status is not None  # select() hits a fault only while it is on
-        headers: dict[str, str] = {}
-        if status in REDIRECT_STATUSES:
-            # The query (with apikey) goes along: a client that follows it leaks the key.
-            target = self._entry_path() + (f"?{query}" if query else "")
-            base = faults.redirect_url
-            headers["Location"] = base.rstrip("/") + target if base is not None else target
-        if self._trickle_s is not None:
-            fault = f"{fault}+trickle"
-        message = f"injected fault: {fault.split('+')[0]} (nothing was stored)"
-        payload = {"code": status, "message": _phrase(status), "reasons": [message]}
-        self._respond(status, payload, headers=headers, fault=fault)
-
-    def _ghost(self, faults: Faults, client_id: int, table: str, points: list[DataPoint]) -> None:
-        """Answer a ghost as ``ghost_answer`` says; its points are stored later."""
-        app = self.server.app
-        entry = self._entry
-        assert entry is not None and faults.ghost_delay is not None
-        entry["ghost_due"] = entry["arrived"] + faults.ghost_delay
-        entry["ghost_applied"] = None
-        app._schedule_ghost(entry, client_id, table, points, faults.ghost_delay)
-        answer = faults.ghost_answer
-        if answer == "drop":
-            self._close_without_answer("ghost")
-            return
-        if answer == "hold":
-            if self._hold_until_client_leaves(faults.ghost_hold_max):
-                self.close_connection = True
-                self._finish_entry(0, "ghost")
-                return
-            answer = 504
-        assert isinstance(answer, int)
-        reason = "injected fault: ghost (the points will be stored late)"
-        fault = "ghost+trickle" if self._trickle_s is not None else "ghost"
-        self._respond(answer, _error(answer, [reason]), fault=fault)
-
-    def _hold_until_client_leaves(self, max_s: float) -> bool:
-        """Wait until the client closes the connection; False if it is still there after ``max_s``."""
-        app = self.server.app
-        deadline = time.monotonic() + max_s
-        conn = self.connection
-        previous = conn.gettimeout()
-        try:
-            while not app._stop_event.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                conn.settimeout(min(GHOST_POLL_S, remaining))
-                try:
-                    if not conn.recv(1, socket.MSG_PEEK):
-                        return True  # EOF: the client gave up
-                except TimeoutError:
-                    continue  # still connected, nothing sent
-                except OSError:
-                    return True  # reset: the client gave up
-                # Bytes of a next request: the client is still there; don't spin on them.
-                app._stop_event.wait(GHOST_POLL_S)
-            return True
-        finally:
-            try:
-                conn.settimeout(previous)
-            except OSError:
-                pass
-
-    def _close_without_answer(self, fault: str) -> None:
-        self.close_connection = True
-        self._finish_entry(0, fault)
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _answer_fail_after(self, faults: Faults) -> None:
-        status = faults.fail_status
-        reason = f"injected fault: failing every request after {faults.fail_after} accepted upserts"
-        headers = {"Retry-After": str(faults.retry_after)} if status in (429, 503) else None
-        self._respond(status, _error(status, [reason]), headers=headers, fault="fail_after")
-
-    def _authenticate(self, route: _Route, query: str) -> int | None:
-        """Return the client id when the request's key is that client's, else answer 401."""
-        keys = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "apikey"]
-        client_id = _client_id(route.cid_raw)
-        reason = None
-        if not keys:
-            reason = "the apikey query parameter is missing"
-        elif len(keys) > 1:
-            reason = "the apikey query parameter is given more than once"
-        else:
-            expected = self.server.app._credentials.get(client_id) if client_id else None
-            given = keys[0].encode("utf-8", "surrogatepass")
-            if expected is None or not hmac.compare_digest(given, expected.encode("utf-8")):
-                reason = f"authorization failed: the API key is not valid for client {route.cid_raw}"
-        if reason is not None:
-            self._respond(401, _error(401, [reason]))
-            return None
-        return client_id
-
-    # -- /_local inspection -------------------------------------------------------------
-
-    def _handle_local(self, raw_path: str, query: str) -> None:
-        app = self.server.app
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        segs = raw_path.rstrip("/").split("/")[2:]  # after "", "_local"
-        method = self.command
-
-        def allow(*methods: str) -> bool:
-            if method in methods:
-                return True
-            allowed = ", ".join(methods)
-            reason = f"method {method} not allowed here; use {allowed}"
-            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
-            return False
-
-        if not segs:
-            if allow("GET"):
-                self._respond(200, {"endpoints": _LOCAL_INDEX, "sandbox": app.sandbox})
-        elif segs == ["tables"]:
-            if allow("GET"):
-                client_id = None
-                if "client_id" in params:
-                    client_id = _client_id(params["client_id"])
-                    if client_id is None or not _CLIENT_ID_PATTERN.fullmatch(params["client_id"]):
-                        self._respond(400, _error(400, ["client_id must be a positive integer"]))
-                        return
-                tables = [
-                    {"client_id": c, "table": t, "rows": n}
-                    for c, t, n in app._table_listing(client_id)
-                ]
-                self._respond(200, tables)
-        elif len(segs) == 4 and segs[0] == "tables" and segs[3] == "rows":
-            if allow("GET"):
-                client_id = _client_id(segs[1]) if _CLIENT_ID_PATTERN.fullmatch(segs[1]) else None
-                table = unquote(segs[2], errors="replace")
-                fmt = params.get("format", "json")
-                if client_id is None or not is_valid_table_name(table) or fmt not in FORMATS:
-                    reason = "need /_local/tables/{client_id}/{table}/rows?format=json|jsonl|csv"
-                    self._respond(400, _error(400, [reason]))
-                    return
-                text, content_type = render(app.rows(client_id, table), fmt)
-                self._respond_raw(200, text.encode("utf-8"), content_type)
-        elif segs == ["requests"]:
-            if allow("GET", "DELETE"):
-                if method == "DELETE":
-                    self._respond(200, {"cleared": app._log.clear()})
-                    return
-                since = params.get("since")
-                if since is not None and not re.fullmatch(r"-?[0-9]{1,18}", since):
-                    self._respond(400, _error(400, ["since must be an integer"]))
-                    return
-                self._respond(200, app.request_log(int(since) if since is not None else None))
-        elif segs == ["faults"]:
-            if allow("GET", "PUT"):
-                if method == "PUT":
-                    self._put_faults()
-                else:
-                    self._respond(200, app.faults.to_dict())
-        else:
-            self._respond(404, _error(404, [f"unknown path {raw_path[:200]!r}"]))
-
-    def _put_faults(self) -> None:
-        lengths = self.headers.get_all("Content-Length") or []
-        if len(lengths) != 1 or not _CONTENT_LENGTH_PATTERN.fullmatch(lengths[0].strip()):
-            self._respond(411, _error(411, ["a single valid Content-Length header is required"]))
-            return
-        length = int(lengths[0])
-        if length > LOCAL_MAX_BODY_BYTES:
-            self._respond(413, _error(413, ["fault settings body is too large"]))
-            return
-        body = self.rfile.read(length)
-        self._body_consumed = len(body) == length
-        try:
-            changes = json.loads(body)
-            if not isinstance(changes, dict):
-                raise ValueError("body must be a JSON object of fault settings")
-            faults = self.server.app.set_faults(**changes)
-        except (ValueError, TypeError, RecursionError) as exc:
-            self._respond(400, _error(400, [str(exc)[:300]]))
-            return
-        self._respond(200, faults.to_dict())
+                self._entry.table = unquote(route.table_raw, errors="replace")
 
     # -- responses -----------------------------------------------------------------------
 
@@ -648,11 +274,8 @@ class _Handler(BaseHTTPRequestHandler):
         if entry is None or self._responded:
             return
         self._responded = True
-        entry["status"] = status
-        entry["fault"] = fault
-        # Taken after any commit and just before the answer is written (see requestlog).
-        entry["completed"] = time.time()
-        self.server.app._record(entry)
+        # Completed: taken after any commit and just before the answer is written (see requestlog).
+        self.server.state.record(entry.finish(status, fault, time.time()))
 
     def _respond(
         self,
@@ -709,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
         Ends when the last byte is sent, when a write fails (the client went away) or at
         ``stop()``; so the thread is busy at most ``len(answer) * interval`` seconds.
         """
-        stop = self.server.app._stop_event
+        stop = self.server.state.stopping
         for i in range(len(answer)):
             if i and stop.wait(interval):
                 self.close_connection = True
@@ -745,6 +368,371 @@ _LOCAL_INDEX = {
     "GET /_local/faults": "fault settings",
     "PUT /_local/faults": "change fault settings (JSON object of changes)",
 }
+
+
+class _Inspection(_Exchange):
+    """The ``/_local`` endpoints: tables, rows, the request log and the fault settings."""
+
+    # -- /_local inspection -------------------------------------------------------------
+
+    def _handle_local(self, raw_path: str, query: str) -> None:
+        state = self.server.state
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        segs = raw_path.rstrip("/").split("/")[2:]  # after "", "_local"
+        method = self.command
+
+        def allow(*methods: str) -> bool:
+            if method in methods:
+                return True
+            allowed = ", ".join(methods)
+            reason = f"method {method} not allowed here; use {allowed}"
+            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
+            return False
+
+        if not segs:
+            if allow("GET"):
+                self._respond(200, {"endpoints": _LOCAL_INDEX, "sandbox": state.sandbox})
+        elif segs == ["tables"]:
+            if allow("GET"):
+                client_id = None
+                if "client_id" in params:
+                    client_id = _client_id(params["client_id"])
+                    if client_id is None or not _CLIENT_ID_PATTERN.fullmatch(params["client_id"]):
+                        self._respond(400, _error(400, ["client_id must be a positive integer"]))
+                        return
+                tables = [
+                    {"client_id": c, "table": t, "rows": n}
+                    for c, t, n in state.table_listing(client_id)
+                ]
+                self._respond(200, tables)
+        elif len(segs) == 4 and segs[0] == "tables" and segs[3] == "rows":
+            if allow("GET"):
+                client_id = _client_id(segs[1]) if _CLIENT_ID_PATTERN.fullmatch(segs[1]) else None
+                table = unquote(segs[2], errors="replace")
+                fmt = params.get("format", "json")
+                if client_id is None or not is_valid_table_name(table) or fmt not in FORMATS:
+                    reason = "need /_local/tables/{client_id}/{table}/rows?format=json|jsonl|csv"
+                    self._respond(400, _error(400, [reason]))
+                    return
+                text, content_type = render(state.rows(client_id, table), fmt)
+                self._respond_raw(200, text.encode("utf-8"), content_type)
+        elif segs == ["requests"]:
+            if allow("GET", "DELETE"):
+                if method == "DELETE":
+                    self._respond(200, {"cleared": state.log.clear()})
+                    return
+                since = params.get("since")
+                if since is not None and not re.fullmatch(r"-?[0-9]{1,18}", since):
+                    self._respond(400, _error(400, ["since must be an integer"]))
+                    return
+                entries = state.log.entries(int(since) if since is not None else None)
+                self._respond(200, [e.to_dict(with_key_values=state.log_point_keys) for e in entries])
+        elif segs == ["faults"]:
+            if allow("GET", "PUT"):
+                if method == "PUT":
+                    self._put_faults()
+                else:
+                    self._respond(200, state.injector.current().to_dict())
+        else:
+            self._respond(404, _error(404, [f"unknown path {raw_path[:200]!r}"]))
+
+    def _put_faults(self) -> None:
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) != 1 or not _CONTENT_LENGTH_PATTERN.fullmatch(lengths[0].strip()):
+            self._respond(411, _error(411, ["a single valid Content-Length header is required"]))
+            return
+        length = int(lengths[0])
+        if length > LOCAL_MAX_BODY_BYTES:
+            self._respond(413, _error(413, ["fault settings body is too large"]))
+            return
+        body = self.rfile.read(length)
+        self._body_consumed = len(body) == length
+        try:
+            changes = json.loads(body)
+            if not isinstance(changes, dict):
+                raise ValueError("body must be a JSON object of fault settings")
+            faults = self.server.state.set_faults(**changes)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self._respond(400, _error(400, [str(exc)[:300]]))
+            return
+        self._respond(200, faults.to_dict())
+
+
+class _Handler(_Inspection):
+    """Routes each request: ``/_local``, or the real API with its faults."""
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        raw_path, _, query = self.path.partition("?")
+        is_local = raw_path == "/_local" or raw_path.startswith("/_local/")
+        refusal = self.server.state.host_refusal(
+            self.headers.get_all("Host") or [], self.headers.get_all("Origin") or []
+        )
+        if refusal is not None:
+            if is_local:
+                self._respond(403, _error(403, [refusal]))
+                return
+            # Logged like any API request, but drawing nothing from the fault generators.
+            self._begin_entry(path=raw_path, route=None)
+            try:
+                self._respond(403, _error(403, [refusal]))
+            finally:
+                self.server.state.depart()
+            return
+        if is_local:
+            self._guarded(lambda: self._handle_local(raw_path, query))
+            return
+        route = _match_route(raw_path)
+        self._begin_entry(path=raw_path, route=route)
+        try:
+            self._guarded(lambda: self._handle_api(route, query))
+        finally:
+            self.server.state.depart()
+
+    # -- the real API --------------------------------------------------------------------
+
+    def _handle_api(self, route: _Route | None, query: str) -> None:
+        state = self.server.state
+        if route is None:
+            self._respond(404, _error(404, [f"unknown path {self._entry_path()!r}"]))
+            return
+        if self.command not in route.allowed:
+            allowed = ", ".join(route.allowed)
+            reason = f"method {self.command} not allowed here; use {allowed}"
+            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
+            return
+        decision = self._decision
+        assert decision is not None  # drawn for every routed request
+        doc: Any = None
+        doc_error: InvalidUpsert | None = None
+        if route.kind == "upsert":
+            body = self._read_upsert_body(decision.faults)
+            if body is None:
+                return
+            try:
+                doc = parse_json(body)
+            except InvalidUpsert as exc:
+                doc_error = exc
+            else:
+                assert self._entry is not None
+                self._entry.points = point_count(doc)
+                if state.log_point_keys:
+                    self._entry.key_values = key_values_of(doc)
+        if self._apply_faults(decision):
+            return
+        if route.kind == "status":
+            self._respond(200, {"code": 200, "message": "OK"})
+            return
+        client_id = self._authenticate(route, query)
+        if client_id is None:
+            return
+        if route.kind == "authenticate":
+            hits, faults = state.injector.select(decision, None)
+            if faults.trickle_authenticate and faults.trickle_interval is not None:
+                self._trickle_s = faults.trickle_interval
+            if "authenticate_status" in hits:
+                self._answer_substitute(faults, faults.authenticate_status, query, "authenticate_status")
+                return
+            self._respond(200, {"code": 200, "message": "authenticated"}, fault=self._trickle_fault())
+            return
+        assert route.table_raw is not None
+        table = unquote(route.table_raw, errors="replace")
+        if not is_valid_table_name(table):
+            reason = f"table name {table[:100]!r} must match ^[A-Za-z0-9_]+$"
+            self._respond(400, _error(400, [reason]))
+            return
+        try:
+            if doc_error is not None:
+                raise doc_error
+            points = validate_points(doc)
+        except InvalidUpsert as exc:
+            self._respond(400, _error(400, exc.reasons))
+            return
+        if state.injector.fail_after_reached():
+            self._answer_fail_after(decision.faults)
+            return
+        # The hostile stage: only requests that would otherwise land get here.
+        hits, faults = state.injector.select(decision, table)
+        if "trickle" in hits and faults.trickle_interval is not None:
+            self._trickle_s = faults.trickle_interval
+        if "upsert_status" in hits and "ghost" not in hits:
+            self._answer_substitute(faults, faults.upsert_status, query, "upsert_status")
+            return
+        if not state.injector.try_accept():
+            self._answer_fail_after(decision.faults)
+            return
+        if "ghost" in hits and faults.ghost_delay is not None:
+            self._ghost(faults, client_id, table, points)
+            return
+        state.store(client_id, table, points)
+        self._respond(201, {"code": 201, "message": "created"}, fault=self._trickle_fault())
+
+    def _entry_path(self) -> str:
+        return self._entry.path if self._entry is not None else ""
+
+    def _read_upsert_body(self, faults: Faults) -> bytes | None:
+        """Read the body after checking its declared size; answer and return None if refused."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            reason = "chunked bodies are not accepted; send a Content-Length"
+            self._respond(411, _error(411, [reason]))
+            return None
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            self._respond(411, _error(411, ["a Content-Length header is required"]))
+            return None
+        if len(set(lengths)) != 1 or not _CONTENT_LENGTH_PATTERN.fullmatch(lengths[0].strip()):
+            self._respond(400, _error(400, ["invalid Content-Length header"]))
+            return None
+        length = int(lengths[0])
+        assert self._entry is not None
+        self._entry.body_bytes = length
+        if length > faults.max_body_bytes:
+            lowered = length <= CONTRACT_MAX_BODY_BYTES
+            reason = f"body of {length} bytes is over the limit of {faults.max_body_bytes} bytes"
+            fault = "max_body_bytes" if lowered else None
+            self._respond(413, _error(413, [reason]), fault=fault)
+            return None
+        if self._expect_continue:
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            # The client went away mid-body: nobody is left to answer.
+            self.close_connection = True
+            self._finish_entry(0, None)
+            return None
+        self._body_consumed = True
+        return body
+
+    def _apply_faults(self, decision: Decision) -> bool:
+        """Apply the request's injected faults; return True when one of them answered."""
+        state = self.server.state
+        faults = decision.faults
+        retry_after = {"Retry-After": str(faults.retry_after)}
+        if decision.over_in_flight:
+            reason = f"more than {faults.max_in_flight} requests in flight"
+            self._respond(429, _error(429, [reason]), headers=retry_after, fault="max_in_flight")
+            return True
+        if decision.delay_s > 0:
+            assert self._entry is not None
+            self._entry.delay_ms = round(decision.delay_s * 1000.0, 3)
+            time.sleep(decision.delay_s)
+        if decision.drop:
+            self._close_without_answer("drop")
+            return True
+        if state.injector.fail_after_reached():
+            self._answer_fail_after(faults)
+            return True
+        if decision.rate_limited:
+            reason = "injected fault: rate limited"
+            self._respond(429, _error(429, [reason]), headers=retry_after, fault="rate_limit")
+            return True
+        if decision.error_status is not None:
+            status = decision.error_status
+            self._respond(status, _error(status, ["injected fault: error_rate"]), fault="error_rate")
+            return True
+        return False
+
+    def _trickle_fault(self) -> str | None:
+        return "trickle" if self._trickle_s is not None else None
+
+    def _answer_substitute(self, faults: Faults, status: int | None, query: str, fault: str) -> None:
+        """Answer ``status`` instead of a success, as a proxy or captive portal would."""
+        assert status is not None  # select() hits a fault only while it is on
+        headers: dict[str, str] = {}
+        if status in REDIRECT_STATUSES:
+            # The query (with apikey) goes along: a client that follows it leaks the key.
+            target = self._entry_path() + (f"?{query}" if query else "")
+            base = faults.redirect_url
+            headers["Location"] = base.rstrip("/") + target if base is not None else target
+        if self._trickle_s is not None:
+            fault = f"{fault}+trickle"
+        message = f"injected fault: {fault.split('+')[0]} (nothing was stored)"
+        payload = {"code": status, "message": _phrase(status), "reasons": [message]}
+        self._respond(status, payload, headers=headers, fault=fault)
+
+    def _ghost(self, faults: Faults, client_id: int, table: str, points: list[DataPoint]) -> None:
+        """Answer a ghost as ``ghost_answer`` says; its points are stored later."""
+        state = self.server.state
+        entry = self._entry
+        assert entry is not None and faults.ghost_delay is not None
+        entry.ghost_due = entry.arrived + faults.ghost_delay
+        state.schedule_ghost(entry, client_id, table, points)
+        answer = faults.ghost_answer
+        if answer == "drop":
+            self._close_without_answer("ghost")
+            return
+        if answer == "hold":
+            if self._hold_until_client_leaves(faults.ghost_hold_max):
+                self.close_connection = True
+                self._finish_entry(0, "ghost")
+                return
+            answer = 504
+        assert isinstance(answer, int)
+        reason = "injected fault: ghost (the points will be stored late)"
+        fault = "ghost+trickle" if self._trickle_s is not None else "ghost"
+        self._respond(answer, _error(answer, [reason]), fault=fault)
+
+    def _hold_until_client_leaves(self, max_s: float) -> bool:
+        """Wait until the client closes the connection; False if it is still there after ``max_s``."""
+        state = self.server.state
+        deadline = time.monotonic() + max_s
+        conn = self.connection
+        previous = conn.gettimeout()
+        try:
+            while not state.stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                conn.settimeout(min(GHOST_POLL_S, remaining))
+                try:
+                    if not conn.recv(1, socket.MSG_PEEK):
+                        return True  # EOF: the client gave up
+                except TimeoutError:
+                    continue  # still connected, nothing sent
+                except OSError:
+                    return True  # reset: the client gave up
+                # Bytes of a next request: the client is still there; don't spin on them.
+                state.stopping.wait(GHOST_POLL_S)
+            return True
+        finally:
+            try:
+                conn.settimeout(previous)
+            except OSError:
+                pass
+
+    def _close_without_answer(self, fault: str) -> None:
+        self.close_connection = True
+        self._finish_entry(0, fault)
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _answer_fail_after(self, faults: Faults) -> None:
+        status = faults.fail_status
+        reason = f"injected fault: failing every request after {faults.fail_after} accepted upserts"
+        headers = {"Retry-After": str(faults.retry_after)} if status in (429, 503) else None
+        self._respond(status, _error(status, [reason]), headers=headers, fault="fail_after")
+
+    def _authenticate(self, route: _Route, query: str) -> int | None:
+        """Return the client id when the request's key is that client's, else answer 401."""
+        keys = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "apikey"]
+        client_id = _client_id(route.cid_raw)
+        reason = None
+        if not keys:
+            reason = "the apikey query parameter is missing"
+        elif len(keys) > 1:
+            reason = "the apikey query parameter is given more than once"
+        else:
+            if not self.server.state.key_is_valid(client_id, keys[0]):
+                reason = f"authorization failed: the API key is not valid for client {route.cid_raw}"
+        if reason is not None:
+            self._respond(401, _error(401, [reason]))
+            return None
+        return client_id
+
+
 
 
 class LocalImportAPI:
@@ -805,21 +793,22 @@ class LocalImportAPI:
         self.log_point_keys = log_point_keys
         self.synchronous = synchronous
         self.access_log = access_log
-        self._credentials = creds
-        self._injector = FaultInjector(faults if faults is not None else Faults())
-        self._log = RequestLog(max_log_entries, max_log_bytes)
         self.allowed_hosts = tuple(h.strip().lower().strip("[]") for h in allowed_hosts)
-        self._stop_event = threading.Event()
-        self._ghost_lock = threading.Lock()
-        self._ghost_threads: list[threading.Thread] = []
-        self._arrival_lock = threading.Lock()
-        self._seq = 0
-        self._in_flight = 0
+        self._state = ServerState(
+            creds,
+            faults if faults is not None else Faults(),
+            sandbox=sandbox,
+            log_point_keys=log_point_keys,
+            log=RequestLog(max_log_entries, max_log_bytes),
+            host=host,
+            allowed_hosts=self.allowed_hosts,
+            access_log=access_log,
+        )
+        # Open from start() to stop(): the state's storage; then kept for reads of an
+        # in-memory database, which lives only as long as its connection.
         self._storage: Storage | None = None
         self._httpd: _HTTPServer | None = None
         self._serve_thread: threading.Thread | None = None
-        self._conn_lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
         self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -836,11 +825,12 @@ class LocalImportAPI:
         if not self.sandbox:
             self._storage = Storage(self.data_dir, synchronous=self.synchronous)
         try:
-            self._httpd = _HTTPServer((self.host, self.port), self)
+            self._httpd = _HTTPServer((self.host, self.port), self._state)
         except BaseException:
             if self._storage is not None:
                 self._storage.close()
             raise
+        self._state.storage = self._storage
         self.port = self._httpd.server_address[1]
         self._serve_thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -861,11 +851,10 @@ class LocalImportAPI:
             return
         self._stopped = True
         # Wakes trickles, held ghosts and pending ghosts (which are dropped, not applied).
-        self._stop_event.set()
+        self._state.stopping.set()
         httpd.shutdown()
         httpd.server_close()
-        with self._conn_lock:
-            connections = dict(self._connections)
+        connections = self._state.open_connections()
         for conn in connections:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
@@ -876,12 +865,11 @@ class LocalImportAPI:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self._serve_thread is not None:
             self._serve_thread.join(max(0.0, deadline - time.monotonic()))
-        with self._ghost_lock:
-            ghosts = list(self._ghost_threads)
-        for thread in ghosts:
+        for thread in self._state.ghost_threads():
             thread.join(max(0.0, deadline - time.monotonic()))
         # Under the ghost lock: a ghost committing right now finishes before the close.
-        with self._ghost_lock:
+        with self._state.ghost_lock:
+            self._state.storage = None
             if self._storage is not None and self._storage.path is not None:
                 self._storage.close()
                 self._storage = None
@@ -956,18 +944,18 @@ class LocalImportAPI:
             return Storage(self.data_dir, synchronous=self.synchronous, create=False), True
         return None, False
 
-    def request_log(self, since: int | None = None) -> list[dict[str, Any]]:
+    def request_log(self, since: int | None = None) -> list[RequestLogEntry]:
         """Return the request-log entries ordered by ``seq`` (only those after ``since``)."""
-        return self._log.entries(since)
+        return self._state.log.entries(since)
 
     def clear_request_log(self) -> None:
         """Empty the request log (``seq`` keeps counting)."""
-        self._log.clear()
+        self._state.log.clear()
 
     @property
     def faults(self) -> Faults:
         """The fault settings in force."""
-        return self._injector.current()
+        return self._state.injector.current()
 
     def set_faults(self, **changes: Any) -> Faults:
         """Change fault settings while running (thread-safe).
@@ -983,134 +971,4 @@ class LocalImportAPI:
         Returns:
             The settings now in force.
         """
-        faults = self._injector.current().replace(**changes)
-        restarted = {fault_of_field(name) for name in changes} - {None}
-        self._injector.set(
-            faults,
-            reseed="seed" in changes,
-            reset_fail_after="fail_after" in changes,
-            reset_selection=frozenset(n for n in restarted if n is not None),
-        )
-        return faults
-
-    # -- bookkeeping used by the handler ---------------------------------------------------
-
-    def _arrive(self, method: str, path: str, routed: bool) -> tuple[dict[str, Any], Decision | None]:
-        with self._arrival_lock:
-            self._seq += 1
-            self._in_flight += 1
-            in_flight = self._in_flight
-            entry: dict[str, Any] = {
-                "seq": self._seq,
-                "arrived": time.time(),
-                "completed": None,
-                "method": method,
-                "path": path,
-                "client_id": None,
-                "table": None,
-                "points": None,
-                "body_bytes": 0,
-                "status": None,
-                "in_flight": in_flight,
-                "fault": None,
-                "delay_ms": 0.0,
-                "sandbox": self.sandbox,
-            }
-            if self.log_point_keys:
-                entry["key_values"] = None
-            # Drawn under the arrival lock so the seeded draws follow arrival order.
-            decision = self._injector.draw(in_flight) if routed else None
-        return entry, decision
-
-    def _depart(self) -> None:
-        with self._arrival_lock:
-            self._in_flight -= 1
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        self._log.append(entry)
-        if self.access_log is not None:
-            points = "" if entry["points"] is None else f" {entry['points']} points"
-            fault = "" if entry["fault"] is None else f" fault={entry['fault']}"
-            line = f"{entry['method']} {entry['path']} {entry['status']}{points}{fault}"
-            print(line, file=self.access_log, flush=True)
-
-    def _accepts_host(self, name: str) -> bool:
-        ip = _ip_literal(name)
-        bind = self.host.strip().lower().strip("[]")
-        return (
-            name in LOOPBACK_NAMES
-            or (ip is not None and ip.is_loopback)
-            or name == bind
-            or name in self.allowed_hosts
-            or (ip is not None and bind in _WILDCARD_HOSTS)
-        )
-
-    def _host_refusal(self, hosts: list[str], origins: list[str]) -> str | None:
-        """Return why a request's ``Host`` or ``Origin`` is refused, or None when accepted.
-
-        A browser always sends the name it resolved; DNS rebinding gives it an attacker's
-        name that resolves to 127.0.0.1. Loopback names and IP literals cannot be rebound.
-        A page of another site can still send a "simple" POST to 127.0.0.1 itself, but then
-        the browser sends that site's ``Origin`` (API clients send none).
-        """
-        also = "" if self.host in ("127.0.0.1", "localhost", "::1") else f", {self.host}"
-        accepted = f"127.0.0.1, localhost or [::1]{also}"
-        if len(hosts) > 1:
-            return "more than one Host header"
-        # No Host: HTTP/1.0 tools; no browser omits it.
-        if hosts and not self._accepts_host(_host_name(hosts[0])):
-            return (
-                f"Host {hosts[0].strip()[:100]!r} is not accepted: this local server answers "
-                f"only requests addressed to {accepted} (this blocks DNS rebinding); "
-                "to accept another name, start it with --allow-host NAME"
-            )
-        for origin in origins:
-            try:
-                origin_host = urlsplit(origin.strip()).hostname
-            except ValueError:
-                origin_host = None
-            if origin_host is None or not self._accepts_host(origin_host.lower()):
-                return (
-                    f"Origin {origin.strip()[:100]!r} is not accepted: a web page of another "
-                    f"site may not use this local server (only pages of {accepted}); "
-                    "to accept another name, start it with --allow-host NAME"
-                )
-        return None
-
-    def _schedule_ghost(
-        self,
-        entry: dict[str, Any],
-        client_id: int,
-        table: str,
-        points: list[DataPoint],
-        delay_s: float,
-    ) -> None:
-        """Store ``points`` ``delay_s`` seconds after the request arrived, in the background."""
-        due = time.monotonic() + max(0.0, entry["arrived"] + delay_s - time.time())
-
-        def apply() -> None:
-            if self._stop_event.wait(max(0.0, due - time.monotonic())):
-                return  # stopped first: a pending ghost is dropped
-            with self._ghost_lock:
-                if self._stop_event.is_set():
-                    return
-                if self._storage is not None:
-                    self._storage.upsert(client_id, table, points)
-                self._log.set_field(entry, "ghost_applied", time.time())
-                if self.access_log is not None:
-                    line = f"GHOST {entry['path']} applied {len(points)} points (seq {entry['seq']})"
-                    print(line, file=self.access_log, flush=True)
-
-        thread = threading.Thread(target=apply, name=f"ghost-{entry['seq']}", daemon=True)
-        with self._ghost_lock:
-            self._ghost_threads = [t for t in self._ghost_threads if t.is_alive()]
-            self._ghost_threads.append(thread)
-        thread.start()
-
-    def _register_connection(self, conn: socket.socket) -> None:
-        with self._conn_lock:
-            self._connections[conn] = threading.current_thread()
-
-    def _unregister_connection(self, conn: socket.socket) -> None:
-        with self._conn_lock:
-            self._connections.pop(conn, None)
+        return self._state.set_faults(**changes)

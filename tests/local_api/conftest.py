@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from local_api_support import Api, CliServer
 
 from target_rjmetrics.local_api import LocalImportAPI
+from tests.support.api import Api
+from tests.support.servers import ServerProcess
 
 
 @pytest.fixture
@@ -37,18 +38,16 @@ def api(server: LocalImportAPI, session: requests.Session) -> Api:
 
 
 @pytest.fixture
-def cli_server(tmp_path: Path) -> Iterator[Any]:
-    """Factory of CLI server subprocesses, all killed at teardown."""
-    procs: list[CliServer] = []
+def cli_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory of ``rjmetrics-local-api serve`` processes (flags as arguments), all killed at teardown."""
+    servers: list[ServerProcess] = []
 
-    def start(*args: str) -> CliServer:
-        srv = CliServer(tmp_path, *args)
-        procs.append(srv)
-        return srv
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(tmp_path, *args)
+        servers.append(server)
+        return server.start(timeout=15)
 
     yield start
-    for srv in procs:
-        srv.kill()
-        for stream in (srv.proc.stdout, srv.proc.stderr):
-            if stream is not None:
-                stream.close()
+    for server in servers:
+        if server.running():
+            server.kill()

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from target_rjmetrics.local_api import Faults
+from target_rjmetrics.local_api import Faults, RequestLogEntry
 from target_rjmetrics.local_api.cli import build_parser
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "local-api.md").read_text(encoding="utf-8")
@@ -30,3 +30,9 @@ def test_every_faults_field_is_in_the_docs_and_has_a_flag_of_its_name() -> None:
     for field in dataclasses.fields(Faults):
         assert f"`{field.name}`" in DOC or f"({field.name}" in DOC or f"`{field.name};" in DOC, field.name
         assert "--" + field.name.replace("_", "-") in flags, field.name
+
+
+def test_every_request_log_field_is_in_the_docs() -> None:
+    section = DOC.split("### The request log", 1)[1].split("\n## ", 1)[0]
+    for field in dataclasses.fields(RequestLogEntry):
+        assert f"`{field.name}`" in section, field.name

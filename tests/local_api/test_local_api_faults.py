@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import Api, assert_error
 
 from target_rjmetrics.local_api import Faults, LocalImportAPI
+from tests.support.api import Api, assert_error
 
 
 def _point(i: int) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def test_error_rate_answers_5xx_from_the_given_statuses_and_stores_nothing(make_
     assert api.server.tables(1) == {}
     # /_local is never faulted.
     assert api.local("tables").status_code == 200
-    assert {e["fault"] for e in api.server.request_log()} == {"error_rate"}
+    assert {e.fault for e in api.server.request_log()} == {"error_rate"}
 
 
 def _statuses_under_seed(make_server: Any, seed: int) -> list[int]:
@@ -65,7 +65,7 @@ def test_latency_and_jitter_delay_each_answer(make_server: Any, session: request
     assert api.push("t", _point(1)).status_code == 201
     elapsed = time.monotonic() - started
     assert 0.12 <= elapsed < 1.0
-    delay = api.server.request_log()[-1]["delay_ms"]
+    delay = api.server.request_log()[-1].delay_ms
     assert 120 <= delay <= 180
 
 
@@ -74,8 +74,8 @@ def test_drop_closes_the_connection_without_an_answer_and_stores_nothing(make_se
     with pytest.raises(requests.ConnectionError):
         api.push("t", _point(1))
     entry = api.server.request_log()[-1]
-    assert entry["status"] == 0 and entry["fault"] == "drop"
-    assert entry["points"] == 1
+    assert entry.status == 0 and entry.fault == "drop"
+    assert entry.points == 1
     assert api.server.tables(1) == {}
 
 
@@ -85,7 +85,7 @@ def test_lowered_body_limit_answers_413(make_server: Any, session: requests.Sess
     assert small.status_code == 201
     big = api.push("t", [_point(i) for i in range(20)])
     assert_error(big, 413)
-    assert api.server.request_log()[-1]["fault"] == "max_body_bytes"
+    assert api.server.request_log()[-1].fault == "max_body_bytes"
     assert api.server.tables(1) == {"t": 1}
 
 

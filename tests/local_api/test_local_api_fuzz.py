@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -110,11 +109,11 @@ def test_with_faults_on_every_answer_is_well_formed_or_an_injected_fault(faulty_
     try:
         response = requests.request(method, url, data=body, timeout=10)
     except requests.ConnectionError:
-        assert faulty_server.request_log()[-1]["fault"] == "drop"
+        assert faulty_server.request_log()[-1].fault == "drop"
         return
     _check(response, method, allowed_5xx={500, 502, 503, 504})
     if response.status_code >= 500 or response.status_code == 429:
-        assert any(e["status"] == response.status_code and e["fault"] for e in faulty_server.request_log()[-3:])
+        assert any(e.status == response.status_code and e.fault for e in faulty_server.request_log()[-3:])
 
 
 @settings(max_examples=150, deadline=None)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import assert_error
 
 from target_rjmetrics.local_api import DEMO_API_KEY, LocalImportAPI
+from tests.support.api import assert_error
 
 
 def _raw(server: LocalImportAPI, request: bytes) -> tuple[int, dict[str, Any] | None]:
@@ -55,7 +55,7 @@ def test_a_rebound_host_name_cannot_change_faults_or_push_data(make_server: Any,
     assert server.tables(1) == {}
     assert _get(server, "/_local/requests", host)[0] == 403
     [entry] = server.request_log()  # the refused API request is logged, /_local ones are not
-    assert (entry["status"], entry["path"]) == (403, "/v2/client/1/table/t/data")
+    assert (entry.status, entry.path) == (403, "/v2/client/1/table/t/data")
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "127.0.0.1", "localhost:{port}", "LOCALHOST", "127.0.0.2:{port}",

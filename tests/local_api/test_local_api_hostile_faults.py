@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_api_support import Api, assert_error
 
-from target_rjmetrics.local_api import DEMO_API_KEY, Faults, LocalImportAPI
+from target_rjmetrics.local_api import DEMO_API_KEY, Faults, LocalImportAPI, RequestLogEntry
+from tests.support.api import Api, assert_error
 
 KEY_QUERY = f"apikey={DEMO_API_KEY}"
 
@@ -87,8 +87,8 @@ def test_upsert_redirect_points_to_another_host_with_the_query_and_stores_nothin
     assert response.headers["Location"] == f"http://other.example:9/base/v2/client/1/table/users/data?{KEY_QUERY}"
     assert api.server.tables(1) == {}
     [entry] = api.server.request_log()
-    assert (entry["status"], entry["fault"], entry["points"]) == (status, "upsert_status", 1)
-    assert DEMO_API_KEY not in json.dumps(entry)
+    assert (entry.status, entry.fault, entry.points) == (status, "upsert_status", 1)
+    assert DEMO_API_KEY not in repr(entry)
 
 
 def test_a_client_that_follows_a_307_sends_key_and_body_to_the_other_host(
@@ -194,7 +194,7 @@ def test_authenticate_gets_its_own_substitute_status_and_redirect(make_server: A
     assert api.authenticate().status_code == 200                 # count=1: only the first
     assert_error(api.authenticate(key="wrong"), 401)             # a bad key is still a 401
     assert _push(api, "t", _point(1)).status_code == 201         # upserts untouched
-    assert [e["fault"] for e in api.server.request_log()] == ["authenticate_status", None, None, None]
+    assert [e.fault for e in api.server.request_log()] == ["authenticate_status", None, None, None]
     api.server.set_faults(authenticate_status=204)
     assert api.authenticate().status_code == 204
 
@@ -230,7 +230,7 @@ def test_trickle_sends_the_answer_one_byte_per_interval_and_stores_the_points(ma
     assert min(gaps) > interval * 0.5
     assert received[-1][0] - received[0][0] >= interval * (len(data) - 1) * 0.9
     assert server.rows(1, "users") == [{"id": 1}]
-    assert server.request_log()[-1]["fault"] == "trickle"
+    assert server.request_log()[-1].fault == "trickle"
 
 
 def test_a_per_read_timeout_longer_than_the_interval_never_fires(make_server: Any, session: requests.Session) -> None:
@@ -250,7 +250,7 @@ def test_a_trickled_redirect_and_authenticate(make_server: Any, session: request
     response = _push(api, "t", _point(1))
     assert response.status_code == 303 and response.headers["Location"].endswith(KEY_QUERY)
     assert api.authenticate().status_code == 200
-    assert [e["fault"] for e in api.server.request_log()] == ["upsert_status+trickle", "trickle"]
+    assert [e.fault for e in api.server.request_log()] == ["upsert_status+trickle", "trickle"]
 
 
 def test_trickle_thread_ends_soon_after_the_client_goes_away(make_server: Any, session: requests.Session) -> None:
@@ -264,7 +264,7 @@ def test_trickle_thread_ends_soon_after_the_client_goes_away(make_server: Any, s
     def trickle_request_departed() -> bool:
         # A request's in_flight counts itself plus any request still being answered.
         assert Api(server, session).push("t", _point(2)).status_code == 201
-        return server.request_log()[-1]["in_flight"] == 1
+        return server.request_log()[-1].in_flight == 1
 
     _wait_for(trickle_request_departed, timeout=5)
     assert time.monotonic() - left < 3.0
@@ -301,18 +301,18 @@ def test_a_ghost_held_past_the_client_timeout_overwrites_a_newer_version(
     assert _push(api, "orders", _point(1, v="x")).status_code == 201
     assert api.server.rows(1, "users") == [{"id": 1, "v": "new"}]
 
-    def ghost_entry() -> dict[str, Any]:
-        return next(e for e in api.server.request_log() if e["fault"] == "ghost")
+    def ghost_entry() -> RequestLogEntry:
+        return next(e for e in api.server.request_log() if e.fault == "ghost")
 
-    _wait_for(lambda: ghost_entry()["ghost_applied"] is not None, timeout=delay + 5)
+    _wait_for(lambda: ghost_entry().ghost_applied is not None, timeout=delay + 5)
     assert api.server.rows(1, "users") == [{"id": 1, "v": "old"}]  # the ghost overwrote "new"
     ghost = ghost_entry()
-    newer = [e for e in api.server.request_log() if e["status"] == 201 and e["table"] == "users"][-1]
-    assert ghost["status"] == 0 and ghost["seq"] == 1
-    assert ghost["completed"] - ghost["arrived"] < delay  # logged when the client gave up
-    assert ghost["ghost_due"] == pytest.approx(ghost["arrived"] + delay)
-    assert ghost["ghost_applied"] >= ghost["ghost_due"] > newer["completed"]
-    assert ghost["ghost_applied"] - first_attempt < delay + 1.5
+    newer = [e for e in api.server.request_log() if e.status == 201 and e.table == "users"][-1]
+    assert ghost.status == 0 and ghost.seq == 1
+    assert ghost.completed - ghost.arrived < delay  # logged when the client gave up
+    assert ghost.ghost_due == pytest.approx(ghost.arrived + delay)
+    assert ghost.ghost_applied >= ghost.ghost_due > newer.completed
+    assert ghost.ghost_applied - first_attempt < delay + 1.5
     assert api.server.rows(1, "orders") == [{"id": 1, "v": "x"}]
 
 
@@ -326,7 +326,7 @@ def test_a_ghost_answered_504_is_stored_after_the_delay(make_server: Any, sessio
     _wait_for(lambda: api.server.tables(1) == {"users": 2}, timeout=5)
     assert time.monotonic() - started >= 0.6
     [entry] = api.server.request_log()
-    assert (entry["status"], entry["fault"]) == (504, "ghost") and entry["ghost_applied"] is not None
+    assert (entry.status, entry.fault) == (504, "ghost") and entry.ghost_applied is not None
 
 
 def test_a_dropped_ghost_closes_the_connection_and_is_stored_later(make_server: Any, session: requests.Session) -> None:
@@ -334,7 +334,7 @@ def test_a_dropped_ghost_closes_the_connection_and_is_stored_later(make_server: 
     with pytest.raises(requests.ConnectionError):
         _push(api, "users", _point(1))
     _wait_for(lambda: api.server.tables(1) == {"users": 1}, timeout=5)
-    assert api.server.request_log()[0]["status"] == 0
+    assert api.server.request_log()[0].status == 0
 
 
 def test_a_held_ghost_whose_client_waits_gets_504_after_ghost_hold_max(make_server: Any, session: requests.Session) -> None:
@@ -346,7 +346,7 @@ def test_a_held_ghost_whose_client_waits_gets_504_after_ghost_hold_max(make_serv
     assert 0.7 <= held < 3.0
     assert api.server.rows(1, "users") == [{"id": 1}]  # delay 0: applied while still held
     entry = api.server.request_log()[0]
-    assert entry["ghost_applied"] <= entry["completed"]
+    assert entry.ghost_applied <= entry.completed
 
 
 def test_stop_drops_pending_ghosts_without_waiting(make_server: Any, session: requests.Session) -> None:
@@ -360,7 +360,7 @@ def test_stop_drops_pending_ghosts_without_waiting(make_server: Any, session: re
 
         def held_is_in_flight() -> bool:
             assert api.push("t", _point(3)).status_code == 201
-            return server.request_log()[-1]["in_flight"] == 2
+            return server.request_log()[-1].in_flight == 2
 
         _wait_for(held_is_in_flight, timeout=5)
     finally:
@@ -370,8 +370,8 @@ def test_stop_drops_pending_ghosts_without_waiting(make_server: Any, session: re
     held.close()
     assert stopped_in < 2.0
     assert "users" not in server.tables(1)
-    ghosts = [e for e in server.request_log() if e["fault"] == "ghost"]
-    assert [(e["status"], e["ghost_applied"]) for e in ghosts] == [(504, None), (0, None)]
+    ghosts = [e for e in server.request_log() if e.fault == "ghost"]
+    assert [(e.status, e.ghost_applied) for e in ghosts] == [(504, None), (0, None)]
 
 
 def test_ghost_counts_as_accepted_for_fail_after_but_a_substitute_status_does_not(

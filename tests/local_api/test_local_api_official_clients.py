@@ -30,11 +30,11 @@ def test_rjmetrics_py_authenticates_with_its_url_and_lands_144_points_in_two_pos
     assert session.get(url, timeout=10).status_code == 200
     data = [{"keys": ["id"], "id": i, "email": f"u{i}@example.com"} for i in range(144)]
     assert _push_in_chunks(session, server.base_url, 12, "key-for-12", "users", data) == [201, 201]
-    posts = [e for e in server.request_log() if e["method"] == "POST"]
-    assert [e["points"] for e in posts] == [100, 44]
-    assert posts[1]["key_values"] == [[i] for i in range(100, 144)]
-    auth = [e for e in server.request_log() if e["path"].endswith("/authenticate")]
-    assert [e["path"] for e in auth] == ["/v2/client/12/authenticate"]
+    posts = [e for e in server.request_log() if e.method == "POST"]
+    assert [e.points for e in posts] == [100, 44]
+    assert posts[1].key_values == [[i] for i in range(100, 144)]
+    auth = [e for e in server.request_log() if e.path.endswith("/authenticate")]
+    assert [e.path for e in auth] == ["/v2/client/12/authenticate"]
     assert server.tables(12) == {"users": 144}
 
 
@@ -42,7 +42,7 @@ def test_rjmetrics_ruby_1001_points_become_11_posts_and_1001_rows(server: LocalI
     data = [{"keys": ["id"], "id": i, "n": i * 2} for i in range(1001)]
     codes = _push_in_chunks(session, server.base_url, 1, "local-demo-key", "ruby", data)
     assert codes == [201] * 11
-    assert [e["points"] for e in server.request_log()] == [100] * 10 + [1]
+    assert [e.points for e in server.request_log()] == [100] * 10 + [1]
     assert server.tables(1) == {"ruby": 1001}
     assert server.rows(1, "ruby")[-1] == {"id": 1000, "n": 2000}
 
@@ -73,4 +73,4 @@ def test_docs_sync_user_loop_one_record_per_request(server: LocalImportAPI, sess
                                 headers={"Content-type": "application/json"}, timeout=10)
         assert response.status_code == 201
     assert server.rows(1, "users") == users
-    assert [e["points"] for e in server.request_log()] == [1] * 5
+    assert [e.points for e in server.request_log()] == [1] * 5

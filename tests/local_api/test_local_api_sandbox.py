@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from local_api_support import Api
 
 from target_rjmetrics.local_api import DEMO_API_KEY
+from tests.support.api import Api
 
 CASES: list[tuple[str, Any]] = [
     ("users", {"keys": ["id"], "id": 1}),
@@ -38,8 +38,8 @@ def test_sandbox_answers_like_production_and_stores_nothing(make_server: Any, se
     assert sandbox.tables(1) == {}
     assert sandbox.rows(1, "users") == []
     assert list(tmp_path.iterdir()) == []  # not even a database file
-    assert all(e["sandbox"] for e in sandbox.request_log())
-    assert not any(e["sandbox"] for e in production.request_log())
+    assert all(e.sandbox for e in sandbox.request_log())
+    assert not any(e.sandbox for e in production.request_log())
 
 
 def test_one_process_serves_production_and_sandbox_on_two_ports(cli_server: Any, tmp_path: Path) -> None:

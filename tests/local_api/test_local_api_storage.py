@@ -39,7 +39,7 @@ def test_data_acknowledged_with_201_survives_sigkill_and_restart(cli_server: Any
     assert _push(first.base_url, "users", points) == 201
     assert _push(first.base_url, "users", {"keys": ["id"], "id": 0, "v": "replaced"}) == 201
     first.kill(signal.SIGKILL)  # no chance to checkpoint or close anything
-    assert first.proc.returncode == -signal.SIGKILL
+    assert first.exit_code == -signal.SIGKILL
 
     second = cli_server("--data-dir", str(data_dir))
     rows = requests.get(f"{second.root_url}/_local/tables/1/users/rows", timeout=10).json()
@@ -51,16 +51,16 @@ def test_data_acknowledged_with_201_survives_sigkill_and_restart(cli_server: Any
 def test_cli_prints_the_demo_key_but_never_a_user_supplied_one(cli_server: Any) -> None:
     demo = cli_server("--in-memory")
     demo.kill(signal.SIGTERM)
-    assert f"key {DEMO_API_KEY}" in demo.proc.stdout.read()
+    assert f"key {DEMO_API_KEY}" in demo.stdout
 
     srv = cli_server("--in-memory", "--credentials", "5:very-secret-key,6:other-secret")
     assert _push(srv.base_url, "t", {"keys": ["id"], "id": 1}, key="very-secret-key", client_id=5) == 201
     assert _push(srv.base_url, "t", {"keys": ["id"], "id": 1}, key="very-secret-key", client_id=6) == 401
     srv.kill(signal.SIGTERM)
-    out = srv.proc.stdout.read() + srv.proc.stderr.read()
+    out = srv.stdout + srv.stderr
     assert "client ids 5, 6" in out
     assert "secret" not in out
-    assert srv.proc.returncode == 0  # SIGTERM is a clean stop
+    assert srv.exit_code == 0  # SIGTERM is a clean stop
 
 
 def test_credentials_parse_pairs_and_reject_garbage_without_echoing_it() -> None:

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tempfile
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from reliability_scenarios import (
-    SECRET_FRAGMENTS,
-    SECRET_KEY,
-    InProcessServer,
-    sanitise,
-    target_config,
-    traceback_free_lines,
-)
-from target_support import TARGET_BIN, clean_env
+
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, LocalImportAPI
+from tests.support.checks import SECRET_KEY, leaked, traceback_free_lines
+from tests.support.config import SCENARIO_SETTINGS, target_config
+from tests.support.expected import sanitise
+from tests.support.servers import start_local_api
+from tests.support.targets import Run, run_target
 
 CORPUS = Path(__file__).with_name("bad_input")
 
@@ -36,7 +33,7 @@ class Lands:
     rows: dict[str, list[dict[str, t.Any]]] | None = None
     states: list[t.Any] = field(default_factory=list)
     stderr: str | None = None  # a pattern the log must show (a documented warning)
-    check: t.Callable[[InProcessServer], None] | None = None
+    check: t.Callable[[LocalImportAPI], None] | None = None
 
 
 @dataclass
@@ -61,37 +58,35 @@ def _record_of(case: str, index: int) -> dict[str, t.Any]:
     return records[index]["record"]
 
 
-def _deep_value_lands(server: InProcessServer) -> None:
-    (row,) = server.rows("items")
+def _deep_value_lands(server: LocalImportAPI) -> None:
+    (row,) = server.rows(DEMO_CLIENT_ID, "items")
     assert json.loads(row["deep"]) == _record_of("26_deeply_nested_value", 0)["deep"]
 
 
-def _huge_string_lands(server: InProcessServer) -> None:
-    (row,) = server.rows("items")
+def _huge_string_lands(server: LocalImportAPI) -> None:
+    (row,) = server.rows(DEMO_CLIENT_ID, "items")
     assert row["blob"] == _record_of("29_huge_string", 0)["blob"]
 
 
-def _control_characters_land(server: InProcessServer) -> None:
-    (row,) = server.rows("items")
+def _control_characters_land(server: LocalImportAPI) -> None:
+    (row,) = server.rows(DEMO_CLIENT_ID, "items")
     assert row["s"] == "a\u0000b\u0001c\u001fd\u007fe\u2028f\ttab\nnl\r"
 
 
-def _numbers_keep_digits(server: InProcessServer) -> None:
+def _numbers_keep_digits(server: LocalImportAPI) -> None:
     """Every digit is sent as written: look at the request body itself (a dry run of the same file)."""
     del server
     with tempfile.TemporaryDirectory() as tmp:
         dry = Path(tmp, "dry.jsonl")
-        config = Path(tmp, "config.json")
-        config.write_text(json.dumps({"client_id": 1, "api_key": SECRET_KEY, "dry_run_file": str(dry)}))
-        with (CORPUS / "25_nan_and_infinity.jsonl").open("rb") as stdin:
-            subprocess.run([str(TARGET_BIN), "--config", str(config)], stdin=stdin, capture_output=True,
-                           timeout=60, env=clean_env(), check=True)
+        config = {"client_id": 1, "api_key": SECRET_KEY, "dry_run_file": str(dry)}
+        run = run_target(config=config, stdin=CORPUS / "25_nan_and_infinity.jsonl", timeout=60)
+        assert run.exit_code == 0, run.stderr[-2000:]
         text = dry.read_text()
     assert "12345678901234567890.123456789" in text, text
 
 
-def _keyless_rows(server: InProcessServer) -> None:
-    rows = server.rows("items")
+def _keyless_rows(server: LocalImportAPI) -> None:
+    rows = server.rows(DEMO_CLIENT_ID, "items")
     assert len(rows) == 2, rows  # two identical records land once, the changed one as a new row
     assert all(len(row.get("_record_hash", "")) == 64 for row in rows)
     assert sorted(row["name"] for row in rows) == ["a", "b"]
@@ -165,35 +160,24 @@ def test_the_corpus_has_at_least_30_cases_each_with_an_expectation() -> None:
     assert files == sorted(EXPECTED), set(files) ^ set(EXPECTED)
 
 
-def _run(case: str, config_extra: dict[str, t.Any]) -> tuple[subprocess.CompletedProcess[str], InProcessServer]:
-    server = InProcessServer(credentials={1: SECRET_KEY})
-    config = target_config(server.base_url, api_key=SECRET_KEY, state_flush_seconds=1, **config_extra)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(config, f)
+def _run(case: str, config_extra: dict[str, t.Any]) -> tuple[Run, LocalImportAPI]:
+    server = start_local_api(credentials={1: SECRET_KEY})
+    config = target_config(server, SCENARIO_SETTINGS, api_key=SECRET_KEY, state_flush_seconds=1, **config_extra)
     try:
-        with (CORPUS / f"{case}.jsonl").open("rb") as stdin:
-            proc = subprocess.run(
-                [str(TARGET_BIN), "--config", f.name],
-                stdin=stdin, capture_output=True, timeout=60, env=clean_env(), check=False,
-            )
-    except subprocess.TimeoutExpired:
+        run = run_target(config=config, stdin=CORPUS / f"{case}.jsonl", timeout=60)
+    except TimeoutError:
         server.stop()
         pytest.fail(f"{case}: the target hung (no exit within 60 s)")
-    finally:
-        Path(f.name).unlink()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
-                                         proc.stderr.decode(errors="replace"))
-    return result, server
+    return run, server
 
 
-def _check_lands(case: str, exp: Lands, proc: subprocess.CompletedProcess[str], server: InProcessServer) -> None:
-    assert proc.returncode == 0, f"{case}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
-    states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert states == exp.states
+def _check_lands(case: str, exp: Lands, proc: Run, server: LocalImportAPI) -> None:
+    assert proc.exit_code == 0, f"{case}: exit {proc.exit_code}\n{proc.stderr[-3000:]}"
+    assert proc.states == exp.states
     if exp.rows is not None:
-        assert server.tables() == {table: len(rows) for table, rows in exp.rows.items()}
+        assert server.tables(DEMO_CLIENT_ID) == {table: len(rows) for table, rows in exp.rows.items()}
         for table, rows in exp.rows.items():
-            assert server.rows(table) == rows, table
+            assert server.rows(DEMO_CLIENT_ID, table) == rows, table
     if exp.check is not None:
         exp.check(server)
     if exp.stderr is not None:
@@ -201,8 +185,8 @@ def _check_lands(case: str, exp: Lands, proc: subprocess.CompletedProcess[str], 
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 
-def _check_fails(case: str, exp: Fails, proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 1, f"{case}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+def _check_fails(case: str, exp: Fails, proc: Run) -> None:
+    assert proc.exit_code == 1, f"{case}: exit {proc.exit_code}\n{proc.stderr[-3000:]}"
     clear = traceback_free_lines(proc.stderr)
     assert any(re.search(exp.message, line) for line in clear), (
         f"{case}: no message outside a traceback matches {exp.message!r}; the target printed:\n"
@@ -217,13 +201,12 @@ def test_bad_input_gets_its_documented_behaviour(case: str) -> None:
     config = exp.config if isinstance(exp, Fails) else exp.fails.config if isinstance(exp, Either) else {}
     proc, server = _run(case, config)
     try:
-        output = proc.stdout + proc.stderr
-        assert not [f for f in SECRET_FRAGMENTS if f in output], f"{case}: the API key leaked"
+        assert not leaked(proc.output), f"{case}: the API key leaked"
         if isinstance(exp, Lands):
             _check_lands(case, exp, proc, server)
         elif isinstance(exp, Fails):
             _check_fails(case, exp, proc)
-        elif proc.returncode == 0:
+        elif proc.exit_code == 0:
             _check_lands(case, exp.lands, proc, server)
         else:
             _check_fails(case, exp.fails, proc)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import typing as t
 
 import pytest
-from reliability_scenarios import FAULT_KINDS, RunRecord, Workload, fault_scenario, states_ahead
+
+from target_rjmetrics.local_api import RequestLogEntry
+from tests.reliability.scenarios import FAULT_KINDS, Workload, fault_scenario
+from tests.support.checks import RunRecord, states_ahead
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -37,13 +40,14 @@ def test_the_state_check_catches_a_state_written_too_early() -> None:
     records = workload.records()
     # Each record landed in its own request, one second apart, starting at t=100.
     entries = [
-        {"method": "POST", "status": 201, "table": "s", "arrived": 100.0 + i, "completed": 100.5 + i,
-         "key_values": [[rec["id"]]]}
+        RequestLogEntry(seq=i + 1, arrived=100.0 + i, completed=100.5 + i, method="POST",
+                        path="/v2/client/1/table/s/data", client_id=1, table="s", points=1, body_bytes=20,
+                        status=201, in_flight=1, fault=None, delay_ms=0.0, sandbox=False, key_values=[[rec["id"]]])
         for i, (_, rec) in enumerate(records)
     ]
     honest = RunRecord(0, 99.0, [(100.6 + 2, {"records": 3})], 0, "", "")
-    assert states_ahead([honest], entries, workload) == []
+    assert states_ahead([honest], entries, workload.records()) == []
     early = RunRecord(0, 99.0, [(100.6 + 1, {"records": 3})], 0, "", "")  # record #3 completes at 102.5
-    assert states_ahead([early], entries, workload), "a STATE read before its last record landed went unnoticed"
+    assert states_ahead([early], entries, workload.records()), "a STATE read before its last record landed went unnoticed"
     stale_version = RunRecord(0, 99.0, [(100.6 + len(records) - 2, {"records": len(records)})], 0, "", "")
-    assert states_ahead([stale_version], entries, workload), "a missing last version went unnoticed"
+    assert states_ahead([stale_version], entries, workload.records()), "a missing last version went unnoticed"

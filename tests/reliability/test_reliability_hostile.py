@@ -9,7 +9,8 @@ from __future__ import annotations
 import typing as t
 
 import pytest
-from reliability_scenarios import (
+
+from tests.reliability.scenarios import (
     Workload,
     broken_stdout_scenario,
     sigterm_while_stuck_scenario,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import typing as t
 
-from reliability_scenarios import Workload, kill_resume_scenario, server_restart_scenario
+from tests.reliability.scenarios import Workload, kill_resume_scenario, server_restart_scenario
 
 if t.TYPE_CHECKING:
     from pathlib import Path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing as t
 
-from reliability_scenarios import memory_scenario
+from tests.reliability.scenarios import memory_scenario
 
 if t.TYPE_CHECKING:
     from pathlib import Path

@@ -12,27 +12,28 @@ import typing as t
 from pathlib import Path
 
 import pytest
-from reliability_scenarios import InProcessServer, TargetProcess, target_config
-from target_support import run_in_process
 
-from target_rjmetrics.local_api import Faults, LocalImportAPI
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults, LocalImportAPI
 from target_rjmetrics.batches import OPEN_BATCHES_MAX_BYTES
+from tests.support.config import SCENARIO_SETTINGS, target_config
+from tests.support.messages import lines, record, schema
+from tests.support.servers import start_local_api
+from tests.support.targets import TargetProcess, run_in_process
 
 MIB = 1024 * 1024
 
 
 def _schema(stream: str, properties: dict[str, t.Any]) -> str:
-    return json.dumps({"type": "SCHEMA", "stream": stream, "schema": {"type": "object", "properties": properties},
-                       "key_properties": ["id"]}) + "\n"
+    return lines([schema(stream, properties, ["id"])])
 
 
 def _record(stream: str, **values: t.Any) -> str:
-    return json.dumps({"type": "RECORD", "stream": stream, "record": values}) + "\n"
+    return lines([record(stream, **values)])
 
 
-def _peak(path: Path, workdir: Path, *, latency_ms: float = 0, **config: t.Any) -> tuple[int, TargetProcess, InProcessServer]:
-    server = InProcessServer(Faults(latency_ms=latency_ms, seed=1))
-    proc = TargetProcess(target_config(server.base_url, **config), b"", workdir, stdin_file=path)
+def _peak(path: Path, workdir: Path, *, latency_ms: float = 0, **config: t.Any) -> tuple[int, TargetProcess, LocalImportAPI]:
+    server = start_local_api(faults=Faults(latency_ms=latency_ms, seed=1))
+    proc = TargetProcess(target_config(server, SCENARIO_SETTINGS, **config), workdir, stdin=path)
     code = proc.wait(300)
     assert code == 0, proc.stderr[-2000:]
     assert proc.peak_rss_kib > 0, "peak memory could not be read from /proc"
@@ -54,9 +55,9 @@ def test_open_batches_of_many_streams_stay_within_their_byte_budget(tmp_path: Pa
     base_server.stop()
     peak, _, server = _peak(many, tmp_path, max_points_per_request=100)
     try:
-        tables = server.tables()
+        tables = server.tables(DEMO_CLIENT_ID)
         assert len(tables) == 400 and set(tables.values()) == {99}
-        assert server.rows("s399")[-1]["pad"] == f"{98:08d}" * 500
+        assert server.rows(DEMO_CLIENT_ID, "s399")[-1]["pad"] == f"{98:08d}" * 500
     finally:
         server.stop()
     # 160 MB of points were open at once without the budget; with it, the budget and change.
@@ -97,7 +98,7 @@ def test_a_schema_with_10000_properties_costs_memory_in_proportion(tmp_path: Pat
     base_server.stop()
     peak, _, server = _peak(write(tmp_path / "wide.jsonl", 10_000), tmp_path)
     try:
-        assert [row["c1"] for row in server.rows("wide")] == ["v0", "v1", "v2"]
+        assert [row["c1"] for row in server.rows(DEMO_CLIENT_ID, "wide")] == ["v0", "v1", "v2"]
     finally:
         server.stop()
     # Compiling the whole schema into one function took ~370 MiB more; column by column, a few.
@@ -116,8 +117,6 @@ def test_a_schema_with_10000_properties_costs_memory_in_proportion(tmp_path: Pat
 def test_wide_schemas_still_name_the_field_and_rule_a_record_breaks(
     local_api: LocalImportAPI, record: dict[str, t.Any], message: str
 ) -> None:
-    from target_support import base_config, schema
-
     props = {"id": {"type": "integer"}, "obj": {"type": "object", "properties": {"n": {"type": "integer"}}},
              **{f"c{i}": {"type": ["string", "null"]} for i in range(500)}}
     wide = schema("wide", props, ["id"])
@@ -126,7 +125,7 @@ def test_wide_schemas_still_name_the_field_and_rule_a_record_breaks(
     good = {"type": "RECORD", "stream": "wide", "record": {"id": 2, "c1": "ok", "obj": {"n": 3}}}
 
     with pytest.raises(Exception) as failure:  # noqa: PT011 (the message is what is checked)
-        run_in_process(base_config(local_api), [wide, good, {"type": "RECORD", "stream": "wide", "record": record}])
+        run_in_process(target_config(local_api), [wide, good, {"type": "RECORD", "stream": "wide", "record": record}])
 
     assert message in str(failure.value)
     assert "record #2" in str(failure.value)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import typing as t
 
 import pytest
-from reliability_scenarios import Workload, permanent_failure_scenario
+
+from tests.reliability.scenarios import Workload, permanent_failure_scenario
 
 if t.TYPE_CHECKING:
     from pathlib import Path

@@ -16,20 +16,14 @@ import threading
 import typing as t
 
 import pytest
-from reliability_scenarios import (
-    SECRET_FRAGMENTS,
-    SECRET_KEY,
-    TARGET_BIN,
-    InProcessServer,
-    TargetProcess,
-    Workload,
-    clean_env,
-    free_port,
-    sanitise,
-    target_config,
-)
 
 from target_rjmetrics.local_api import Faults
+from tests.reliability.scenarios import Workload
+from tests.support.checks import SECRET_KEY, leaked
+from tests.support.config import SCENARIO_SETTINGS, target_config
+from tests.support.expected import sanitise
+from tests.support.servers import free_port, start_local_api
+from tests.support.targets import TargetProcess, clean_env, run_target
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -38,13 +32,13 @@ WORKLOAD = Workload(streams=("users", "shop-orders"), n_keys=60, rounds=4, seed=
 
 
 def _assert_no_key(text: str, where: str) -> None:
-    leaked = [f for f in SECRET_FRAGMENTS if f in text]
-    assert not leaked, f"the API key leaked into {where}: fragments {leaked}"
+    found = leaked(text)
+    assert not found, f"the API key leaked into {where}: fragments {found}"
 
 
 def _run(config: dict[str, t.Any], tmp_path: Path, env: dict[str, str] | None = None,
          data: bytes | None = None) -> TargetProcess:
-    proc = TargetProcess(config, WORKLOAD.text(0) if data is None else data, tmp_path, env=env)
+    proc = TargetProcess(config, tmp_path, stdin=WORKLOAD.text(0) if data is None else data, env=env)
     proc.wait(120)
     return proc
 
@@ -61,9 +55,9 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_the_api_key_never_appears_in_output(name: str, tmp_path: Path) -> None:
     fault_fields, overrides, env_extra = SCENARIOS[name]
-    server = InProcessServer(Faults(seed=2, **fault_fields), credentials={1: SECRET_KEY})
+    server = start_local_api(faults=Faults(seed=2, **fault_fields), credentials={1: SECRET_KEY})
     try:
-        config = target_config(server.base_url, api_key=SECRET_KEY, **overrides)
+        config = target_config(server, SCENARIO_SETTINGS, api_key=SECRET_KEY, **overrides)
         proc = _run(config, tmp_path, env=clean_env(**env_extra) if env_extra else None)
     finally:
         server.stop()
@@ -77,7 +71,7 @@ def test_the_api_key_never_appears_in_output(name: str, tmp_path: Path) -> None:
 
 
 def test_the_api_key_never_appears_when_the_host_is_unreachable(tmp_path: Path) -> None:
-    config = target_config(f"http://127.0.0.1:{free_port()}/v2", api_key=SECRET_KEY, max_retry_seconds=1)
+    config = target_config(f"http://127.0.0.1:{free_port()}/v2", SCENARIO_SETTINGS, api_key=SECRET_KEY, max_retry_seconds=1)
     proc = _run(config, tmp_path)
     assert proc.exit_code == 1
     assert "127.0.0.1" in proc.stderr, "the error should say which host could not be reached"
@@ -86,7 +80,7 @@ def test_the_api_key_never_appears_when_the_host_is_unreachable(tmp_path: Path) 
 
 def test_the_api_key_never_appears_in_the_dry_run_file(tmp_path: Path) -> None:
     dry = tmp_path / "dry-run.jsonl"
-    config = target_config("http://127.0.0.1:9/v2", api_key=SECRET_KEY, dry_run_file=str(dry))
+    config = target_config("http://127.0.0.1:9/v2", SCENARIO_SETTINGS, api_key=SECRET_KEY, dry_run_file=str(dry))
     proc = _run(config, tmp_path)
     assert proc.exit_code == 0, proc.stderr[-2000:]
     text = dry.read_text()
@@ -99,14 +93,11 @@ def test_the_api_key_never_appears_in_the_dry_run_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", [None, "json", "markdown"])
 def test_the_api_key_never_appears_in_about(fmt: str | None, tmp_path: Path) -> None:
     config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(target_config("http://127.0.0.1:9/v2", api_key=SECRET_KEY)))
-    proc = subprocess.run(
-        [str(TARGET_BIN), "--about", *(["--format", fmt] if fmt else []), "--config", str(config_path)],
-        capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "api_key" in proc.stdout
-    _assert_no_key(proc.stdout + proc.stderr, f"--about --format {fmt}")
+    config_path.write_text(json.dumps(target_config("http://127.0.0.1:9/v2", SCENARIO_SETTINGS, api_key=SECRET_KEY)))
+    run = run_target(["--about", *(["--format", fmt] if fmt else [])], config=config_path, timeout=60)
+    assert run.exit_code == 0, run.stderr[-2000:]
+    assert "api_key" in run.stdout
+    _assert_no_key(run.output, f"--about --format {fmt}")
 
 
 HOSTILE_STREAM_NAMES = [
@@ -124,7 +115,7 @@ HOSTILE_STREAM_NAMES = [
 
 
 def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -> None:
-    server = InProcessServer(credentials={1: SECRET_KEY})
+    server = start_local_api(credentials={1: SECRET_KEY})
     properties = {"id": {"type": "integer"}}
     lines = []
     for name in HOSTILE_STREAM_NAMES:
@@ -133,20 +124,20 @@ def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -
         lines.extend({"type": "RECORD", "stream": name, "record": {"id": i}} for i in (1, 2))
     data = "".join(json.dumps(m) + "\n" for m in lines).encode()
     try:
-        faults_before = server.api.faults
-        proc = _run(target_config(server.base_url, api_key=SECRET_KEY), tmp_path, data=data)
-        entries = server.entries()
-        tables = server.tables()
-        faults_after = server.api.faults
+        faults_before = server.faults
+        proc = _run(target_config(server, SCENARIO_SETTINGS, api_key=SECRET_KEY), tmp_path, data=data)
+        entries = server.request_log()
+        tables = server.tables(1)
+        faults_after = server.faults
     finally:
         server.stop()
     assert proc.exit_code == 0, proc.stderr[-2000:]
     expected = {sanitise(name) for name in HOSTILE_STREAM_NAMES}
     assert tables == {table: 2 for table in expected}
-    posts = [e for e in entries if e["method"] == "POST"]
-    assert {e["path"] for e in posts} == {f"/v2/client/1/table/{table}/data" for table in expected}
-    assert all(e["status"] == 201 for e in posts)
-    others = {e["path"] for e in entries if e["method"] != "POST"}
+    posts = [e for e in entries if e.method == "POST"]
+    assert {e.path for e in posts} == {f"/v2/client/1/table/{table}/data" for table in expected}
+    assert all(e.status == 201 for e in posts)
+    others = {e.path for e in entries if e.method != "POST"}
     assert others <= {"/v2/client/1/authenticate"}, others
     assert faults_after == faults_before
     _assert_no_key(proc.stdout + proc.stderr, "output")
@@ -191,7 +182,7 @@ def test_tls_certificates_are_verified(tmp_path: Path) -> None:
     try:
         base = f"https://127.0.0.1:{httpd.server_address[1]}/v2"
         for authenticate in (True, False):
-            config = target_config(base, api_key=SECRET_KEY, max_retry_seconds=1, authenticate_on_start=authenticate)
+            config = target_config(base, SCENARIO_SETTINGS, api_key=SECRET_KEY, max_retry_seconds=1, authenticate_on_start=authenticate)
             proc = _run(config, tmp_path)
             assert proc.exit_code == 1, f"a self-signed certificate was accepted: {proc.stderr[-2000:]}"
             assert any(w in proc.stderr for w in ("SSL", "certificate", "CERTIFICATE")), proc.stderr[-2000:]

@@ -1,13 +1,7 @@
-"""What the local Import API tests share: an HTTP helper, an error-body check, a CLI runner."""
+"""A small HTTP client of one local server (the calls an Import API client makes), and an error-body check."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -64,34 +58,3 @@ def assert_error(response: requests.Response, status: int) -> list[str]:
     assert isinstance(body["reasons"], list) and body["reasons"]
     assert all(isinstance(r, str) for r in body["reasons"])
     return body["reasons"]
-
-
-class CliServer:
-    """``rjmetrics-local-api serve`` running as a subprocess (so it can be SIGKILLed)."""
-
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.ready = tmp / f"ready-{time.monotonic_ns()}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RJMETRICS_LOCAL_API")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "target_rjmetrics.local_api", "serve", "--port", "0",
-             "--ready-file", str(self.ready), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        deadline = time.monotonic() + 15
-        while not self.ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                _, err = self.proc.communicate()
-                raise RuntimeError(f"CLI server did not start: {err}")
-            time.sleep(0.02)
-        self.ports = [int(line) for line in self.ready.read_text().split()]
-        self.root_url = f"http://127.0.0.1:{self.ports[0]}"
-        self.base_url = f"{self.root_url}/v2"
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        self.proc.wait(timeout=15)

@@ -1,0 +1,1 @@
+"""Benchmarks of target-rjmetrics, run on purpose from the repository root (``python -m benchmarks.run``)."""

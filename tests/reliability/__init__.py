@@ -1,0 +1,1 @@
+"""The reliability campaign: faults, kills, bad input, memory, security."""

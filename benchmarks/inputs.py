@@ -13,11 +13,13 @@ import datetime
 import json
 import random
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.support.expected import last_versions
 from tests.support.messages import read_messages
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 GENERATOR_VERSION = 1
 SEED = 20240605
@@ -142,7 +144,9 @@ def generate(path: Path, n: int) -> None:
                     "lifetime_value": _LONG if rng.random() < 0.9 else None,
                     "created_at": _when(rng),
                     "updated_at": _when(rng) if rng.random() < 0.8 else None,
-                    "address": None if rng.random() < 0.1 else {
+                    "address": None
+                    if rng.random() < 0.1
+                    else {
                         "city": cities[rng.randrange(len(cities))],
                         "zip": f"{rng.randrange(100000):05d}" if rng.random() < 0.9 else None,
                         "country": "US",
@@ -168,7 +172,7 @@ def generate(path: Path, n: int) -> None:
                     "currency": "USD",
                     "items": rng.randrange(1, 12),
                     "gift": None if rng.random() < 0.2 else rng.random() < 0.1,
-                    "note": None if rng.random() < 0.7 else "leave at the door, \"please\"",
+                    "note": None if rng.random() < 0.7 else 'leave at the door, "please"',
                     "ordered_at": _when(rng),
                     "shipped_at": _when(rng) if rev > 2 else None,
                     "rev": rev,
@@ -251,7 +255,7 @@ def describe_input(path: Path, window: int = 3) -> str:
         batch = current[stream]
         batches += 1
         sharing += any(batch & earlier for earlier in recent[stream])
-        recent[stream] = [*recent[stream][-(window - 1):], batch]
+        recent[stream] = [*recent[stream][-(window - 1) :], batch]
         current[stream] = set()
 
     with path.open(encoding="utf-8") as src:
@@ -269,12 +273,14 @@ def describe_input(path: Path, window: int = 3) -> str:
         if current[stream]:
             close(stream)
     distinct = sum(len(v) for v in seen.values())
-    return (f"{records:,} records, {distinct:,} distinct keys ({records / distinct:.2f} versions per key); "
-            f"{sharing / batches:.0%} of requests of 100 share a key with one of the {window} before them "
-            "in their stream")
+    return (
+        f"{records:,} records, {distinct:,} distinct keys ({records / distinct:.2f} versions per key); "
+        f"{sharing / batches:.0%} of requests of 100 share a key with one of the {window} before them "
+        "in their stream"
+    )
 
 
-def last_state(path: Path) -> Any:
+def last_state(path: Path) -> object:
     """The value of the last STATE message of a Singer file."""
     value = None
     with path.open(encoding="utf-8") as src:

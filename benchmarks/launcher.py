@@ -56,7 +56,7 @@ def run(job: Job) -> tuple[int, float, float, float]:
 def main() -> int:
     """Serve jobs until standard input ends."""
     for line in sys.stdin:
-        print(json.dumps(run(t.cast(Job, json.loads(line)))), flush=True)
+        print(json.dumps(run(t.cast("Job", json.loads(line)))), flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 import requests
@@ -32,6 +33,8 @@ POINTS_PER_PUSH = 100
 
 @dataclass
 class Result:
+    """Pushes of one scenario, and the rows stored (None in sandbox mode)."""
+
     name: str
     pushes: int
     errors: int
@@ -40,10 +43,12 @@ class Result:
 
     @property
     def pushes_per_s(self) -> float:
+        """Accepted pushes per second."""
         return self.pushes / self.seconds
 
     @property
     def points_per_s(self) -> float:
+        """Accepted points per second."""
         return self.pushes * POINTS_PER_PUSH / self.seconds
 
 
@@ -63,12 +68,17 @@ def _drive(base_url: str, threads: int, seconds: float) -> tuple[int, int, float
                 # Distinct keys per thread, so every accepted point is a new row.
                 base = (n * 10_000_000) + i * POINTS_PER_PUSH
                 body = [
-                    {"keys": ["id"], "id": base + j, "name": f"user {base + j}", "score": j * 1.5,
-                     "created_at": "2019-08-01 14:22:32"}
+                    {
+                        "keys": ["id"],
+                        "id": base + j,
+                        "name": f"user {base + j}",
+                        "score": j * 1.5,
+                        "created_at": "2019-08-01 14:22:32",
+                    }
                     for j in range(POINTS_PER_PUSH)
                 ]
                 r = session.post(url, params={"apikey": DEMO_API_KEY}, json=body, timeout=30)
-                if r.status_code == 201:
+                if r.status_code == HTTPStatus.CREATED:
                     counts[n] += 1
                 else:
                     errors[n] += 1
@@ -111,6 +121,7 @@ def subprocess_server(name: str, threads: int, seconds: float, *, sandbox: bool,
 
 
 def main() -> int:
+    """Run every scenario; exit code 1 if a persisted one stored other than what was accepted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -128,8 +139,10 @@ def main() -> int:
             ("subprocess persisted, synchronous=full", subprocess_server, False, "full"),
             ("subprocess persisted, synchronous=normal", subprocess_server, False, "normal"),
         ]
-    print(f"{args.threads} client threads, {POINTS_PER_PUSH}-point pushes, {args.seconds:g} s each, "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        f"{args.threads} client threads, {POINTS_PER_PUSH}-point pushes, {args.seconds:g} s each, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
     results: list[Result] = []
     for name, run, sandbox, sync in scenarios:
         result = run(name, args.threads, args.seconds, sandbox=sandbox, synchronous=sync)
@@ -137,9 +150,11 @@ def main() -> int:
         baseline = next(r for r in results if r.name.split()[0] == name.split()[0])
         stored = "" if result.stored is None else f", {result.stored} rows stored"
         ok = "" if result.stored in (None, result.pushes * POINTS_PER_PUSH) else "  MISMATCH"
-        print(f"{name:<42} {result.pushes_per_s:8.0f} pushes/s {result.points_per_s:10.0f} points/s"
-              f"  ({result.pushes_per_s / baseline.pushes_per_s:4.2f}x sandbox; "
-              f"{result.errors} non-201{stored}){ok}")
+        print(
+            f"{name:<42} {result.pushes_per_s:8.0f} pushes/s {result.points_per_s:10.0f} points/s"
+            f"  ({result.pushes_per_s / baseline.pushes_per_s:4.2f}x sandbox; "
+            f"{result.errors} non-201{stored}){ok}"
+        )
     return 0 if all(r.stored in (None, r.pushes * POINTS_PER_PUSH) for r in results) else 1
 
 

@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 import typing as t
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 
 from benchmarks.inputs import STREAMS, count_records, expected_revs, last_state, prefix_file
@@ -24,6 +24,8 @@ from tests.support.servers import CLK_TCK, ServerProcess
 from tests.support.targets import clean_env
 
 if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
     from benchmarks.launcher import Job
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,8 +67,18 @@ class Contestant:
 
 def _baseline_cmd(script: str, *extra: str) -> Callable[[ServerProcess, Path], list[str]]:
     def command(server: ServerProcess, _workdir: Path) -> list[str]:
-        return [PY, str(BASELINES / script), "--base-url", server.base_url,
-                "--client-id", str(CLIENT_ID), "--api-key", DEMO_API_KEY, *extra]
+        return [
+            PY,
+            str(BASELINES / script),
+            "--base-url",
+            server.base_url,
+            "--client-id",
+            str(CLIENT_ID),
+            "--api-key",
+            DEMO_API_KEY,
+            *extra,
+        ]
+
     return command
 
 
@@ -83,6 +95,7 @@ def target_config_file(server: ServerProcess, workdir: Path, concurrency: int | 
 def _target_cmd(concurrency: int | None) -> Callable[[ServerProcess, Path], list[str]]:
     def command(server: ServerProcess, workdir: Path) -> list[str]:
         return [PY, "-m", "target_rjmetrics", "--config", str(target_config_file(server, workdir, concurrency))]
+
     return command
 
 
@@ -91,23 +104,49 @@ def _per_request(points: int, in_flight: int) -> Callable[[float], float | None]
         if latency_ms <= 0:
             return 200.0 if points == 1 else None  # A: a new connection per request, ~5 ms
         return points * in_flight * 1000.0 / latency_ms
+
     return rate
 
 
 CONTESTANTS = [
-    Contestant("A", "A docs loop, 1/request", _baseline_cmd("docs_loop.py"), _per_request(1, 1),
-               one_point_per_record=True),
-    Contestant("B", "B official client, 100 seq.", _baseline_cmd("official_client.py"), _per_request(100, 1),
-               one_point_per_record=True),
+    Contestant(
+        "A", "A docs loop, 1/request", _baseline_cmd("docs_loop.py"), _per_request(1, 1), one_point_per_record=True
+    ),
+    Contestant(
+        "B",
+        "B official client, 100 seq.",
+        _baseline_cmd("official_client.py"),
+        _per_request(100, 1),
+        one_point_per_record=True,
+    ),
     Contestant("C", "C null SDK target", _null_cmd, lambda _ms: None, http=False, full_at_0ms=True),
-    Contestant("F1", "F1 plain script, 1 conn.", _baseline_cmd("floor.py"), _per_request(100, 1),
-               full_at_0ms=True, one_point_per_record=True),
-    Contestant("F2x4", "F2 plain, 4 threads", _baseline_cmd("floor.py", "--threads", "4"), _per_request(100, 4),
-               one_point_per_record=True, keeps_key_order=False),
-    Contestant("F2x16", "F2 plain, 16 threads", _baseline_cmd("floor.py", "--threads", "16"),
-               _per_request(100, 16), one_point_per_record=True, keeps_key_order=False),
-    Contestant("D", "D target-rjmetrics default", _target_cmd(None), _per_request(100, 4),
-               full_at_0ms=True, writes_state=True),
+    Contestant(
+        "F1",
+        "F1 plain script, 1 conn.",
+        _baseline_cmd("floor.py"),
+        _per_request(100, 1),
+        full_at_0ms=True,
+        one_point_per_record=True,
+    ),
+    Contestant(
+        "F2x4",
+        "F2 plain, 4 threads",
+        _baseline_cmd("floor.py", "--threads", "4"),
+        _per_request(100, 4),
+        one_point_per_record=True,
+        keeps_key_order=False,
+    ),
+    Contestant(
+        "F2x16",
+        "F2 plain, 16 threads",
+        _baseline_cmd("floor.py", "--threads", "16"),
+        _per_request(100, 16),
+        one_point_per_record=True,
+        keeps_key_order=False,
+    ),
+    Contestant(
+        "D", "D target-rjmetrics default", _target_cmd(None), _per_request(100, 4), full_at_0ms=True, writes_state=True
+    ),
     Contestant("D1", "D max_concurrent_requests=1", _target_cmd(1), _per_request(100, 1), writes_state=True),
     Contestant("D4", "D max_concurrent_requests=4", _target_cmd(4), _per_request(100, 4), writes_state=True),
     Contestant("D16", "D max_concurrent_requests=16", _target_cmd(16), _per_request(100, 16), writes_state=True),
@@ -123,22 +162,36 @@ class Launcher:
 
     def __init__(self) -> None:
         """Start the launcher (while this process is still small; see launcher.py)."""
-        self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [PY, "-S", "-m", "benchmarks.launcher"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(
+            [PY, "-S", "-m", "benchmarks.launcher"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             text=True,
         )
         self.lock = threading.Lock()
 
-    def run(self, cmd: list[str], stdin_path: Path, stdout_path: Path, stderr_path: Path,
-            hard_timeout: float) -> tuple[int, float, float, float]:
+    def run(
+        self, cmd: list[str], stdin_path: Path, stdout_path: Path, stderr_path: Path, hard_timeout: float
+    ) -> tuple[int, float, float, float]:
         """Run ``cmd`` on a file; return (exit code, wall s, user+sys CPU s, peak RSS MiB)."""
-        job: Job = {"cmd": cmd, "cwd": str(REPO), "env": clean_env(), "stdin": str(stdin_path),
-                    "stdout": str(stdout_path), "stderr": str(stderr_path), "timeout": hard_timeout}
+        job: Job = {
+            "cmd": cmd,
+            "cwd": str(REPO),
+            "env": clean_env(),
+            "stdin": str(stdin_path),
+            "stdout": str(stdout_path),
+            "stderr": str(stderr_path),
+            "timeout": hard_timeout,
+        }
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        if stdin is None or stdout is None:
+            msg = "the launcher has no pipes"
+            raise RuntimeError(msg)
         with self.lock:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps(job) + "\n")
-            self.proc.stdin.flush()
-            answer = self.proc.stdout.readline()
+            stdin.write(json.dumps(job) + "\n")
+            stdin.flush()
+            answer = stdout.readline()
         if not answer:
             msg = "the launcher process died"
             raise RuntimeError(msg)
@@ -155,7 +208,7 @@ class Launcher:
 def _busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy since boot (all cores)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # noqa: PLR2004 (iowait is the 5th field)
+    idle = sum(fields[3:5])  # idle and iowait (the 4th and 5th fields, iowait absent on old kernels)
     return (sum(fields[:8]) - idle) / CLK_TCK
 
 
@@ -195,8 +248,17 @@ class Result:
         return self.records < self.size
 
 
-def measure(launcher: Launcher, contestant: Contestant, server: ServerProcess, workdir: Path, full: Path,
-            size: int, records: int, latency_ms: float, hard_timeout: float) -> Result:
+def measure(
+    launcher: Launcher,
+    contestant: Contestant,
+    server: ServerProcess,
+    workdir: Path,
+    full: Path,
+    size: int,
+    records: int,
+    latency_ms: float,
+    hard_timeout: float,
+) -> Result:
     """Run ``contestant`` on the first ``records`` of ``full`` against ``server`` and check what it sent."""
     source = full if records >= size else prefix_file(full, records)
     result = Result(contestant, latency_ms, size, min(records, size))
@@ -219,7 +281,7 @@ def measure(launcher: Launcher, contestant: Contestant, server: ServerProcess, w
             if entry.method != "POST":
                 continue
             result.requests += 1
-            if entry.status == 201:  # noqa: PLR2004
+            if entry.status == HTTPStatus.CREATED:
                 result.points += entry.points or 0
             else:
                 result.refused += 1
@@ -235,8 +297,14 @@ def measure(launcher: Launcher, contestant: Contestant, server: ServerProcess, w
     return result
 
 
-def plan(contestant: Contestant, latency_ms: float, size: int, max_seconds: float,
-         history: dict[tuple[str, float], float], startup: float) -> int:
+def plan(
+    contestant: Contestant,
+    latency_ms: float,
+    size: int,
+    max_seconds: float,
+    history: dict[tuple[str, float], float],
+    startup: float,
+) -> int:
     """Records to measure: the whole input, or a prefix expected to take about ``max_seconds``.
 
     The rate is the contestant's steady rate at this latency on a smaller input of this run,
@@ -294,7 +362,7 @@ def check_landed(launcher: Launcher, contestants: list[Contestant], full: Path, 
         what = "each key at its last version" if contestant.keeps_key_order else "every key landed"
         verdict = "ok" if not faults else "WRONG: " + "; ".join(faults)
         extra = f"; {'; '.join(notes)}" if notes else ""
-        lines.append(f"  {contestant.label:<30} {records:>9,} records -> {total:,} rows, "
-                     f"{what}: {verdict}{extra} ({wall:.1f} s)")
+        lines.append(
+            f"  {contestant.label:<30} {records:>9,} records -> {total:,} rows, {what}: {verdict}{extra} ({wall:.1f} s)"
+        )
     return lines
-

@@ -21,6 +21,10 @@ _UTC = datetime.timezone.utc
 STARTUP_RATIO_TODAY = 1.11
 #: Run-to-run noise allowed on that ratio before the goal fails (the spread measured above).
 STARTUP_NOISE = 0.15
+#: "Memory flat": peak RSS at the largest size over the smallest, at most.
+MEMORY_GROWTH_MAX = 1.25
+# Ratios this large are shown without decimals.
+_WHOLE_RATIOS_FROM = 100
 
 
 def parse_size(text: str) -> int:
@@ -34,10 +38,9 @@ def parse_size(text: str) -> int:
 
 def human(n: int) -> str:
     """``10k``, ``1M`` or ``1,234``."""
-    if n >= 1_000_000 and n % 1_000_000 == 0:
-        return f"{n // 1_000_000}M"
-    if n >= 1000 and n % 1000 == 0:
-        return f"{n // 1000}k"
+    for unit, suffix in ((1_000_000, "M"), (1000, "k")):
+        if n >= unit and n % unit == 0:
+            return f"{n // unit}{suffix}"
     return f"{n:,}"
 
 
@@ -49,21 +52,35 @@ def machine_info() -> list[str]:
             cpu_model = line.split(":", 1)[1].strip()
             break
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,  # noqa: S607
-                                text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "target_rjmetrics"], cwd=REPO,  # noqa: S607
-                               capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "target_rjmetrics"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         commit, dirty = "?", ""
     state = f"{commit}" + (" + uncommitted changes in target_rjmetrics/" if dirty else "")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"date        {datetime.datetime.now(_UTC):%Y-%m-%d %H:%M:%S} UTC",
-        f"machine     {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {cpu_model}, "
-        f"{platform.system()} {platform.release()}",
-        f"python      {platform.python_implementation()} {platform.python_version()}; "
-        f"singer-sdk {metadata.version('singer-sdk')}; requests {metadata.version('requests')}; "
-        f"target-rjmetrics {metadata.version('target-rjmetrics')} at {state}",
+        (
+            f"machine     {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {cpu_model}, "
+            f"{platform.system()} {platform.release()}"
+        ),
+        (
+            f"python      {platform.python_implementation()} {platform.python_version()}; "
+            f"singer-sdk {metadata.version('singer-sdk')}; requests {metadata.version('requests')}; "
+            f"target-rjmetrics {metadata.version('target-rjmetrics')} at {state}"
+        ),
         f"load avg    {load} (1/5/15 min) at start",
     ]
 
@@ -73,7 +90,7 @@ def ratio(a: Result, b: Result | None) -> str:
     if b is None or not b.ok or not a.ok or not b.rate:
         return "-"
     value = a.rate / b.rate
-    return f"{value:.0f}x" if value >= 100 else f"{value:.2f}x"  # noqa: PLR2004
+    return f"{value:.0f}x" if value >= _WHOLE_RATIOS_FROM else f"{value:.2f}x"
 
 
 def steady_rate(r: Result, startup: dict[str, float]) -> float | None:
@@ -100,9 +117,11 @@ def table(results: list[Result], startup: dict[str, float], startup_cpu: dict[st
     first request), which would otherwise dominate small inputs.
     """
     by_key = {(r.contestant.name, r.latency_ms, r.size): r for r in results}
-    head = (f"{'contestant':<30} {'lat':>5} {'size':>5} {'measured on':<20} {'records/s':>10} {'(steady)':>9} "
-            f"{'vs A':>6} {'vs B':>6} {'vs C':>6} {'vs F1':>6} {'CPU s':>7} {'us/rec':>7} {'us/req':>8} "
-            f"{'RSS MiB':>8} {'srv CPU':>8} {'others':>6}")
+    head = (
+        f"{'contestant':<30} {'lat':>5} {'size':>5} {'measured on':<20} {'records/s':>10} {'(steady)':>9} "
+        f"{'vs A':>6} {'vs B':>6} {'vs C':>6} {'vs F1':>6} {'CPU s':>7} {'us/rec':>7} {'us/req':>8} "
+        f"{'RSS MiB':>8} {'srv CPU':>8} {'others':>6}"
+    )
     lines = [head, "-" * len(head)]
     previous = None
     for r in results:
@@ -140,8 +159,14 @@ class _Goals:
         self.startup = startup
         self.lines: list[str] = []
 
-    def ratio(self, label: str, a: tuple[str, float, int], b: tuple[str, float, int], goal: float,
-              stretch: float | None = None) -> None:
+    def ratio(
+        self,
+        label: str,
+        a: tuple[str, float, int],
+        b: tuple[str, float, int],
+        goal: float,
+        stretch: float | None = None,
+    ) -> None:
         first, second = self.by_key.get(a), self.by_key.get(b)
         if first is None or second is None or not first.ok or not second.ok:
             self.lines.append(f"  n/a   {label}: not measured")
@@ -161,9 +186,11 @@ class _Goals:
         lo, hi = self.by_key.get(("D", 0, small)), self.by_key.get(("D", 0, large))
         if lo and hi and lo.ok and hi.ok and not hi.prefix:
             growth = hi.rss_mib / lo.rss_mib
-            verdict = "PASS" if growth <= 1.25 else "FAIL"  # noqa: PLR2004
-            self.lines.append(f"  {verdict:<5} peak RSS of D(default, 0 ms) at {human(large)} vs {human(small)}: "
-                              f"{hi.rss_mib:.0f} / {lo.rss_mib:.0f} MiB = {growth:.2f}x (goal <= 1.25x)")
+            verdict = "PASS" if growth <= MEMORY_GROWTH_MAX else "FAIL"
+            self.lines.append(
+                f"  {verdict:<5} peak RSS of D(default, 0 ms) at {human(large)} vs {human(small)}: "
+                f"{hi.rss_mib:.0f} / {lo.rss_mib:.0f} MiB = {growth:.2f}x (goal <= {MEMORY_GROWTH_MAX:g}x)"
+            )
         else:
             self.lines.append("  n/a   peak memory goal: D(default) at 0 ms not measured on both full inputs")
 
@@ -175,9 +202,11 @@ class _Goals:
         value = d / c
         limit = STARTUP_RATIO_TODAY * (1 + STARTUP_NOISE)
         verdict = "PASS" if value <= limit else "FAIL"
-        self.lines.append(f"  {verdict:<5} start-up of D(default) vs C: {d:.2f} / {c:.2f} s = {value:.2f}x "
-                          f"(goal <= {STARTUP_RATIO_TODAY:g}x as before issue 11, +{STARTUP_NOISE:.0%} noise: "
-                          f"{limit:.2f}x)")
+        self.lines.append(
+            f"  {verdict:<5} start-up of D(default) vs C: {d:.2f} / {c:.2f} s = {value:.2f}x "
+            f"(goal <= {STARTUP_RATIO_TODAY:g}x as before issue 11, +{STARTUP_NOISE:.0%} noise: "
+            f"{limit:.2f}x)"
+        )
 
 
 def goals_issue5(results: list[Result], sizes: list[int], startup: dict[str, float]) -> list[str]:

@@ -66,13 +66,24 @@ def profile(launcher: Launcher, size: int, cache: Path, workdir: Path, top: int)
     out = workdir / f"target-rjmetrics-{size}.pstats"
     server = start_server(workdir, sandbox=True)
     try:
-        cmd = [PY, "-m", "cProfile", "-o", str(out), "-m", "target_rjmetrics",
-               "--config", str(target_config_file(server, workdir, None))]
+        cmd = [
+            PY,
+            "-m",
+            "cProfile",
+            "-o",
+            str(out),
+            "-m",
+            "target_rjmetrics",
+            "--config",
+            str(target_config_file(server, workdir, None)),
+        ]
         code, wall, cpu, rss = launcher.run(cmd, full, workdir / "profile.stdout", workdir / "profile.stderr", 3600)
     finally:
         server.stop()
-    print(f"target-rjmetrics (defaults) on {size:,} records, sandbox server at 0 ms, under cProfile: "
-          f"exit {code}, {wall:.1f} s wall, {cpu:.1f} s CPU, {rss:.0f} MiB peak RSS")
+    print(
+        f"target-rjmetrics (defaults) on {size:,} records, sandbox server at 0 ms, under cProfile: "
+        f"exit {code}, {wall:.1f} s wall, {cpu:.1f} s CPU, {rss:.0f} MiB peak RSS"
+    )
     if code != 0 or not out.exists():
         print((workdir / "profile.stderr").read_text(errors="replace")[-2000:])
         return 1
@@ -89,22 +100,38 @@ def profile(launcher: Launcher, size: int, cache: Path, workdir: Path, top: int)
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")], default=None,
-                        help="input sizes in records, comma separated (default 10k,1M; --quick 2k,20k)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [parse_size(x) for x in s.split(",")],
+        default=None,
+        help="input sizes in records, comma separated (default 10k,1M; --quick 2k,20k)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and short caps (~4 minutes)")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="about how long one measurement may take; slower contestants are measured "
-                             "on a prefix of the input (default 40, --quick 6)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="about how long one measurement may take; slower contestants are measured "
+        "on a prefix of the input (default 40, --quick 6)",
+    )
     names = ",".join(c.name for c in CONTESTANTS)
-    parser.add_argument("--only", default=None,
-                        help=f"contestants to run, comma separated from {names} (default all)")
+    parser.add_argument("--only", default=None, help=f"contestants to run, comma separated from {names} (default all)")
     parser.add_argument("--no-check", action="store_true", help="skip the correctness pass")
-    parser.add_argument("--profile", type=parse_size, metavar="SIZE", default=None,
-                        help="instead of the table: run target-rjmetrics once under cProfile on SIZE records "
-                             "and print the top functions by cumulative and by total time")
+    parser.add_argument(
+        "--profile",
+        type=parse_size,
+        metavar="SIZE",
+        default=None,
+        help="instead of the table: run target-rjmetrics once under cProfile on SIZE records "
+        "and print the top functions by cumulative and by total time",
+    )
     parser.add_argument("--top", type=int, default=25, help="functions listed by --profile (default 25)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "target-rjmetrics-bench",
-                        help="where generated input is kept between runs")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "target-rjmetrics-bench",
+        help="where generated input is kept between runs",
+    )
     return parser
 
 
@@ -118,8 +145,9 @@ def _chosen(parser: argparse.ArgumentParser, only: str | None) -> list[Contestan
     return [c for c in CONTESTANTS if c.name in wanted]
 
 
-def _startups(launcher: Launcher, chosen: list[Contestant], workdir: Path, full: Path,
-              size: int) -> tuple[dict[str, float], dict[str, float]]:
+def _startups(
+    launcher: Launcher, chosen: list[Contestant], workdir: Path, full: Path, size: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """Each contestant's start-up (SCHEMAs and one record) at 0 ms: median wall and CPU seconds.
 
     The runs are interleaved (every contestant once, then again), so a change in the machine's
@@ -134,8 +162,11 @@ def _startups(launcher: Launcher, chosen: list[Contestant], workdir: Path, full:
                 runs[contestant.name].append(measure(launcher, contestant, server, workdir, full, size, 1, 0, 120.0))
     finally:
         server.stop()
-    print(f"start-up (0 ms, SCHEMAs and one record; imports, authenticate, one request, exit; median of "
-          f"{STARTUP_RUNS} interleaved runs):", flush=True)
+    print(
+        f"start-up (0 ms, SCHEMAs and one record; imports, authenticate, one request, exit; median of "
+        f"{STARTUP_RUNS} interleaved runs):",
+        flush=True,
+    )
     startup: dict[str, float] = {}
     startup_cpu: dict[str, float] = {}
     for contestant in chosen:
@@ -146,14 +177,24 @@ def _startups(launcher: Launcher, chosen: list[Contestant], workdir: Path, full:
         rss = statistics.median(r.rss_mib for r in mine)
         startup[contestant.name] = wall if not failed else 0.0
         startup_cpu[contestant.name] = cpu if not failed else 0.0
-        print(f"  {contestant.label:<30} {wall:5.2f} s wall {cpu:5.2f} s CPU {rss:4.0f} MiB"
-              + ("" if not failed else "  FAILED: " + "; ".join(failed[0].problems)), flush=True)
+        print(
+            f"  {contestant.label:<30} {wall:5.2f} s wall {cpu:5.2f} s CPU {rss:4.0f} MiB"
+            + ("" if not failed else "  FAILED: " + "; ".join(failed[0].problems)),
+            flush=True,
+        )
     print()
     return startup, startup_cpu
 
 
-def _measure_all(launcher: Launcher, chosen: list[Contestant], workdir: Path, files: dict[int, Path],
-                 sizes: list[int], max_seconds: float, startup: dict[str, float]) -> list[Result]:
+def _measure_all(
+    launcher: Launcher,
+    chosen: list[Contestant],
+    workdir: Path,
+    files: dict[int, Path],
+    sizes: list[int],
+    max_seconds: float,
+    startup: dict[str, float],
+) -> list[Result]:
     results: list[Result] = []
     history: dict[tuple[str, float], float] = {}
     server = start_server(workdir, sandbox=True)
@@ -163,16 +204,25 @@ def _measure_all(launcher: Launcher, chosen: list[Contestant], workdir: Path, fi
                 server.set_faults(latency_ms=latency)
                 for contestant in chosen:
                     if not contestant.http and latency != LATENCIES_MS[0]:
-                        zero = next((r for r in results if r.contestant is contestant
-                                     and r.size == size and r.latency_ms == LATENCIES_MS[0]), None)
+                        zero = next(
+                            (
+                                r
+                                for r in results
+                                if r.contestant is contestant and r.size == size and r.latency_ms == LATENCIES_MS[0]
+                            ),
+                            None,
+                        )
                         if zero is not None:
-                            results.append(Result(**{**zero.__dict__, "latency_ms": latency,
-                                                     "reused_from_0ms": True}))
+                            results.append(Result(**{**zero.__dict__, "latency_ms": latency, "reused_from_0ms": True}))
                             continue
                     records = plan(contestant, latency, size, max_seconds, history, startup.get(contestant.name, 0.0))
                     hard = 3600.0 if records == size and contestant.full_at_0ms else max(120.0, 6 * max_seconds)
-                    print(f"  {contestant.label:<30} {latency:>3g} ms {human(size):>5} "
-                          f"{'all' if records == size else f'prefix {records:,}':<16}", end="", flush=True)
+                    print(
+                        f"  {contestant.label:<30} {latency:>3g} ms {human(size):>5} "
+                        f"{'all' if records == size else f'prefix {records:,}':<16}",
+                        end="",
+                        flush=True,
+                    )
                     r = measure(launcher, contestant, server, workdir, files[size], size, records, latency, hard)
                     results.append(r)
                     if r.ok and r.wall > 0:
@@ -219,25 +269,38 @@ def main() -> int:
         launcher.close()
 
 
-def _benchmark(launcher: Launcher, chosen: list[Contestant], sizes: list[int], max_seconds: float,
-               args: argparse.Namespace, workdir: Path) -> int:
+def _benchmark(
+    launcher: Launcher,
+    chosen: list[Contestant],
+    sizes: list[int],
+    max_seconds: float,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> int:
     began = time.monotonic()
     print("target-rjmetrics throughput benchmark")
     for line in machine_info():
         print("  " + line)
-    print(f"  sizes {', '.join(human(s) for s in sizes)}; prefix cap ~{max_seconds:g} s per measurement; "
-          "every contestant a subprocess reading the same file on stdin")
-    print("  server: rjmetrics-local-api serve --sandbox (a subprocess) for every run; latency 0 ms, then "
-          "50 ms set with PUT /_local/faults (sandbox at 50 ms too: it validates like production, and "
-          "storing would add the server's SQLite cost to every contestant alike)\n")
+    print(
+        f"  sizes {', '.join(human(s) for s in sizes)}; prefix cap ~{max_seconds:g} s per measurement; "
+        "every contestant a subprocess reading the same file on stdin"
+    )
+    print(
+        "  server: rjmetrics-local-api serve --sandbox (a subprocess) for every run; latency 0 ms, then "
+        "50 ms set with PUT /_local/faults (sandbox at 50 ms too: it validates like production, and "
+        "storing would add the server's SQLite cost to every contestant alike)\n"
+    )
     files = {size: input_file(args.cache_dir, size) for size in sizes}
     for size in sizes:
         print(f"  input {human(size)}: {describe_input(files[size])}")
     print()
 
     if not args.no_check:
-        print("correctness pass: persisting in-memory server, 0 ms, "
-              f"{human(sizes[0])} input (A on its first 1,000 records)", flush=True)
+        print(
+            "correctness pass: persisting in-memory server, 0 ms, "
+            f"{human(sizes[0])} input (A on its first 1,000 records)",
+            flush=True,
+        )
         checked = [c for c in chosen if c.name in ("A", "B", "D", "D16", "F1", "F2x16")]
         for line in check_landed(launcher, checked, files[sizes[0]], workdir):
             print(line, flush=True)
@@ -246,9 +309,11 @@ def _benchmark(launcher: Launcher, chosen: list[Contestant], sizes: list[int], m
     startup, startup_cpu = _startups(launcher, chosen, workdir, files[sizes[0]], sizes[0])
     results = _measure_all(launcher, chosen, workdir, files, sizes, max_seconds, startup)
 
-    print(f"\nResults ({datetime.datetime.now(_UTC):%Y-%m-%d %H:%M} UTC, "
-          f"total {time.monotonic() - began:.0f} s, load avg at end "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print(
+        f"\nResults ({datetime.datetime.now(_UTC):%Y-%m-%d %H:%M} UTC, "
+        f"total {time.monotonic() - began:.0f} s, load avg at end "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
     for line in table(results, startup, startup_cpu):
         print(line)
     _legend()

@@ -141,7 +141,7 @@ def _open(url: str, storage: StorageTarget | None) -> t.Any:  # noqa: ANN401
     parsed = urlparse(url)
     if parsed.scheme in {"", "file"}:
         # Local files are opened directly: the SDK's storage helper creates missing directories.
-        return open(url2pathname(parsed.path), "rb")  # noqa: SIM115, PTH123 (closed by the caller's with)
+        return open(url2pathname(parsed.path), "rb")  # noqa: PTH123 (closed by the caller's with)
     return StorageTarget.from_url(head).open(tail, mode="rb")
 
 

@@ -145,7 +145,9 @@ class Batch:
         Returns:
             The new batch.
         """
-        moved = Batch(stream=self.stream, table=self.table, first_seq=self.first_seq, first_position=self.first_position)
+        moved = Batch(
+            stream=self.stream, table=self.table, first_seq=self.first_seq, first_position=self.first_position
+        )
         kept = Batch(stream=self.stream, table=self.table, first_seq=self.first_seq, first_position=self.first_position)
         for key, encoded in self.points.items():
             part = moved if key in keys else kept
@@ -203,7 +205,9 @@ class OpenBatches:
         self._open: dict[str, Batch] = {}
         self.open_bytes = 0
 
-    def add(self, stream: str, table: str, key: Hashable, encoded: bytes, seq: int, position: int) -> bool:
+    def add(  # noqa: PLR0913, PLR0917 (a point and where it came from, on the hot path)
+        self, stream: str, table: str, key: Hashable, encoded: bytes, seq: int, position: int
+    ) -> bool:
         """Add a point to its table's open batch, sealing that batch first if the point does not fit.
 
         Args:

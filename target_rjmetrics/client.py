@@ -38,7 +38,6 @@ from urllib.parse import quote, unquote, urlsplit
 import backoff
 import requests
 import urllib3
-from requests.adapters import BaseAdapter
 from requests.auth import HTTPBasicAuth
 from requests.structures import CaseInsensitiveDict
 from requests.utils import (
@@ -69,6 +68,8 @@ from target_rjmetrics.transport import (
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator
+
+    from requests.adapters import BaseAdapter
 
 PRODUCTION_URL = "https://connect.rjmetrics.com/v2"
 SANDBOX_URL = "https://sandbox-connect.rjmetrics.com/v2"
@@ -305,7 +306,12 @@ class RJMetricsClient:
         return f"{self.base_url}/client/{self.client_id}/{path}"
 
     def _try_once(
-        self, method: str, url: str, endpoint: str, table: str = "", **kwargs: t.Any
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        table: str = "",
+        **kwargs: t.Any,  # noqa: ANN401 (requests' send options)
     ) -> tuple[requests.Response, bytes, float]:
         """Send one request, bounded as a whole by ``timeout``.
 
@@ -323,7 +329,11 @@ class RJMetricsClient:
         return response, body, answered_at
 
     def _send_once(
-        self, method: str, url: str, started: float, **kwargs: t.Any
+        self,
+        method: str,
+        url: str,
+        started: float,
+        **kwargs: t.Any,  # noqa: ANN401 (requests' send options)
     ) -> tuple[requests.Response, bytes, float]:
         attempt = Try(started + self.timeout)
         token = CURRENT_TRY.set(attempt)
@@ -493,7 +503,8 @@ def _stopped(
     error.abandoned_at = abandoned_at
     return error
 
-def _exhausted(
+
+def _exhausted(  # noqa: PLR0913 (what the message says)
     redact_text: Callable[[str], str],
     what: str,
     failure: RJMetricsTransientError,

@@ -384,7 +384,7 @@ class ImportAPIConnector:
 
     # -- input --------------------------------------------------------------------------------
 
-    def add_point(  # noqa: PLR0913
+    def add_point(  # noqa: PLR0913, PLR0917 (a point and where it came from, on the hot path)
         self, stream: str, table: str, key: Hashable, encoded: bytes, seq: int, position: int
     ) -> None:
         """Add a record's data point to its table's open batch.
@@ -591,7 +591,7 @@ class _Ticker:
                     in_flight = connector.dispatcher.in_flight if connector.dispatcher is not None else 0
                     connector.logger.info("%s", connector.stats.progress_line(in_flight))
                     connector.stats.report()
-            except Exception:  # noqa: BLE001 (the ticker must not die; the main thread reports failures)
+            except Exception:
                 connector.logger.debug("Ticker error", exc_info=True)
 
     def _flush_for_waiting_state(self, flush_seconds: float) -> None:

@@ -182,7 +182,7 @@ class Dispatcher:
                 self._unlanded.add(slot)
             else:
                 slot.replace(key, encoded, position, max_bytes=math.inf)  # type: ignore[arg-type]
-        if waiting.duplicates:  # records merged in a batch whose every point waits
+        if waiting.duplicates and slot is not None:  # records merged in a batch whose every point waits
             slot.duplicates += waiting.duplicates
 
     def _start_owning(self, batch: Batch) -> None:
@@ -268,10 +268,11 @@ class Dispatcher:
         current: Batch | None = None
         for slot in sorted(slots, key=lambda s: s.first_seq):
             self._unlanded.discard(slot)
-            (key, encoded), = slot.points.items()
+            ((key, encoded),) = slot.points.items()
             if current is None or not current.fits(len(encoded), self._max_points, self._max_bytes):
-                current = Batch(stream=slot.stream, table=slot.table, first_seq=slot.first_seq,
-                                first_position=slot.first_position)
+                current = Batch(
+                    stream=slot.stream, table=slot.table, first_seq=slot.first_seq, first_position=slot.first_position
+                )
                 parts.append(current)
             current.add(key, encoded, slot.point_positions[key], slot.first_seq)
             current.first_seq = min(current.first_seq, slot.first_seq)

@@ -100,7 +100,7 @@ class RJMetricsUnreachableError(RJMetricsError):
     """The API's host could not be connected to when the run started (refused, no such name)."""
 
 
-class RJMetricsRetriesExhausted(RJMetricsError):
+class RJMetricsRetriesExhausted(RJMetricsError):  # noqa: N818 (a public name since the first release)
     """Transient failures went on for longer than the retry bound allows, or the run stopped."""
 
 
@@ -165,7 +165,7 @@ class RJMetricsConnectError(RJMetricsTransientError):
         super().__init__(message)
 
 
-class TerminationRequested(BaseException):  # noqa: N818 (a control-flow signal, like KeyboardInterrupt)
+class TerminationRequested(BaseException):
     """SIGTERM or SIGINT arrived: stop reading, settle, write the last landed STATE."""
 
     def __init__(self, signum: int) -> None:

@@ -101,7 +101,7 @@ def transport_failure(exc: BaseException, attempt: Try, method: str, url: str, c
     return RJMetricsTransientError(f"{method} {client.shown_url(url)} {reason}", maybe_applied=True)
 
 
-def check_answer(  # noqa: C901, PLR0911, PLR0913
+def check_answer(  # noqa: PLR0913
     response: requests.Response,
     body: bytes,
     answered_at: float,
@@ -199,6 +199,7 @@ def error_detail(response: requests.Response, body: bytes) -> tuple[str, list[st
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for, or None when absent or an HTTP-date."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
@@ -218,9 +219,8 @@ def causes(exc: BaseException) -> Generator[BaseException, None, None]:
             continue
         seen.add(id(current))
         yield current
-        for inner in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
-            if isinstance(inner, BaseException):
-                pending.append(inner)
+        inners = (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
+        pending.extend(inner for inner in inners if isinstance(inner, BaseException))
 
 
 def connect_failure(exc: BaseException, timeout: float) -> str:
@@ -230,8 +230,11 @@ def connect_failure(exc: BaseException, timeout: float) -> str:
         return "name not resolved"
     if any(isinstance(c, ConnectionRefusedError) for c in chain):
         return "connection refused"
-    if any(isinstance(c, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError, TimeoutError))
-           and not isinstance(c, urllib3.exceptions.NewConnectionError) for c in chain):
+    if any(
+        isinstance(c, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError, TimeoutError))
+        and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        for c in chain
+    ):
         return f"no answer within {timeout:g}s"
     for cause in chain:
         if isinstance(cause, OSError) and cause.strerror:
@@ -240,12 +243,14 @@ def connect_failure(exc: BaseException, timeout: float) -> str:
 
 
 def is_certificate_failure(exc: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate was not trusted."""
     return any(
         isinstance(c, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(c) for c in causes(exc)
     )
 
 
 def host_port(url: str) -> str:
+    """``HOST:PORT`` of a URL (the scheme's default port when none is given), for messages."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
     if ":" in host:

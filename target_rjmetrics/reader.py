@@ -16,7 +16,6 @@ from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-
 #: Bytes read from the input at a time.
 _READ_BUFFER_BYTES = 1 << 20
 
@@ -29,7 +28,7 @@ class RJMetricsReader(MsgSpecReader):
         super().__init__()
         self.line_number = 0
 
-    def deserialize_json(self, line: str | bytes) -> dict:
+    def deserialize_json(self, line: str | bytes) -> dict[str, t.Any]:
         """Parse one line of input.
 
         Args:
@@ -63,14 +62,12 @@ class RJMetricsReader(MsgSpecReader):
         if type(message) is not dict:
             msg = f"Input line {self.line_number} is JSON but not an object, so not a Singer message."
             raise InvalidInputLine(msg)
-        return t.cast("dict", message)
+        return t.cast("dict[str, t.Any]", message)
 
     def _not_utf8(self, line: str | bytes) -> str:
         """Say where a line that is not UTF-8 breaks (the character, counted from 1)."""
-        if isinstance(line, str):  # read as text: undecodable bytes became lone surrogates
-            raw = line.encode("utf-8", "surrogateescape")
-        else:
-            raw = line
+        # Read as text, undecodable bytes became lone surrogates: turn them back into bytes.
+        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
         try:
             raw.decode("utf-8")
             column = "?"
@@ -84,7 +81,7 @@ class RJMetricsReader(MsgSpecReader):
     def process_lines(
         self,
         file_input: t.IO[str] | None,
-        callbacks: dict[str, t.Callable[[dict], None]],
+        callbacks: dict[str, t.Callable[[dict[str, t.Any]], None]],
     ) -> t.Counter[str]:
         """Read every message and hand it to its handler.
 
@@ -106,7 +103,7 @@ class RJMetricsReader(MsgSpecReader):
             with contextlib.suppress(OSError, ValueError):
                 # Nothing has read the input yet: read its file descriptor through a larger
                 # buffer, so fewer reads (each lets the sending threads take the interpreter).
-                source = open(binary.fileno(), "rb", buffering=_READ_BUFFER_BYTES, closefd=False)  # noqa: SIM115, PTH123
+                source = open(binary.fileno(), "rb", buffering=_READ_BUFFER_BYTES, closefd=False)  # noqa: SIM115
         else:
             reconfigure = getattr(source, "reconfigure", None)
             if reconfigure is not None:
@@ -119,7 +116,7 @@ class RJMetricsReader(MsgSpecReader):
             kind = message.get("type")
             if kind is None:
                 self.assert_line_requires(message, requires={"type"})  # raises, naming the line
-            callback = callbacks.get(kind)  # type: ignore[call-overload]
+            callback = callbacks.get(str(kind))
             if callback is not None:
                 callback(message)
             else:
@@ -127,7 +124,7 @@ class RJMetricsReader(MsgSpecReader):
             stats[kind] += 1  # type: ignore[index]
         return collections.Counter(stats)
 
-    def _process_unknown_message(self, message_dict: dict) -> None:
+    def _process_unknown_message(self, message_dict: dict[str, t.Any]) -> None:
         """Refuse a message of a type Singer does not have, naming the line.
 
         Args:
@@ -144,7 +141,7 @@ class RJMetricsReader(MsgSpecReader):
         )
         raise InvalidInputLine(msg)
 
-    def assert_line_requires(self, line_dict: dict, requires: set[str]) -> None:  # type: ignore[override]
+    def assert_line_requires(self, line_dict: dict[str, t.Any], requires: set[str]) -> None:  # type: ignore[override]
         """Check a message has the fields its type needs, naming the missing ones only.
 
         Args:
@@ -162,4 +159,3 @@ class RJMetricsReader(MsgSpecReader):
                 f"{', '.join(repr(m) for m in sorted(missing))}."
             )
             raise InvalidInputLine(msg)
-

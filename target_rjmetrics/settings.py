@@ -145,7 +145,7 @@ def setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, st
     """
     path = [str(p) for p in error.absolute_path]
     rule = str(error.validator)
-    expected = error.validator_value
+    expected: t.Any = error.validator_value
     if rule == "required":
         given = error.instance if isinstance(error.instance, dict) else {}
         return [f"`{'.'.join([*path, name])}` is required" for name in expected if name not in given]
@@ -158,7 +158,7 @@ def setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, st
     elif rule == "enum":
         text = "must be one of " + ", ".join(f"'{v}'" for v in expected)
     elif rule == "pattern" and _is_seconds(error.schema):
-        text = "must be a plain number of seconds, such as 30 or \"0.5\""
+        text = 'must be a plain number of seconds, such as 30 or "0.5"'
     elif rule == "pattern" and expected == TABLE_PREFIX_PATTERN:
         text = "must hold only letters, digits and underscores"
     elif rule == "pattern":
@@ -234,7 +234,8 @@ def env_setting_problems(
     return problems, numbers
 
 
-def settings_error(problems: list[str], schema: dict | None = None) -> ConfigValidationError:
+def settings_error(problems: list[str], schema: dict[str, t.Any] | None = None) -> ConfigValidationError:
+    """One error listing every settings problem, each a sentence naming its setting."""
     msg = "; ".join(problems) + ". `target-rjmetrics --about` lists every setting."
     return ConfigValidationError(msg, errors=problems, schema=schema)
 
@@ -269,7 +270,6 @@ def seconds_type(*, positive: bool) -> th.CustomType:
     return th.CustomType({"type": ["string", "number"], "pattern": pattern, **bound})
 
 
-
 CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     th.Property(
         "client_id",
@@ -291,9 +291,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.BooleanType,
         default=False,
         title="Sandbox",
-        description=(
-            "Send everything to the sandbox host, which validates like production but keeps no data."
-        ),
+        description=("Send everything to the sandbox host, which validates like production but keeps no data."),
     ),
     th.Property(
         "api_url",
@@ -340,7 +338,10 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         seconds_type(positive=True),
         default=60,
         title="Request Timeout",
-        description="Seconds one try of a request may take, from connecting to the last byte of the answer, before it is given up and retried.",
+        description=(
+            "Seconds one try of a request may take, from connecting to the last byte of the answer,"
+            " before it is given up and retried."
+        ),
     ),
     th.Property(
         "max_retry_seconds",

@@ -35,7 +35,7 @@ if t.TYPE_CHECKING:
 
 
 #: The context of every record: batches are the connector's, not the SDK's.
-_NO_CONTEXT: dict = {}
+_NO_CONTEXT: dict[str, t.Any] = {}
 
 
 class RJMetricsSink(BatchSink):
@@ -45,7 +45,7 @@ class RJMetricsSink(BatchSink):
         self,
         target: Target,
         stream_name: str,
-        schema: dict,
+        schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
         *,
         connector: ImportAPIConnector,
@@ -107,8 +107,8 @@ class RJMetricsSink(BatchSink):
 
     def _parse_timestamps_in_record(
         self,
-        record: dict,
-        schema: dict,  # noqa: ARG002 (always self.schema, whose lookups are done once)
+        record: dict[str, t.Any],
+        schema: dict[str, t.Any],  # noqa: ARG002 (always self.schema, whose lookups are done once)
         treatment: DatetimeErrorTreatmentEnum,
     ) -> None:
         """Check date-like strings as the SDK does, turning them straight into the API's text.
@@ -146,7 +146,7 @@ class RJMetricsSink(BatchSink):
                     record, [name], value, kind, exc, treatment, self.logger
                 )
 
-    def preprocess_record(self, record: dict, context: dict) -> dict:  # noqa: ARG002
+    def preprocess_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> dict[str, t.Any]:  # noqa: ARG002
         """Refuse a record that lacks a key property, naming it (before the SDK's own check).
 
         Args:
@@ -178,7 +178,9 @@ class RJMetricsSink(BatchSink):
         if not self.validate_schema:
             return None
         cursor = self._connector.cursor
-        return ValueFreeValidator(self.schema, where=lambda: record_place(self.stream_name, self.table, cursor.position))
+        return ValueFreeValidator(
+            self.schema, where=lambda: record_place(self.stream_name, self.table, cursor.position)
+        )
 
     def get_sink_record_counter(self) -> metrics.Counter:
         """The SDK's ``record_count`` would count records as they are read, even those that never land.
@@ -209,7 +211,7 @@ class RJMetricsSink(BatchSink):
         """
         return False
 
-    def process_record(self, record: dict, context: dict) -> None:  # noqa: ARG002
+    def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:  # noqa: ARG002
         """Turn a record into an encoded data point and hand it to the connector.
 
         Args:
@@ -217,11 +219,11 @@ class RJMetricsSink(BatchSink):
             context: Unused; batches are the connector's.
         """
         cursor = self._connector.cursor
-        key, encoded = self._mapper.to_point(record, cursor.position)  # type: ignore[union-attr] (set by setup)
+        key, encoded = self._mapper.to_point(record, cursor.position)  # type: ignore[union-attr]  # set by setup()
         self._connector.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
         self._stats.read += 1  # only this thread writes it (readers see an int, old or new)
 
-    def load(self, record: dict) -> None:
+    def load(self, record: dict[str, t.Any]) -> None:
         """Load a record of a plain stream, without the SDK's per-record bookkeeping (the fast path).
 
         The target calls this instead of the SDK's ``Target._process_record_message`` for a
@@ -242,7 +244,7 @@ class RJMetricsSink(BatchSink):
         self._total_records_read += 1
         self.process_record(record, _NO_CONTEXT)
 
-    def process_batch(self, context: dict) -> None:  # noqa: ARG002
+    def process_batch(self, context: dict[str, t.Any]) -> None:  # noqa: ARG002
         """Send what is gathered (the SDK drains sinks at the end of input and every few minutes).
 
         Args:
@@ -283,7 +285,7 @@ class RemovedStreamSink(BatchSink):
         self,
         target: Target,
         stream_name: str,
-        schema: dict,
+        schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
         *,
         connector: ImportAPIConnector,  # noqa: ARG002 (no record reaches it)
@@ -307,7 +309,7 @@ class RemovedStreamSink(BatchSink):
         """
         return
 
-    def process_batch(self, context: dict) -> None:
+    def process_batch(self, context: dict[str, t.Any]) -> None:
         """Nothing to send.
 
         Args:

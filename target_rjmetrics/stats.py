@@ -116,8 +116,13 @@ class LoadStats:
             seconds: How long the try took.
         """
         expected = 201 if endpoint == "upsert" else 200
-        tags = {"endpoint": endpoint, **({"table": table} if table else {}), "http_status_code": status,
-                "status": "succeeded" if status == expected else "failed", "pid": self._pid}
+        tags = {
+            "endpoint": endpoint,
+            **({"table": table} if table else {}),
+            "http_status_code": status,
+            "status": "succeeded" if status == expected else "failed",
+            "pid": self._pid,
+        }
         self._log("timer", metrics.Metric.HTTP_REQUEST_DURATION, seconds, tags)
         with self._lock:
             self._tries[(endpoint, table, status)] += 1
@@ -171,14 +176,17 @@ class LoadStats:
             "retry_count": LoadMetric.RETRY_COUNT,
         }
         with self._lock:
-            grown = [(table, self._tables[table].stream if table in self._tables else "", dict(counts))
-                     for table, counts in sorted(self._unreported.items()) if any(counts.values())]
+            grown = [
+                (table, self._tables[table].stream if table in self._tables else "", dict(counts))
+                for table, counts in sorted(self._unreported.items())
+                if any(counts.values())
+            ]
             self._unreported.clear()
         for table, stream, counts in grown:
             tags = {"endpoint": "upsert", "stream": stream, "table": table} if table else {"endpoint": "authenticate"}
             for name, metric in names.items():
                 if counts.get(name):
-                    self._log("counter", metric, counts[name], {**tags, "pid": self._pid})
+                    self._log("counter", t.cast("LoadMetric", metric), counts[name], {**tags, "pid": self._pid})
 
     def report_summary(self) -> None:
         """Log one ``load_summary`` metric per table (a machine-readable summary)."""
@@ -186,9 +194,18 @@ class LoadStats:
             rows = sorted((table, TableStats(**vars(s))) for table, s in self._tables.items())
         for table, s in rows:
             seconds = max(0.0, (s.last_landed or s.first_read) - s.first_read)
-            tags = {"stream": s.stream, "table": table, "records": s.landed, "read": s.read, "requests": s.requests,
-                    "retries": s.retries, "merged": s.duplicates, "nonfinite_as_null": s.nonfinite,
-                    "seconds": round(seconds, 3), "pid": self._pid}
+            tags = {
+                "stream": s.stream,
+                "table": table,
+                "records": s.landed,
+                "read": s.read,
+                "requests": s.requests,
+                "retries": s.retries,
+                "merged": s.duplicates,
+                "nonfinite_as_null": s.nonfinite,
+                "seconds": round(seconds, 3),
+                "pid": self._pid,
+            }
             self._log("summary", LoadMetric.LOAD_SUMMARY, s.landed, tags)
 
     def _log(self, kind: str, metric: metrics.Metric | LoadMetric, value: float, tags: dict[str, t.Any]) -> None:

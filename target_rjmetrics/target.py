@@ -14,8 +14,9 @@ overridden or read, each for the reason given where it is used:
   ``_process_batch_message``, ``_process_activate_version_message`` (overridden, calling the
   SDK's own where it does the work): a record's place in the input, errors that name it,
   STATE written only once its records landed, BATCH files read as RECORD messages.
-- ``Target._sinks_active``, ``PluginBase._config``, ``PluginBase._env_var_prefix`` (read;
-  ``_config`` gets the numbers read from setting variables).
+- ``Target._sinks_active``, ``Target._sinks_to_clear`` (``get_sink`` creates sinks with the
+  connector; the SDK's ``add_sink`` is final), ``PluginBase._config``,
+  ``PluginBase._env_var_prefix`` (read; ``_config`` gets the numbers read from setting variables).
 - ``Sink._parse_timestamps_in_record``, ``Sink._warned_missing_fields`` and
   ``Sink._key_properties`` (in :mod:`target_rjmetrics.sinks`).
 """
@@ -30,7 +31,7 @@ import threading
 import typing as t
 
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.target_base import Target
@@ -64,10 +65,17 @@ if t.TYPE_CHECKING:
 
 #: Record metadata fields the SDK removes from records (``Sink._remove_sdc_metadata_from_record``):
 #: a record holding one takes the SDK's path.
-_SDC_FIELDS = frozenset({
-    "_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
-    "_sdc_table_version", "_sdc_sync_started_at",
-})
+_SDC_FIELDS = frozenset(
+    {
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+        "_sdc_sync_started_at",
+    }
+)
 #: The fast path checks the SDK's maximum record age (a drain every 5 minutes) every so many records.
 _MAX_AGE_CHECK_EVERY = 1000
 
@@ -79,7 +87,7 @@ class TargetRJMetrics(Target):
     default_sink_class = RJMetricsSink
     message_reader_class = RJMetricsReader
     # ACTIVATE_VERSION is not advertised: the API cannot delete rows.
-    capabilities: t.ClassVar[list] = [
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
         PluginCapabilities.BATCH,
         PluginCapabilities.STREAM_MAPS,
@@ -171,11 +179,43 @@ class TargetRJMetrics(Target):
             return RemovedStreamSink
         return super().get_sink_class(stream_name)
 
-    def add_sink(self, stream_name: str, schema: dict, key_properties: t.Sequence[str] | None = None) -> Sink:
-        """Create a sink with the run's connector, check its stream (``setup``), register it.
+    def get_sink(
+        self,
+        stream_name: str,
+        *,
+        record: dict[str, t.Any] | None = None,
+        schema: dict[str, t.Any] | None = None,
+        key_properties: t.Sequence[str] | None = None,
+    ) -> Sink:
+        """The stream's sink; a new one when a SCHEMA brings a new schema or new key properties.
 
-        As the SDK's ``add_sink``, with the connector handed to the sink as the SDK's SQL
-        targets hand theirs (``SQLTarget.add_sqlsink``).
+        As the SDK's ``get_sink``, creating sinks with ``add_rjmetrics_sink`` (the SDK's
+        ``add_sink`` is final), the way its SQL targets create theirs with ``add_sqlsink``.
+
+        Args:
+            stream_name: The stream (after stream maps).
+            record: Unused (the SDK's signature).
+            schema: The stream's schema, when a SCHEMA message asks for the sink.
+            key_properties: Its key properties.
+
+        Returns:
+            The sink.
+        """
+        del record
+        if schema is None:
+            return self._sinks_active[stream_name]
+        existing = self._sinks_active.get(stream_name)
+        if existing is not None:
+            if existing.original_schema == schema and existing.key_properties == key_properties:
+                return existing
+            self.logger.info("Schema or key properties for '%s' stream have changed", stream_name)
+            self._sinks_to_clear.append(self._sinks_active.pop(stream_name))
+        return self.add_rjmetrics_sink(stream_name, schema, key_properties)
+
+    def add_rjmetrics_sink(
+        self, stream_name: str, schema: dict[str, t.Any], key_properties: t.Sequence[str] | None = None
+    ) -> Sink:
+        """Create a sink with the run's connector, check its stream (``setup``), register it.
 
         Args:
             stream_name: The stream (after stream maps).
@@ -228,7 +268,7 @@ class TargetRJMetrics(Target):
 
     # -- messages -----------------------------------------------------------------------
 
-    def _process_record_message(self, message_dict: dict) -> None:
+    def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
         if "stream" not in message_dict or "record" not in message_dict:
             self._assert_line_requires(message_dict, requires={"stream", "record"})  # raises, naming it
         connector = self.connector
@@ -250,7 +290,7 @@ class TargetRJMetrics(Target):
                     super()._process_record_message(message_dict)
             except (RJMetricsError, TerminationRequested):
                 raise
-            except Exception as exc:  # noqa: BLE001 (re-raised with its place in the input)
+            except Exception as exc:
                 if exc is connector.failure:
                     raise  # sending failed (raised by the dispatcher): not this record's fault
                 raise input_error(self._where(stream), exc, self.logger) from None
@@ -260,7 +300,7 @@ class TargetRJMetrics(Target):
                 connector.seal_all()
         self._after_message()
 
-    def _process_schema_message(self, message_dict: dict) -> None:
+    def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         with self.connector.input_lock:
             self._in_message = True
             stream = message_dict.get("stream")
@@ -299,7 +339,7 @@ class TargetRJMetrics(Target):
             and type(self._sinks_active.get(stream)) is RJMetricsSink
         )
 
-    def _process_state_message(self, message_dict: dict) -> None:
+    def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
         value = message_dict["value"]
         if not value:
@@ -312,7 +352,7 @@ class TargetRJMetrics(Target):
             self._in_message = False
         self._after_message()
 
-    def _process_batch_message(self, message_dict: dict) -> None:
+    def _process_batch_message(self, message_dict: dict[str, t.Any]) -> None:
         """Load every record of a BATCH message's files exactly as a RECORD message of its stream.
 
         The SDK's own handling (0.54) reads each file whole and hands the records to
@@ -323,7 +363,7 @@ class TargetRJMetrics(Target):
         self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
         load_batch(message_dict, self.connector.settings.batch_storage, self._process_record_message)
 
-    def _process_activate_version_message(self, message_dict: dict) -> None:
+    def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
         self.logger.warning(
             "ACTIVATE_VERSION for stream '%s' ignored: the Import API has no delete.",
             message_dict.get("stream"),
@@ -380,7 +420,7 @@ class TargetRJMetrics(Target):
     # -- the command line ---------------------------------------------------------------
 
     @classmethod
-    def cb_config(  # type: ignore[override]
+    def cb_config(
         cls,
         ctx: click.Context,
         param: click.Option,  # noqa: ARG003
@@ -434,5 +474,5 @@ class TargetRJMetrics(Target):
         try:
             target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
             target.listen(file_input)
-        except (Exception, KeyboardInterrupt, TerminationRequested) as exc:
+        except (Exception, KeyboardInterrupt, TerminationRequested) as exc:  # noqa: BLE001 (every failure is reported as a sentence)
             sys.exit(report(exc, cls.logger))

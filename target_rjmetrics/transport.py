@@ -14,6 +14,7 @@ made by :func:`new_adapter`. Its contract, whatever the transport behind it:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import json
@@ -89,10 +90,8 @@ class Try:
             return
         # Set before the shutdown: the thread it wakes may read it at once (under the lock).
         self.expired = True
-        try:
+        with contextlib.suppress(OSError):  # already closed: nothing left to wait for
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed: nothing left to wait for
 
     def outcome(self) -> tuple[bool, bool]:
         """Whether the try reached the host, and whether the watchdog cut it (once any cut is done).
@@ -118,7 +117,7 @@ class _WatchedConnectionMixin:
         if current is not None:
             current.use(self, connected=True)  # type: ignore[arg-type]
 
-    def putrequest(self, *args: t.Any, **kwargs: t.Any) -> None:
+    def putrequest(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 (http.client's signature)
         current = CURRENT_TRY.get()
         if current is not None:
             # A pooled connection being reused is already connected; a new one connects
@@ -140,7 +139,7 @@ class _WatchedHTTPConnectionPool(HTTPConnectionPool):
 
 
 class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection  # type: ignore[assignment]
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 _WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
@@ -149,11 +148,13 @@ _WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConn
 class WatchedAdapter(HTTPAdapter):
     """An adapter whose connections (direct, or through an HTTP proxy) report to the watchdog."""
 
-    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 (requests' signature)
+        """Make the pools' connections watched ones."""
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: t.Any) -> t.Any:  # noqa: ANN401
+        """Make an HTTP proxy's connections watched ones too."""
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         # SOCKS proxies bring their own connection classes: leave those (per-read timeouts only).
         if manager.pool_classes_by_scheme.get("http") is HTTPConnectionPool:
@@ -172,6 +173,7 @@ class Watchdog:
         self._closing = False
 
     def arm(self, attempt: Try) -> None:
+        """Watch a try until it is disarmed; cut its connection if its deadline passes first."""
         with self._cond:
             self._armed.add(attempt)
             if self._thread is None:
@@ -182,10 +184,12 @@ class Watchdog:
                 self._cond.notify()
 
     def disarm(self, attempt: Try) -> None:
+        """Stop watching a try (it ended)."""
         with self._cond:
             self._armed.discard(attempt)
 
     def close(self) -> None:
+        """Stop the watchdog's thread."""
         with self._cond:
             thread, self._thread = self._thread, None
             self._closing = True
@@ -217,8 +221,6 @@ def read_answer(response: requests.Response) -> bytes:
     return b"".join(chunks)[:MAX_ANSWER_BYTES]
 
 
-
-
 class DryRunAdapter(BaseAdapter):
     """A transport that sends nothing: each upsert becomes a line of a JSON-lines file.
 
@@ -237,13 +239,13 @@ class DryRunAdapter(BaseAdapter):
         self._lock = threading.Lock()
         self._file = open(path, "wb")  # noqa: SIM115, PTH123 (closed in close())
 
-    def send(  # noqa: PLR0913
+    def send(  # noqa: PLR0913, PLR0917 (requests' adapter signature)
         self,
         request: requests.PreparedRequest,
         stream: bool = False,  # noqa: ARG002, FBT001, FBT002
-        timeout: float | tuple[float, float] | None = None,  # noqa: ARG002
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,  # noqa: ARG002
         verify: bool | str = True,  # noqa: ARG002, FBT001, FBT002
-        cert: str | tuple[str, str] | None = None,  # noqa: ARG002
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,  # noqa: ARG002
         proxies: Mapping[str, str] | None = None,  # noqa: ARG002
     ) -> requests.Response:
         """Write an upsert to the file instead of sending it; answer as the API would.
@@ -256,7 +258,9 @@ class DryRunAdapter(BaseAdapter):
             body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
             segments = urlsplit(url).path.split("/")
             table = unquote(segments[-2]) if len(segments) > 2 and segments[-3] == "table" else ""  # noqa: PLR2004
-            head = json.dumps({"method": "POST", "url": redact_url(url), "table": table, "points": len(json.loads(body))})
+            head = json.dumps(
+                {"method": "POST", "url": redact_url(url), "table": table, "points": len(json.loads(body))}
+            )
             with self._lock:
                 self._file.write(head[:-1].encode() + b', "body": ' + body + b"}\n")
                 self._file.flush()

@@ -52,8 +52,8 @@ class ValueFreeValidator(BaseJSONSchemaValidator):
         try:
             validator_class.check_schema(schema)
         except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-            msg = f"the SCHEMA is not valid JSON Schema at {where}: rule '{exc.validator}' is broken"
+            at = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            msg = f"the SCHEMA is not valid JSON Schema at {at}: rule '{exc.validator}' is broken"
             raise InvalidJSONSchema(msg) from None
         try:
             self._compiled: t.Callable[[t.Any], t.Any] | None = compile_validator(schema)
@@ -164,7 +164,7 @@ class _WideValidator:
             try:
                 check(value)
             except fastjsonschema.JsonSchemaValueException as exc:
-                inner = (exc.name or "data")[len("data"):]
+                inner = (exc.name or "data")[len("data") :]
                 raise fastjsonschema.JsonSchemaValueException(
                     "", None, f"data.{name}{inner}", exc.definition, exc.rule
                 ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import typing as t
 
 from target_rjmetrics.batches import Batch
 from target_rjmetrics.dispatch import Dispatcher
@@ -17,6 +18,11 @@ def _batch(table: str, keys: list[int], seq: int) -> Batch:
     return batch
 
 
+def _sorted_keys(batch: Batch) -> list[int]:
+    """The batch's keys (this test's keys are ints), sorted."""
+    return sorted(t.cast("list[int]", list(batch.points)))
+
+
 def test_a_newer_version_of_a_key_waits_until_the_abandoned_try_can_no_longer_apply() -> None:
     started: dict[str, float] = {}
     lock = threading.Lock()
@@ -24,9 +30,9 @@ def test_a_newer_version_of_a_key_waits_until_the_abandoned_try_can_no_longer_ap
 
     def send(batch: Batch) -> float | None:
         with lock:
-            started[batch.stream + str(sorted(batch.points))] = time.monotonic()
+            started[batch.stream + str(_sorted_keys(batch))] = time.monotonic()
         # The first batch had a try whose answer never came: it may apply until `window` from now.
-        return time.monotonic() + window if sorted(batch.points) == [1, 2] else None
+        return time.monotonic() + window if _sorted_keys(batch) == [1, 2] else None
 
     dispatcher = Dispatcher(send=send, max_concurrent=4, max_queued=8)
     try:

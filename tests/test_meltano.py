@@ -47,8 +47,14 @@ def _meltano(
     meltano: Path, project: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "", check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [str(meltano), *args], cwd=project, input=stdin, capture_output=True, text=True,
-        env=env or _env(), timeout=600, check=False,
+        [str(meltano), *args],
+        cwd=project,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=600,
+        check=False,
     )
     if check:
         assert proc.returncode == 0, f"meltano {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -86,17 +92,34 @@ def repo_project(meltano: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_numbers_set_through_the_environment_reach_the_target(meltano: Path, repo_project: Path) -> None:
     # Meltano 4.4.1 failed this with "Object of type Decimal is not JSON serializable" while these
     # settings were `kind: decimal`.
-    version = _meltano(meltano, repo_project, "invoke", "target-rjmetrics", "--version",
-                       env=_env(TARGET_RJMETRICS_REQUEST_TIMEOUT="30"))
+    version = _meltano(
+        meltano,
+        repo_project,
+        "invoke",
+        "target-rjmetrics",
+        "--version",
+        env=_env(TARGET_RJMETRICS_REQUEST_TIMEOUT="30"),
+    )
     assert f"target-rjmetrics v{_about()['version']}" in version.stdout + version.stderr
 
-    dumped = _meltano(meltano, repo_project, "invoke", "--dump=config", "target-rjmetrics", env=_env(
-        TARGET_RJMETRICS_REQUEST_TIMEOUT="0.5",
-        TARGET_RJMETRICS_MAX_RETRY_SECONDS="1.5",
-        TARGET_RJMETRICS_STATE_FLUSH_SECONDS="30",
-    ))
+    dumped = _meltano(
+        meltano,
+        repo_project,
+        "invoke",
+        "--dump=config",
+        "target-rjmetrics",
+        env=_env(
+            TARGET_RJMETRICS_REQUEST_TIMEOUT="0.5",
+            TARGET_RJMETRICS_MAX_RETRY_SECONDS="1.5",
+            TARGET_RJMETRICS_STATE_FLUSH_SECONDS="30",
+        ),
+    )
     config = json.loads(dumped.stdout)
-    assert (config["request_timeout"], config["max_retry_seconds"], config["state_flush_seconds"]) == ("0.5", "1.5", "30")
+    assert (config["request_timeout"], config["max_retry_seconds"], config["state_flush_seconds"]) == (
+        "0.5",
+        "1.5",
+        "30",
+    )
 
 
 def test_meltano_invoke_loads_with_fractional_seconds_from_the_environment(
@@ -125,7 +148,10 @@ def test_config_list_shows_the_required_settings_and_the_real_defaults(meltano: 
         assert f"{name} [env: TARGET_RJMETRICS_{name.upper()}]" in required
     for name, prop in _about()["settings"]["properties"].items():
         if prop.get("default") is not None:
-            assert f"{name} [env: TARGET_RJMETRICS_{name.upper()}] current value: {prop['default']!r} (default)" in optional
+            assert (
+                f"{name} [env: TARGET_RJMETRICS_{name.upper()}] current value: {prop['default']!r} (default)"
+                in optional
+            )
     # requires_meltano replaced `version: 1`, which made every command warn.
     assert "DeprecationWarning" not in listing.stderr
 
@@ -135,15 +161,32 @@ def test_hub_definition_adds_to_a_new_project_installs_and_loads(
 ) -> None:
     _meltano(meltano, tmp_path, "init", "fresh", "--no_usage_stats")
     project = tmp_path / "fresh"
-    _meltano(meltano, project, "add", "--plugin-type", "loader", "target-rjmetrics", "--from-ref", str(HUB_DEFINITION),
-             "--no-install")
+    _meltano(
+        meltano,
+        project,
+        "add",
+        "--plugin-type",
+        "loader",
+        "target-rjmetrics",
+        "--from-ref",
+        str(HUB_DEFINITION),
+        "--no-install",
+    )
 
     added = yaml.safe_load((project / "meltano.yml").read_text(encoding="utf-8"))["plugins"]
     hub = yaml.safe_load(HUB_DEFINITION.read_text(encoding="utf-8"))
     assert list(added) == ["loaders"]  # one loader, nothing else
     (loader,) = added["loaders"]
-    for key in ("name", "namespace", "variant", "executable", "pip_url", "capabilities", "settings",
-                "settings_group_validation"):
+    for key in (
+        "name",
+        "namespace",
+        "variant",
+        "executable",
+        "pip_url",
+        "capabilities",
+        "settings",
+        "settings_group_validation",
+    ):
         assert loader[key] == hub[key], key
 
     # Until the package is on PyPI, the README says to point pip_url at a checkout.
@@ -155,9 +198,14 @@ def test_hub_definition_adds_to_a_new_project_installs_and_loads(
     about = json.loads(_meltano(meltano, project, "invoke", "target-rjmetrics", "--about", "--format", "json").stdout)
     expected = _about()
     assert (about["version"], about["capabilities"], about["settings"]) == (
-        expected["version"], expected["capabilities"], expected["settings"]
+        expected["version"],
+        expected["capabilities"],
+        expected["settings"],
     )
-    assert "Required settings: api_key, client_id" in _meltano(meltano, project, "config", "list", "target-rjmetrics").stdout
+    assert (
+        "Required settings: api_key, client_id"
+        in _meltano(meltano, project, "config", "list", "target-rjmetrics").stdout
+    )
 
     run = _meltano(meltano, project, "invoke", "target-rjmetrics", env=_target_env(local_api), stdin=INPUT)
     assert sorted(landed_by_id(local_api, "users")) == [1, 2, 3]

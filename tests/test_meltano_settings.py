@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import typing as t
-from pathlib import Path
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
@@ -20,6 +19,9 @@ from tests.support.checks import landed_by_id
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, lines, state, users
 from tests.support.targets import TargetProcess, clean_env, run_cli, run_target
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 SECONDS = ("request_timeout", "max_retry_seconds", "state_flush_seconds")
 
@@ -92,7 +94,11 @@ def test_seconds_settings_take_numbers_and_decimal_text(value: object) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        *((name, bad) for name in SECONDS for bad in ["abc", "-1", "1e3", "nan", "inf", "", " 5", "5s", "0x10", -1, True]),
+        *(
+            (name, bad)
+            for name in SECONDS
+            for bad in ["abc", "-1", "1e3", "nan", "inf", "", " 5", "5s", "0x10", -1, True]
+        ),
         *((name, zero) for name in ("request_timeout", "state_flush_seconds") for zero in ["0", "0.0", "00", 0]),
     ],
 )

@@ -32,11 +32,17 @@ NOT_IN_SDIST = {".ci/run", ".gitignore"}
 
 def _run(args: t.Sequence[str | Path], *, cwd: Path | None = None, timeout: float = 600, **kwargs: t.Any) -> str:
     proc = subprocess.run(
-        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env=kwargs.pop("env", None) or clean_env(), check=False, **kwargs,
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=kwargs.pop("env", None) or clean_env(),
+        check=False,
+        **kwargs,
     )
     assert proc.returncode == 0, f"{' '.join(map(str, args))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    return str(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +166,9 @@ def test_wheel_installed_in_a_clean_virtualenv_prints_about_and_loads(dists: dic
     data, ready = tmp_path / "data", tmp_path / "ready"
     server = subprocess.Popen(
         [bin_dir / "rjmetrics-local-api", "serve", "--port", "0", "--data-dir", data, "--ready-file", ready],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=clean_env(),
     )
     try:
         deadline = time.monotonic() + 30
@@ -170,9 +178,17 @@ def test_wheel_installed_in_a_clean_virtualenv_prints_about_and_loads(dists: dic
             time.sleep(0.1)
         port = int(ready.read_text().split()[0])
         config = tmp_path / "config.json"
-        config.write_text(json.dumps({"client_id": 1, "api_key": "local-demo-key", "api_url": f"http://127.0.0.1:{port}/v2"}))
+        config.write_text(
+            json.dumps({"client_id": 1, "api_key": "local-demo-key", "api_url": f"http://127.0.0.1:{port}/v2"})
+        )
         states = _run(
-            [bin_dir / "target-rjmetrics", "--config", config, "--input", ROOT / "examples" / "users_and_orders.singer.jsonl"],
+            [
+                bin_dir / "target-rjmetrics",
+                "--config",
+                config,
+                "--input",
+                ROOT / "examples" / "users_and_orders.singer.jsonl",
+            ],
             cwd=away,
         )
         tables = _run([bin_dir / "rjmetrics-local-api", "tables", "--data-dir", data], cwd=away)
@@ -181,5 +197,7 @@ def test_wheel_installed_in_a_clean_virtualenv_prints_about_and_loads(dists: dic
         server.wait(timeout=30)
 
     assert states.strip(), "no STATE was written"
-    counts = {parts[1]: int(parts[2]) for parts in (line.split() for line in tables.splitlines()[1:]) if len(parts) == 3}
+    counts = {
+        parts[1]: int(parts[2]) for parts in (line.split() for line in tables.splitlines()[1:]) if len(parts) == 3
+    }
     assert counts == {"users": 5, "orders": 5}

@@ -7,21 +7,25 @@ the STATE lines written, and the words of any error.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import gzip
 import json
 import os
 import subprocess
 import typing as t
-from pathlib import Path
 
 import pytest
 
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults, LocalImportAPI
-from tests.support.checks import landed_by_id, upserts
+from tests.support.checks import landed_by_id, points_of, upserts
 from tests.support.config import target_config
 from tests.support.messages import record, schema, state
 from tests.support.real_taps import tap_executable
 from tests.support.targets import about, clean_env, run_cli
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 CID = DEMO_CLIENT_ID
 USER_PROPS = {
@@ -75,7 +79,11 @@ def test_batch_files_gzip_and_plain_land_in_order_with_records_before_and_after(
     assert run.exit_code == 0, run.stderr
     rows = landed_by_id(local_api, "users")
     assert {i: r["name"] for i, r in rows.items()} == {
-        1: "record", 2: "b1-again", 3: "b2", 4: "b3", 5: "record after",
+        1: "record",
+        2: "b1-again",
+        3: "b2",
+        4: "b3",
+        5: "record after",
     }
     assert rows[2]["signed_up"] == "2024-05-01 08:00:00"  # date-times converted as for RECORDs
     given = [{"at": "before batch"}, {"at": "after gzip batch"}, {"at": "after plain batch"}, {"at": "end"}]
@@ -97,7 +105,7 @@ def test_batch_rows_go_through_stream_maps_and_merge_like_records(local_api: Loc
     assert local_api.rows(CID, "users") == []
     assert run.states == [{"done": 1}]
     # The repeated key in one request is merged, as it would be for RECORD messages.
-    assert sum(e.points for e in upserts(local_api, table="people")) == 2
+    assert sum(points_of(e) for e in upserts(local_api, table="people")) == 2
 
 
 def test_a_batch_row_that_breaks_its_schema_fails_naming_stream_position_and_file(
@@ -168,14 +176,20 @@ def test_state_after_a_batch_is_not_written_when_its_rows_do_not_land(make_api: 
     ],
 )
 def test_unreadable_batch_files_are_one_clear_error_naming_stream_and_file(
-    local_api: LocalImportAPI, tmp_path: Path, make_message: t.Callable[[Path], dict], expected: str
+    local_api: LocalImportAPI, tmp_path: Path, make_message: t.Callable[[Path], dict[str, t.Any]], expected: str
 ) -> None:
     write_jsonl(tmp_path / "plain.jsonl", [user(7, SECRET_VALUE)], gzipped=False)
     (tmp_path / "notjson.jsonl").write_text(json.dumps(user(8, "ok")) + "\n{" + SECRET_VALUE + "\n")
     (tmp_path / "array.jsonl").write_text(json.dumps([SECRET_VALUE]) + "\n")
-    urls = {f"url_{n}": (tmp_path / f).as_uri() for n, f in [
-        ("missing", "missing.jsonl.gz"), ("plain", "plain.jsonl"), ("notjson", "notjson.jsonl"), ("array", "array.jsonl"),
-    ]}
+    urls = {
+        f"url_{n}": (tmp_path / f).as_uri()
+        for n, f in [
+            ("missing", "missing.jsonl.gz"),
+            ("plain", "plain.jsonl"),
+            ("notjson", "notjson.jsonl"),
+            ("array", "array.jsonl"),
+        ]
+    }
     messages = [USERS, record("users", **user(1, "a")), state({"n": 1}), make_message(tmp_path), state({"n": 2})]
 
     run = run_cli(target_config(local_api), messages)
@@ -190,14 +204,16 @@ def test_unreadable_batch_files_are_one_clear_error_naming_stream_and_file(
 
 def test_parquet_batch_files_load_when_pyarrow_is_installed(local_api: LocalImportAPI, tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
-    import datetime
-    import decimal
-
-    import pyarrow.parquet as pq
+    pq = pytest.importorskip("pyarrow.parquet")
 
     rows = [
-        {"id": 1, "name": "a", "signed_up": datetime.datetime(2024, 5, 1, 8, 0, tzinfo=datetime.timezone.utc),
-         "price": decimal.Decimal("12345678901234.567890"), "tags": ["x", "y"]},
+        {
+            "id": 1,
+            "name": "a",
+            "signed_up": datetime.datetime(2024, 5, 1, 8, 0, tzinfo=datetime.timezone.utc),
+            "price": decimal.Decimal("12345678901234.567890"),
+            "tags": ["x", "y"],
+        },
         {"id": 2, "name": None, "signed_up": None, "price": None, "tags": []},
         {"id": 1, "name": "a2", "signed_up": None, "price": decimal.Decimal("1.5"), "tags": None},
     ]
@@ -205,7 +221,10 @@ def test_parquet_batch_files_load_when_pyarrow_is_installed(local_api: LocalImpo
     pq.write_table(pa.Table.from_pylist(rows), path, compression="gzip")
     props = {**USER_PROPS, "price": {"type": ["number", "null"]}, "tags": {"type": ["array", "null"]}}
 
-    run = run_cli(target_config(local_api), [schema("users", props, ["id"]), batch("users", [path], fmt="parquet"), state({"p": 1})])
+    run = run_cli(
+        target_config(local_api),
+        [schema("users", props, ["id"]), batch("users", [path], fmt="parquet"), state({"p": 1})],
+    )
 
     assert run.exit_code == 0, run.stderr
     landed = landed_by_id(local_api, "users")
@@ -234,7 +253,9 @@ def test_about_declares_the_batch_capability() -> None:
     assert "batch" in json.loads(about())["capabilities"]
 
 
-def test_tap_jsonl_with_batch_config_loads_every_row_through_the_target(local_api: LocalImportAPI, tmp_path: Path) -> None:
+def test_tap_jsonl_with_batch_config_loads_every_row_through_the_target(
+    local_api: LocalImportAPI, tmp_path: Path
+) -> None:
     tap = tap_executable("tap-jsonl", "0.3.1")
     data = tmp_path / "data"
     data.mkdir()
@@ -242,23 +263,33 @@ def test_tap_jsonl_with_batch_config_loads_every_row_through_the_target(local_ap
     rows += [{"id": i, "name": f"user {i} updated", "score": 0} for i in range(1, 251, 10)]  # updates across files
     (data / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tap_config = tmp_path / "tap.json"
-    tap_config.write_text(json.dumps({
-        "path": str(data / "*.jsonl"),
-        "stream_name": "users",
-        "primary_keys": ["id"],
-        "batch_config": {
-            "encoding": {"format": "jsonl", "compression": "gzip"},
-            "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "b-"},
-            "batch_size": 60,
-        },
-    }))
+    tap_config.write_text(
+        json.dumps(
+            {
+                "path": str(data / "*.jsonl"),
+                "stream_name": "users",
+                "primary_keys": ["id"],
+                "batch_config": {
+                    "encoding": {"format": "jsonl", "compression": "gzip"},
+                    "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "b-"},
+                    "batch_size": 60,
+                },
+            }
+        )
+    )
     tap_out = subprocess.run(
-        [str(tap), "--config", str(tap_config)], capture_output=True, text=True, check=True, timeout=120,
+        [str(tap), "--config", str(tap_config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
         env={k: v for k, v in os.environ.items() if not k.startswith("TARGET_RJMETRICS_")},
     ).stdout
     types = [json.loads(line)["type"] for line in tap_out.splitlines() if line.strip()]
     assert types.count("BATCH") >= 4 and "RECORD" not in types  # the tap really sent batches
-    tap_states = [json.loads(line)["value"] for line in tap_out.splitlines() if '"type":"STATE"' in line.replace(" ", "")]
+    tap_states = [
+        json.loads(line)["value"] for line in tap_out.splitlines() if '"type":"STATE"' in line.replace(" ", "")
+    ]
 
     run = run_cli(target_config(local_api, max_concurrent_requests=4), tap_out)
 

@@ -1,5 +1,6 @@
-"""The command line: --about, --version, ENV config, --input, python -m, dry runs, sandbox,
-authentication on start, the secrecy of the API key, and the summary table.
+"""The command line: --about, --version, ENV config, --input, python -m, dry runs, sandbox.
+
+Also authentication on start, the secrecy of the API key, and the summary table.
 
 The target runs as a real process wherever exit codes or the split between stdout and
 stderr matter; the local Import API answers over loopback HTTP.
@@ -12,7 +13,6 @@ import re
 import subprocess
 import sys
 import typing as t
-from pathlib import Path
 
 import pytest
 
@@ -22,6 +22,9 @@ from tests.support.checks import landed_by_id, upserts
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, lines, record, schema, state, users
 from tests.support.targets import clean_env, parse_states, run_cli, run_in_process, run_target
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 CID = DEMO_CLIENT_ID
 SECRET = "sekret-KEY-4242"
@@ -69,7 +72,7 @@ def test_about_json_lists_every_setting_marks_api_key_secret_and_prints_no_secre
     assert about["name"] == "target-rjmetrics"
     assert about["version"] == __version__
     properties = about["settings"]["properties"]
-    assert ISSUE_SETTINGS <= set(properties)
+    assert set(properties) >= ISSUE_SETTINGS
     assert properties["api_key"].get("secret") is True
     assert properties["api_key"].get("writeOnly") is True
     assert {"client_id", "api_key"} <= set(about["settings"]["required"])
@@ -98,7 +101,7 @@ def test_about_markdown_has_a_settings_table_row_per_setting(config_with_secret:
     assert SECRET not in proc.stdout + proc.stderr
     assert "| Setting | Required | Default | Description |" in proc.stdout
     table_rows = {line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")}
-    assert ISSUE_SETTINGS <= table_rows
+    assert table_rows >= ISSUE_SETTINGS
 
 
 def test_version_prints_the_package_and_sdk_versions() -> None:
@@ -170,9 +173,7 @@ def raw_bodies(path: Path) -> list[bytes]:
     return bodies
 
 
-def test_dry_run_writes_exact_bodies_with_the_key_redacted_and_sends_nothing(
-    make_api: t.Any, tmp_path: Path
-) -> None:
+def test_dry_run_writes_exact_bodies_with_the_key_redacted_and_sends_nothing(make_api: t.Any, tmp_path: Path) -> None:
     server = make_api(credentials={CID: SECRET})
     path = tmp_path / "requests.jsonl"
     messages = [
@@ -201,7 +202,11 @@ def test_dry_run_writes_exact_bodies_with_the_key_redacted_and_sends_nothing(
         return {"keys": ["id"], "id": i, "email": email, "acquisition_source": source, "status": status}
 
     expected = [
-        [point(1, "user1@example.com", "PPC", "v1"), point(2, "é@例え.jp", None, "v2"), point(3, "user3@example.com", "PPC", "v1")],
+        [
+            point(1, "user1@example.com", "PPC", "v1"),
+            point(2, "é@例え.jp", None, "v2"),
+            point(3, "user3@example.com", "PPC", "v1"),
+        ],
         [point(10, "user10@example.com", "PPC", "v1"), point(11, "user11@example.com", "PPC", "v1")],
     ]
     # Byte for byte: compact JSON, UTF-8 text unescaped, the later version of id 2 in the first request.
@@ -255,7 +260,7 @@ def test_sandbox_server_run_exits_zero_writes_state_and_stores_nothing(make_api:
 def test_wrong_api_key_stops_before_any_upsert_and_says_which_settings_to_check(make_api: t.Any) -> None:
     server = make_api(credentials={CID: "the-right-key"})
     # A broken line after the records: the run must stop on the credentials, not on this.
-    messages = [*INPUT, "this is not JSON"]
+    messages: list[dict[str, t.Any] | str] = [*INPUT, "this is not JSON"]
 
     run = run_cli(secret_config(server), messages)
 
@@ -363,8 +368,7 @@ def test_summary_lists_each_table_with_its_counts_and_never_a_record_value(local
 
     assert run.exit_code == 0, run.stderr
     rows = {
-        m.group(1): tuple(int(v) for v in m.groups()[1:5])
-        for m in re.finditer(SUMMARY_LINE, run.stderr, re.MULTILINE)
+        m.group(1): tuple(int(v) for v in m.groups()[1:5]) for m in re.finditer(SUMMARY_LINE, run.stderr, re.MULTILINE)
     }
     # orders: 6 records in 3 requests (1,2 | 3,4 | 5,1 -- id 1 is not merged into an earlier request).
     assert rows == {"orders": (6, 3, 0, 0), "public_users": (3, 2, 0, 0)}
@@ -395,7 +399,10 @@ def test_progress_lines_name_tables_and_in_flight_requests_but_never_values(make
     # Five slow requests in a row keep the run going past the first progress tick (5 s).
     server = make_api(faults=Faults(latency_ms=1300))
     props = {"id": {"type": "integer"}, "note": {"type": "string"}}
-    messages = [schema("slow-notes", props, ["id"]), *[record("slow-notes", id=i, note=f"NOTE-{i}-zq") for i in range(1, 11)]]
+    messages = [
+        schema("slow-notes", props, ["id"]),
+        *[record("slow-notes", id=i, note=f"NOTE-{i}-zq") for i in range(1, 11)],
+    ]
 
     run = run_cli(
         target_config(server, max_points_per_request=2, max_concurrent_requests=1, authenticate_on_start=False),

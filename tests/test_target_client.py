@@ -7,6 +7,7 @@ answers that trickle in or never come, connections reset after the request was s
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -18,18 +19,20 @@ import typing as t
 import pytest
 
 from target_rjmetrics.client import RJMetricsClient
-from target_rjmetrics.redaction import redact, redact_url
-from target_rjmetrics.transport import MAX_ANSWER_BYTES
 from target_rjmetrics.exceptions import (
     RJMetricsAPIError,
     RJMetricsAuthError,
+    RJMetricsError,
     RJMetricsRetriesExhausted,
     RJMetricsUnexpectedAnswerError,
     RJMetricsUnreachableError,
 )
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
+from target_rjmetrics.redaction import redact, redact_url
+from target_rjmetrics.transport import MAX_ANSWER_BYTES
 from tests.support.checks import upserts
 from tests.support.scripted import Reply, ScriptedServer
+from tests.support.servers import free_port
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,16 +76,9 @@ def clients() -> Iterator[t.Callable[..., RJMetricsClient]]:
         client.close()
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def push_failure(client: RJMetricsClient, table: str = "users") -> Exception:
-    """Push once and return what it raised (the test fails if it raised nothing)."""
-    with pytest.raises(Exception) as info:  # noqa: PT011 (each caller checks the type)
+def push_failure(client: RJMetricsClient, table: str = "users") -> RJMetricsError:
+    """Push once and return the error that stopped it (the test fails if it raised nothing else)."""
+    with pytest.raises(RJMetricsError) as info:
         client.push(table, BODY)
     return info.value
 
@@ -127,10 +123,15 @@ def test_a_redirect_is_never_followed_and_its_message_says_where_it_pointed(
     assert [m for m, _ in server.requests] == ["POST"]
 
 
-@pytest.mark.parametrize(("status", "error_type"), [(201, RJMetricsUnexpectedAnswerError),
-                                                     (204, RJMetricsUnexpectedAnswerError),
-                                                     (302, RJMetricsUnexpectedAnswerError),
-                                                     (401, RJMetricsAuthError)])
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (201, RJMetricsUnexpectedAnswerError),
+        (204, RJMetricsUnexpectedAnswerError),
+        (302, RJMetricsUnexpectedAnswerError),
+        (401, RJMetricsAuthError),
+    ],
+)
 def test_authenticate_passes_only_on_200(scripted: t.Any, clients: t.Any, status: int, error_type: type) -> None:
     server = scripted(Reply(status=status, headers={"Location": "http://127.0.0.1:9/v2"}, body=b"{}"))
     client = clients(server.base_url)
@@ -189,9 +190,27 @@ def _self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed, so no self-signed certificate can be made")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        capture_output=True, timeout=60, check=True,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     return cert, key
 
@@ -379,7 +398,11 @@ def test_a_try_that_got_no_complete_answer_after_sending_is_of_unknown_fate(
 def test_a_gateway_answer_is_of_unknown_fate_and_the_apis_own_refusals_are_certain(
     make_api: t.Any, clients: t.Any, status: int, unknown: bool
 ) -> None:
-    faults = Faults(rate_limit_rate=1.0, retry_after=0) if status == 429 else Faults(error_rate=1.0, error_statuses=(status,))
+    faults = (
+        Faults(rate_limit_rate=1.0, retry_after=0)
+        if status == 429
+        else Faults(error_rate=1.0, error_statuses=(status,))
+    )
     server = make_api(faults=faults)
     client = clients(server.base_url, api_key=DEMO_API_KEY)
 
@@ -462,7 +485,7 @@ def test_the_dry_run_client_never_has_a_try_of_unknown_fate(tmp_path: Path) -> N
         capture.close()
     written = (tmp_path / "dry.jsonl").read_text()
     # The URL as sent: its user and password travel as the Authorization header, never shown.
-    assert "S3cretPass" not in written and "\"url\": \"http://h/v2/client/1/table/users/data?apikey=***\"" in written
+    assert "S3cretPass" not in written and '"url": "http://h/v2/client/1/table/users/data?apikey=***"' in written
     assert KEY not in written
 
 
@@ -509,7 +532,10 @@ def test_a_push_retries_refused_connections_saying_so_and_lands_once_the_api_is_
     ("text", "expected"),
     [
         ("http://user:S3cretPass@127.0.0.1:8765/v2", "http://***@127.0.0.1:8765/v2"),
-        ("see https://u:p%40ss@host/v2/client/1?apikey=abc&x=1 now", "see https://***@host/v2/client/1?apikey=***&x=1 now"),
+        (
+            "see https://u:p%40ss@host/v2/client/1?apikey=abc&x=1 now",
+            "see https://***@host/v2/client/1?apikey=***&x=1 now",
+        ),
         ("https://user:p@ss@host/v2", "https://***@host/v2"),
         ("https://connect.rjmetrics.com/v2", "https://connect.rjmetrics.com/v2"),
         ("mail me at a@b.c", "mail me at a@b.c"),
@@ -521,8 +547,6 @@ def test_redact_url_removes_userinfo_and_the_key(text: str, expected: str) -> No
 
 
 def test_a_huge_error_answer_is_shown_bounded(scripted: t.Any, clients: t.Any) -> None:
-    import json
-
     answer = {"code": 400, "message": "M" * 2000, "reasons": [f"reason {i} " + "R" * 1000 for i in range(40)]}
     server = scripted(Reply(status=400, body=json.dumps(answer).encode()))
     huge = scripted(Reply(status=400, body=b'{"message": "' + b"X" * 2_000_000 + b'"}'))
@@ -540,7 +564,9 @@ def test_a_huge_error_answer_is_shown_bounded(scripted: t.Any, clients: t.Any) -
     assert MAX_ANSWER_BYTES < 2_000_000
 
 
-def test_a_hostile_header_never_makes_urllib3_log_the_key(scripted: t.Any, clients: t.Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_hostile_header_never_makes_urllib3_log_the_key(
+    scripted: t.Any, clients: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
     head = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nthis line has no colon\r\nX-A: b\r\n\r\n"
     server = scripted(Reply(raw_head=head, body=b"{}"))
 

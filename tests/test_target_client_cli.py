@@ -7,7 +7,6 @@ server (``tests.support.scripted.ScriptedServer``) for answers the local server 
 from __future__ import annotations
 
 import json
-import socket
 import time
 import typing as t
 
@@ -18,6 +17,7 @@ from tests.support.checks import landed_by_id
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, state, users
 from tests.support.scripted import Reply, ScriptedServer
+from tests.support.servers import free_port
 from tests.support.targets import clean_env, run_cli
 
 if t.TYPE_CHECKING:
@@ -91,7 +91,10 @@ def test_an_upsert_answered_anything_but_201_fails_the_run_without_a_state_past_
     errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert errors and f"answered {status}" in errors[-1]
     if status >= 300:
-        assert f"with Location http://127.0.0.1:{elsewhere.port}/v2/client/1/table/users/data (query removed)" in errors[-1]
+        assert (
+            f"with Location http://127.0.0.1:{elsewhere.port}/v2/client/1/table/users/data (query removed)"
+            in errors[-1]
+        )
         assert "Set `api_url` to the final URL" in errors[-1]
     else:
         assert "instead of 201" in errors[-1] and "proxy" in errors[-1] and "`api_url`" in errors[-1]
@@ -119,18 +122,12 @@ def test_a_credential_check_answered_anything_but_200_fails_before_reading(scrip
 # -- an unreachable API, a base URL without /v2 ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("host", "reason"),
     [("127.0.0.1", "connection refused"), ("rjmetrics-target-test.invalid", "name not resolved")],
 )
 def test_an_unreachable_api_at_start_fails_within_seconds_naming_host_port_and_reason(host: str, reason: str) -> None:
-    port = _free_port()
+    port = free_port()
 
     started = time.monotonic()
     run = run_cli(config_for(f"http://{host}:{port}/v2", max_retry_seconds=300), TWO_BATCHES, timeout=60)
@@ -195,8 +192,11 @@ def test_a_password_in_api_url_appears_nowhere(make_api: t.Any, case: str) -> No
 
 
 def test_a_400_with_megabytes_of_reasons_prints_a_few_kb(scripted: t.Any) -> None:
-    answer = {"code": 400, "message": "Bad Request " + "M" * 50_000,
-              "reasons": [f"reason {i}: " + "R" * 200_000 for i in range(10)]}
+    answer = {
+        "code": 400,
+        "message": "Bad Request " + "M" * 50_000,
+        "reasons": [f"reason {i}: " + "R" * 200_000 for i in range(10)],
+    }
 
     def script(method: str, _target: str) -> Reply:
         if method == "GET":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -10,9 +11,9 @@ import typing as t
 import pytest
 
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
-from tests.support.checks import upserts
+from tests.support.checks import keys_of, upserts
 from tests.support.config import target_config
-from tests.support.expected import last_versions
+from tests.support.expected import last_versions_by_id
 from tests.support.messages import USERS_SCHEMA, record, state, users
 from tests.support.targets import run_cli, run_in_process
 
@@ -34,18 +35,18 @@ def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dic
             record("users", id=i, email=f"{i}@example.com", status=f"v{version}")
             for i in ids[: rng.randint(n_keys // 2, n_keys)]
         ]
-    return messages, {key[0]: rec["status"] for key, rec in last_versions(messages)["users"].items()}
+    return messages, {key: rec["status"] for key, rec in last_versions_by_id(messages, "users").items()}
 
 
 def _assert_no_key_overlap(server: LocalImportAPI, table: str) -> None:
     """No two requests holding the same key were in flight at the same time."""
     by_key: dict[t.Any, list[RequestLogEntry]] = {}
     for entry in upserts(server, table=table, status=None):
-        for values in entry.key_values or []:
+        for values in keys_of(entry):
             by_key.setdefault(tuple(values), []).append(entry)
     for key, entries in by_key.items():
         entries.sort(key=lambda e: e.arrived)
-        for earlier, later in zip(entries, entries[1:]):
+        for earlier, later in itertools.pairwise(entries):
             assert earlier.completed <= later.arrived, f"requests with key {key} overlapped"
 
 
@@ -70,8 +71,12 @@ def test_requests_without_shared_keys_go_out_concurrently_across_streams(
     make_api: t.Callable[..., LocalImportAPI],
 ) -> None:
     server = make_api(faults=Faults(latency_ms=150))
-    orders = {"type": "SCHEMA", "stream": "orders", "key_properties": ["id"],
-              "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}
+    orders = {
+        "type": "SCHEMA",
+        "stream": "orders",
+        "key_properties": ["id"],
+        "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+    }
     messages = [USERS_SCHEMA, orders, *users(400)]
     messages += [record("orders", id=i) for i in range(1, 401)]
     run_in_process(target_config(server, max_concurrent_requests=4), messages)
@@ -192,7 +197,7 @@ def test_a_stream_updating_recent_keys_still_keeps_requests_in_flight_together(
     for block in range(20):
         messages += [record("users", id=block * 90 + i + 1, status=f"b{block}") for i in range(90)]
         messages += [record("users", id=max(1, (block - 1) * 90 + i + 1), status=f"b{block}-update") for i in range(10)]
-    last = {key[0]: rec["status"] for key, rec in last_versions(messages)["users"].items()}
+    last = {key: rec["status"] for key, rec in last_versions_by_id(messages, "users").items()}
     run_in_process(target_config(server, max_concurrent_requests=4), messages)
     rows = {row["id"]: row["status"] for row in server.rows(DEMO_CLIENT_ID, "users")}
     assert rows == last

@@ -8,17 +8,17 @@ said.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import typing as t
 
 import pytest
 
+from target_rjmetrics.target import TargetRJMetrics
 from tests.support.config import target_config
 from tests.support.messages import lines, record, schema, state
 from tests.support.targets import run_in_process
-
-from target_rjmetrics.target import TargetRJMetrics
 
 if t.TYPE_CHECKING:
     from target_rjmetrics.local_api import LocalImportAPI
@@ -36,16 +36,26 @@ PROPS = {
 
 
 def _plain_input() -> list[t.Any]:
-    messages: list[t.Any] = [schema("users", PROPS, ["id"]), schema("events", {**PROPS, "seq": {"type": "integer"}},
-                                                                       ["id", "seq"])]
+    messages: list[t.Any] = [
+        schema("users", PROPS, ["id"]),
+        schema("events", {**PROPS, "seq": {"type": "integer"}}, ["id", "seq"]),
+    ]
     for i in range(1, 301):
-        messages.append(record(
-            "users", id=i % 40, name=f"n{i}", at=f"2024-0{1 + i % 9}-1{i % 10}T0{i % 10}:30:00{'+02:00' if i % 2 else 'Z'}",
-            day=f"0{1 + i % 9:03d}-01-01" if i % 7 == 0 else "2024-02-29", amount=float(f"{i}.{i:03d}"),
-            tags=[i, "x"], meta={"a": {"b": i}} if i % 3 else None,
-        ))
-        messages.append(record("events", id=i % 11, seq=i % 5, name=None, at=None, day=None, amount=None, tags=None,
-                               meta=None))
+        messages.append(
+            record(
+                "users",
+                id=i % 40,
+                name=f"n{i}",
+                at=f"2024-0{1 + i % 9}-1{i % 10}T0{i % 10}:30:00{'+02:00' if i % 2 else 'Z'}",
+                day=f"0{1 + i % 9:03d}-01-01" if i % 7 == 0 else "2024-02-29",
+                amount=float(f"{i}.{i:03d}"),
+                tags=[i, "x"],
+                meta={"a": {"b": i}} if i % 3 else None,
+            )
+        )
+        messages.append(
+            record("events", id=i % 11, seq=i % 5, name=None, at=None, day=None, amount=None, tags=None, meta=None)
+        )
         if i % 50 == 0:
             messages.append(state({"at": i}))
     return messages
@@ -53,35 +63,73 @@ def _plain_input() -> list[t.Any]:
 
 CASES: dict[str, tuple[list[t.Any], dict[str, t.Any]]] = {
     "plain streams": (_plain_input(), {}),
-    "keyless stream": ([schema("log", {"line": {"type": "string"}}), *[record("log", line=f"l{i % 13}") for i in range(60)],
-                        state({"n": 60})], {}),
+    "keyless stream": (
+        [
+            schema("log", {"line": {"type": "string"}}),
+            *[record("log", line=f"l{i % 13}") for i in range(60)],
+            state({"n": 60}),
+        ],
+        {},
+    ),
     "stream map": (_plain_input(), {"stream_maps": {"users": {"name": None, "upper": "str(id) + '!'"}}}),
     "flattening": (_plain_input(), {"flattening_enabled": True, "flattening_max_depth": 2}),
     "record metadata": (_plain_input(), {"add_record_metadata": True}),
-    "sdc fields in records": ([schema("s", {"id": {"type": "integer"}, "_sdc_extracted_at": DT, "_sdc_sequence": {}},
-                                      ["id"]),
-                               record("s", id=1, _sdc_extracted_at="2024-01-01T00:00:00Z", _sdc_sequence=5),
-                               record("s", id=2), state({"n": 2})], {}),
-    "unknown fields and keys field": ([schema("s", {"id": {"type": "integer"}}, ["id"]),
-                                       record("s", id=1, extra="x", keys="k"), record("s", id=2, extra=None),
-                                       record("s", id=3, more=1), state({"n": 3})], {}),
-    "nan and infinity": ([schema("s", {"id": {"type": "integer"}, "x": {}}, ["id"]),
-                          '{"type": "RECORD", "stream": "s", "record": {"id": 1, "x": NaN}}',
-                          '{"type": "RECORD", "stream": "s", "record": {"id": 2, "x": [Infinity, 1.5]}}',
-                          state({"n": 2})], {}),
+    "sdc fields in records": (
+        [
+            schema("s", {"id": {"type": "integer"}, "_sdc_extracted_at": DT, "_sdc_sequence": {}}, ["id"]),
+            record("s", id=1, _sdc_extracted_at="2024-01-01T00:00:00Z", _sdc_sequence=5),
+            record("s", id=2),
+            state({"n": 2}),
+        ],
+        {},
+    ),
+    "unknown fields and keys field": (
+        [
+            schema("s", {"id": {"type": "integer"}}, ["id"]),
+            record("s", id=1, extra="x", keys="k"),
+            record("s", id=2, extra=None),
+            record("s", id=3, more=1),
+            state({"n": 3}),
+        ],
+        {},
+    ),
+    "nan and infinity": (
+        [
+            schema("s", {"id": {"type": "integer"}, "x": {}}, ["id"]),
+            '{"type": "RECORD", "stream": "s", "record": {"id": 1, "x": NaN}}',
+            '{"type": "RECORD", "stream": "s", "record": {"id": 2, "x": [Infinity, 1.5]}}',
+            state({"n": 2}),
+        ],
+        {},
+    ),
 }
 
 FAILURES: dict[str, list[t.Any]] = {
-    "invalid record": [schema("s", {"id": {"type": "integer"}}, ["id"]), record("s", id=1), state({"n": 1}),
-                       record("s", id="two"), state({"n": 2})],
-    "unparsable date": [schema("s", {"id": {"type": "integer"}, "at": DT}, ["id"]), record("s", id=1, at="2024-01-01"),
-                        record("s", id=2, at="not a date"), state({"n": 2})],
-    "missing key": [schema("s", {"id": {"type": "integer"}, "v": {}}, ["id"]), record("s", id=1, v=1), record("s", v=2)],
+    "invalid record": [
+        schema("s", {"id": {"type": "integer"}}, ["id"]),
+        record("s", id=1),
+        state({"n": 1}),
+        record("s", id="two"),
+        state({"n": 2}),
+    ],
+    "unparsable date": [
+        schema("s", {"id": {"type": "integer"}, "at": DT}, ["id"]),
+        record("s", id=1, at="2024-01-01"),
+        record("s", id=2, at="not a date"),
+        state({"n": 2}),
+    ],
+    "missing key": [
+        schema("s", {"id": {"type": "integer"}, "v": {}}, ["id"]),
+        record("s", id=1, v=1),
+        record("s", v=2),
+    ],
     "null key": [schema("s", {"id": {"type": ["integer", "null"]}}, ["id"]), record("s", id=None)],
     "nested key": [schema("s", {"id": {}}, ["id"]), record("s", id=[1])],
     "keys and keys_": [schema("s", {"id": {"type": "integer"}}, ["id"]), record("s", id=1, keys=1, keys_=2)],
-    "date out of range": [schema("s", {"id": {"type": "integer"}, "at": DT}, ["id"]),
-                          record("s", id=1, at="9999-12-31T23:00:00-05:00")],
+    "date out of range": [
+        schema("s", {"id": {"type": "integer"}, "at": DT}, ["id"]),
+        record("s", id=1, at="9999-12-31T23:00:00-05:00"),
+    ],
 }
 
 
@@ -89,8 +137,10 @@ _CLOCK_FIELDS = frozenset({"_sdc_received_at", "_sdc_batched_at", "_sdc_sync_sta
 
 
 def _same_states(written: list[t.Any], other: list[t.Any], messages: list[t.Any]) -> bool:
-    """Both wrote the last state; which earlier ones were superseded before they could be written
-    depends on timing, but each run wrote states of the input in input order."""
+    """Whether both runs wrote the last state and only states of the input, in input order.
+
+    Which earlier states were superseded before they could be written depends on timing.
+    """
     given = [m["value"] for m in messages if isinstance(m, dict) and m.get("type") == "STATE"]
     for states in (written, other):
         if states != [v for v in given if v in states]:
@@ -98,8 +148,15 @@ def _same_states(written: list[t.Any], other: list[t.Any], messages: list[t.Any]
     return written[-1:] == other[-1:]
 
 
-def _run(api: LocalImportAPI, messages: list[t.Any], extra: dict[str, t.Any], *, fast: bool,
-         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> dict[str, t.Any]:
+def _run(
+    api: LocalImportAPI,
+    messages: list[t.Any],
+    extra: dict[str, t.Any],
+    *,
+    fast: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> dict[str, t.Any]:
     monkeypatch.setattr(TargetRJMetrics, "fast_path", fast)
     caplog.clear()
     error: str | None = None
@@ -112,8 +169,10 @@ def _run(api: LocalImportAPI, messages: list[t.Any], extra: dict[str, t.Any], *,
     # Rows by content: the order keys were first stored in depends on which request was faster,
     # and the SDK's metadata times (when a record was received, its batch made) on the clock.
     rows = {
-        table: sorted(json.dumps({k: v for k, v in r.items() if k not in _CLOCK_FIELDS}, sort_keys=True)
-                      for r in api.rows(1, table))
+        table: sorted(
+            json.dumps({k: v for k, v in r.items() if k not in _CLOCK_FIELDS}, sort_keys=True)
+            for r in api.rows(1, table)
+        )
         for table in sorted(api.tables(1))
     }
     return {"rows": rows, "states": states, "error": error, "warnings": warnings}
@@ -121,7 +180,9 @@ def _run(api: LocalImportAPI, messages: list[t.Any], extra: dict[str, t.Any], *,
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_fast_path_lands_what_the_sdk_path_lands(
-    case: str, make_api: t.Callable[..., LocalImportAPI], monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    make_api: t.Callable[..., LocalImportAPI],
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     messages, extra = CASES[case]
@@ -135,7 +196,9 @@ def test_the_fast_path_lands_what_the_sdk_path_lands(
 
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_the_fast_path_fails_with_the_sdk_paths_words(
-    case: str, make_api: t.Callable[..., LocalImportAPI], monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    make_api: t.Callable[..., LocalImportAPI],
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fast = _run(make_api(), FAILURES[case], {}, fast=True, monkeypatch=monkeypatch, caplog=caplog)
@@ -147,10 +210,12 @@ def test_the_fast_path_fails_with_the_sdk_paths_words(
 
 
 def test_plain_streams_take_the_fast_path_and_others_do_not(make_api: t.Callable[..., LocalImportAPI]) -> None:
-    messages = [schema("plain", {"id": {"type": "integer"}}, ["id"]), schema("mapped", {"id": {"type": "integer"}}, ["id"]),
-                record("plain", id=1), record("mapped", id=1)]
+    messages = [
+        schema("plain", {"id": {"type": "integer"}}, ["id"]),
+        schema("mapped", {"id": {"type": "integer"}}, ["id"]),
+        record("plain", id=1),
+        record("mapped", id=1),
+    ]
     target = TargetRJMetrics(config=target_config(make_api(), stream_maps={"mapped": {"__alias__": "renamed"}}))
-    import io
-
     target.listen(io.StringIO(lines(messages)))
-    assert set(target._plain_streams) == {"plain"}  # noqa: SLF001 (which streams took it is the point)
+    assert set(target._plain_streams) == {"plain"}

@@ -1,5 +1,7 @@
-"""A first run that explains itself: settings errors, unknown settings, unreadable config
-files, schema violations reported once, how to turn on DEBUG, and the summary.
+"""A first run that explains itself.
+
+Settings errors, unknown settings, unreadable config files, schema violations reported once,
+how to turn on DEBUG, and the summary.
 
 Every test runs the real command line against a local Import API on loopback (or a dry
 run), and checks the words a user reads, the exit code, that no traceback is printed, and
@@ -103,9 +105,7 @@ def test_a_setting_from_the_environment_names_its_variable(local_api: LocalImpor
 
 def test_a_misspelt_boolean_in_the_environment_is_an_error_not_false(local_api: LocalImportAPI) -> None:
     # The SDK reads any text but true/1/yes/on as false: "ture" would quietly mean "not the sandbox".
-    run = env_run(
-        INPUT, client_id=str(CID), api_key=DEMO_API_KEY, api_url=local_api.base_url, validate_records="ture"
-    )
+    run = env_run(INPUT, client_id=str(CID), api_key=DEMO_API_KEY, api_url=local_api.base_url, validate_records="ture")
 
     assert_refused_before_start(run, local_api)
     assert "`validate_records` must be true or false (TARGET_RJMETRICS_VALIDATE_RECORDS is neither)" in run.stderr
@@ -129,9 +129,7 @@ def test_number_settings_from_the_environment_load(local_api: LocalImportAPI) ->
 
 
 def test_a_number_setting_from_the_environment_that_is_no_number_is_named(local_api: LocalImportAPI) -> None:
-    run = env_run(
-        INPUT, client_id=str(CID), api_key=DEMO_API_KEY, api_url=local_api.base_url, request_timeout="1m"
-    )
+    run = env_run(INPUT, client_id=str(CID), api_key=DEMO_API_KEY, api_url=local_api.base_url, request_timeout="1m")
 
     assert_refused_before_start(run, local_api)
     assert "`request_timeout` must be a number (TARGET_RJMETRICS_REQUEST_TIMEOUT is not one)" in run.stderr
@@ -175,9 +173,7 @@ def test_a_misspelt_api_url_says_that_data_goes_to_production(local_api: LocalIm
 
 
 def test_an_unknown_setting_variable_is_named_with_the_closest_variable(local_api: LocalImportAPI) -> None:
-    run = env_run(
-        INPUT, client_id=str(CID), api_key=DEMO_API_KEY, api_url=local_api.base_url, table_prefx="shop_"
-    )
+    run = env_run(INPUT, client_id=str(CID), api_key=DEMO_API_KEY, api_url=local_api.base_url, table_prefx="shop_")
 
     assert run.exit_code == 0, run.stderr
     (warning,) = unknown_warnings(run)

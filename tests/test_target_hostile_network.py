@@ -32,8 +32,16 @@ def test_a_late_applied_ghost_never_overwrites_a_newer_version(make_api: t.Calla
     # gives up on it after 1 s and retries (201). The newer version of id 1 must not land
     # before the ghost has been applied, or the ghost overwrites it.
     server = make_api(faults=Faults(ghost_delay=4.0, ghost_table="users", ghost_count=1))
-    messages = [USERS_SCHEMA, _user(1, "old"), *[_user(i, "other") for i in range(2, 6)], _user(1, "new"), state({"n": 6})]
-    config = target_config(server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=6)
+    messages = [
+        USERS_SCHEMA,
+        _user(1, "old"),
+        *[_user(i, "other") for i in range(2, 6)],
+        _user(1, "new"),
+        state({"n": 6}),
+    ]
+    config = target_config(
+        server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=6
+    )
 
     run = run_cli(config, messages, timeout=60)
 
@@ -51,7 +59,9 @@ def test_without_late_apply_protection_the_ghost_wins(make_api: t.Callable[..., 
     # above would catch a target that ignores abandoned tries).
     server = make_api(faults=Faults(ghost_delay=4.0, ghost_table="users", ghost_count=1))
     messages = [USERS_SCHEMA, _user(1, "old"), *[_user(i, "other") for i in range(2, 6)], _user(1, "new")]
-    config = target_config(server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=0)
+    config = target_config(
+        server, request_timeout=1, max_points_per_request=1, max_concurrent_requests=1, late_apply_seconds=0
+    )
 
     run = run_cli(config, messages, timeout=60)
     deadline = time.monotonic() + 10
@@ -79,8 +89,11 @@ def test_an_answer_that_trickles_forever_is_cut_off_and_retried(make_api: t.Call
     server = make_api(faults=Faults(trickle_interval=2.0, trickle_table="users", trickle_count=1))
     started = time.monotonic()
 
-    run = run_cli(target_config(server, request_timeout=3, late_apply_seconds=1), [USERS_SCHEMA, _user(1, "a"), state({"n": 1})],
-                  timeout=120)
+    run = run_cli(
+        target_config(server, request_timeout=3, late_apply_seconds=1),
+        [USERS_SCHEMA, _user(1, "a"), state({"n": 1})],
+        timeout=120,
+    )
 
     assert run.exit_code == 0, run.stderr
     assert time.monotonic() - started < 30, "the trickling answer was waited out"
@@ -92,12 +105,16 @@ def test_sigterm_during_a_trickling_answer_exits_promptly_without_new_requests(
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:
     server = make_api(faults=Faults(trickle_interval=2.0, trickle_table="users"))
-    target = TargetProcess(target_config(server, request_timeout=20, max_points_per_request=1, late_apply_seconds=1), tmp_path)
+    target = TargetProcess(
+        target_config(server, request_timeout=20, max_points_per_request=1, late_apply_seconds=1), tmp_path
+    )
     try:
         target.send([USERS_SCHEMA, *[_user(i, "a") for i in range(1, 30)]])
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not upserts(server, table="users", status=None) and not any(
-            e.status in (None, 0) for e in server.request_log()
+        while (
+            time.monotonic() < deadline
+            and not upserts(server, table="users", status=None)
+            and not any(e.status in (None, 0) for e in server.request_log())
         ):
             time.sleep(0.05)
         time.sleep(0.5)

@@ -14,7 +14,7 @@ import pytest
 
 from target_rjmetrics.exceptions import RJMetricsInputError
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, LocalImportAPI
-from tests.support.checks import landed_by_id, upserts
+from tests.support.checks import keys_of, landed_by_id, points_of, upserts
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, record, schema, state, users
 from tests.support.targets import about, run_cli, run_in_process
@@ -35,7 +35,7 @@ def posted_paths(server: LocalImportAPI) -> list[str]:
 
 def sent_keys(server: LocalImportAPI) -> list[list[t.Any]]:
     """Key values of every point of every upsert the server received."""
-    return [kv for entry in upserts(server, status=None) for kv in entry.key_values or []]
+    return [kv for entry in upserts(server, status=None) for kv in keys_of(entry)]
 
 
 # -- table names -------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_keys_are_told_apart_as_the_api_does_true_is_not_1_and_1_is_1_point_0(
     pairs = sorted(r["v"] for r in local_api.rows(CID, "pairs"))
     assert pairs == ["1,true", "1.0,1 replaces 1,1", "true,1"]
     # Only 1 and 1.0 are one key: in one request the target merges them, so 5 of 6 points go out.
-    sent = sum(entry.points for entry in upserts(local_api, table="flags"))
+    sent = sum(points_of(entry) for entry in upserts(local_api, table="flags"))
     assert sent == (5 if per_request == 100 else 6)
 
 
@@ -260,7 +260,11 @@ def test_record_field_named_keys_is_loaded_as_keys_underscore_with_a_warning(
     local_api: LocalImportAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     props = {"id": {"type": "integer"}, "keys": {"type": "string"}}
-    messages = [schema("locks", props, ["id"]), record("locks", id=1, keys="front door"), record("locks", id=2, keys="")]
+    messages = [
+        schema("locks", props, ["id"]),
+        record("locks", id=1, keys="front door"),
+        record("locks", id=2, keys=""),
+    ]
 
     run_in_process(target_config(local_api), messages)
 
@@ -443,7 +447,7 @@ def test_nan_and_infinities_become_null_with_one_warning_and_a_count_in_the_summ
 ) -> None:
     props = {"id": {"type": "integer"}, "x": {"type": ["number", "null"]}, "o": {"type": ["object", "null"]}}
     raw = '{{"type": "RECORD", "stream": "m", "record": {{"id": {i}, "x": {x}, "o": {o}}}}}'
-    messages = [
+    messages: list[dict[str, t.Any] | str] = [
         schema("m", props, ["id"]),
         raw.format(i=1, x="NaN", o="null"),
         raw.format(i=2, x="Infinity", o="null"),
@@ -502,7 +506,9 @@ def test_nested_objects_and_arrays_land_as_json_text(local_api: LocalImportAPI) 
 def test_flattening_turns_nested_objects_into_columns_down_to_max_depth(make_api: t.Any) -> None:
     shallow, deep = make_api(), make_api()
 
-    run_in_process(target_config(shallow, flattening_enabled=True, flattening_max_depth=1), [NESTED_SCHEMA, NESTED_RECORD])
+    run_in_process(
+        target_config(shallow, flattening_enabled=True, flattening_max_depth=1), [NESTED_SCHEMA, NESTED_RECORD]
+    )
     run_in_process(target_config(deep, flattening_enabled=True, flattening_max_depth=3), [NESTED_SCHEMA, NESTED_RECORD])
 
     (row,) = shallow.rows(CID, "orders")
@@ -566,9 +572,7 @@ def test_stream_maps_rename_the_stream_drop_a_field_and_set_key_properties(local
         record("public-users", id=2, email="a@example.com", password="pw2"),
         record("public-users", id=3, email="b@example.com", password="pw3"),
     ]
-    stream_maps = {
-        "public-users": {"__alias__": "customers", "password": "__NULL__", "__key_properties__": ["email"]}
-    }
+    stream_maps = {"public-users": {"__alias__": "customers", "password": "__NULL__", "__key_properties__": ["email"]}}
 
     run_in_process(target_config(local_api, stream_maps=stream_maps, max_points_per_request=1), messages)
 

@@ -6,12 +6,11 @@ import json
 import typing as t
 from collections import defaultdict
 
+from target_rjmetrics.local_api import Faults
 from tests.support.checks import upserts
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, record, schema, state, users
 from tests.support.targets import clean_env, run_cli
-
-from target_rjmetrics.local_api import Faults
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -42,10 +41,10 @@ def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Cal
     sent = upserts(server, status=None)
     tries = [p for p in points if p["metric"] == "http_request_duration" and p["tags"]["endpoint"] == "upsert"]
     # One duration per try, with the status the server answered, in the order it answered.
-    assert [(p["tags"]["table"], p["tags"]["http_status_code"]) for p in tries] == [
-        (e.table, e.status) for e in sent
-    ]
-    assert all(p["tags"]["status"] == ("succeeded" if p["tags"]["http_status_code"] == 201 else "failed") for p in tries)
+    assert [(p["tags"]["table"], p["tags"]["http_status_code"]) for p in tries] == [(e.table, e.status) for e in sent]
+    assert all(
+        p["tags"]["status"] == ("succeeded" if p["tags"]["http_status_code"] == 201 else "failed") for p in tries
+    )
     assert all(p["value"] >= 0 for p in tries)
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for p in points:
@@ -69,7 +68,9 @@ def test_record_count_counts_only_records_that_landed(make_api: t.Callable[..., 
     # The first request is accepted, then everything is refused for good.
     server = make_api(faults=Faults(fail_after=1, fail_status=400))
 
-    run = run_cli(target_config(server, max_points_per_request=10, max_concurrent_requests=1), [USERS_SCHEMA, *users(50)])
+    run = run_cli(
+        target_config(server, max_points_per_request=10, max_concurrent_requests=1), [USERS_SCHEMA, *users(50)]
+    )
 
     assert run.exit_code == 1
     landed = sum(p["value"] for p in metrics_of(run.stderr) if p["metric"] == "record_count")
@@ -102,7 +103,10 @@ def test_structured_logging_gives_one_parseable_summary_event_per_table(
     assert run.exit_code == 0, run.stderr
     events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
     assert events, "no structured event was logged"
-    summaries = [e["metric_info"] for e in events if e.get("message") == "METRIC"
-                 and e["metric_info"]["metric"] == "load_summary"]
+    summaries = [
+        e["metric_info"]
+        for e in events
+        if e.get("message") == "METRIC" and e["metric_info"]["metric"] == "load_summary"
+    ]
     assert sorted((s["tags"]["table"], s["value"]) for s in summaries) == [("orders", 7), ("users", 35)]
     assert all(set(s["tags"]) >= {"records", "requests", "retries", "merged", "seconds"} for s in summaries)

@@ -57,15 +57,19 @@ def assert_landed(server: LocalImportAPI, singer_text: str) -> None:
                 k: json.dumps(v, separators=(",", ":"), ensure_ascii=False) if isinstance(v, dict | list) else v
                 for k, v in want.items()
             }
-            matches = [row for row in landed if all(row.get(k) == v or _same_json(row.get(k), v) for k, v in normalised.items())]
+            matches = [
+                row
+                for row in landed
+                if all(row.get(k) == v or _same_json(row.get(k), v) for k, v in normalised.items())
+            ]
             assert matches, f"table {table}: no landed row equals {want}"
 
 
-def _same_json(landed: t.Any, expected: t.Any) -> bool:  # noqa: ANN401
+def _same_json(landed: t.Any, expected: t.Any) -> bool:
     if not isinstance(landed, str) or not isinstance(expected, str):
         return False
     try:
-        return json.loads(landed) == json.loads(expected)
+        return bool(json.loads(landed) == json.loads(expected))
     except ValueError:
         return False
 

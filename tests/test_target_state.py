@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 import typing as t
 
 import pytest
 
 from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
-from tests.support.checks import landed_by_id, landed_keys_by, upserts
+from tests.support.checks import landed_by_id, landed_keys_by, points_of, upserts
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, lines, record, schema, state, users
 from tests.support.targets import TARGET_BIN, TargetProcess, clean_env, run_cli, run_in_process
@@ -43,7 +45,9 @@ def _checkpointed_users(total: int, every: int) -> list[dict[str, t.Any]]:
     return messages
 
 
-def test_state_is_not_written_before_its_records_land(make_api: t.Callable[..., LocalImportAPI], tmp_path: Path) -> None:
+def test_state_is_not_written_before_its_records_land(
+    make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
+) -> None:
     server = make_api(faults=Faults(seed=3, latency_ms=30, jitter_ms=120))
     live = TargetProcess(target_config(server, max_concurrent_requests=6, state_flush_seconds=1), tmp_path)
     try:
@@ -187,8 +191,9 @@ def test_sigterm_while_requests_are_failing_still_exits_as_stopped_by_the_signal
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:
     server = make_api(faults=Faults(seed=4, error_rate=1.0, error_statuses=(502,), latency_ms=200, jitter_ms=1500))
-    config = target_config(server, max_concurrent_requests=4, max_retry_seconds=60, state_flush_seconds=1,
-                         authenticate_on_start=False)
+    config = target_config(
+        server, max_concurrent_requests=4, max_retry_seconds=60, state_flush_seconds=1, authenticate_on_start=False
+    )
     live = TargetProcess(config, tmp_path)
     try:
         live.send([USERS_SCHEMA, *users(1000)])
@@ -206,9 +211,6 @@ def test_sigterm_while_requests_are_failing_still_exits_as_stopped_by_the_signal
 
 def _run_into(stdout_sink: str, config: dict[str, t.Any], messages: list[t.Any], tmp_path: Path) -> tuple[int, str]:
     """Run the CLI with its standard output going to ``stdout_sink`` (a shell redirection or pipe)."""
-    import json
-    import subprocess
-
     config_path, input_path = tmp_path / "config.json", tmp_path / "input.jsonl"
     config_path.write_text(json.dumps(config))
     input_path.write_text(lines(messages))
@@ -243,4 +245,4 @@ def test_a_state_that_cannot_be_written_fails_the_run_after_settling(
     # What was sent was settled, not abandoned: every request that went out got its answer.
     sent = upserts(server, status=None)
     assert sent and all(entry.status == 201 for entry in sent)
-    assert sum(entry.points for entry in sent) == len(landed_by_id(server, "users"))
+    assert sum(points_of(entry) for entry in sent) == len(landed_by_id(server, "users"))

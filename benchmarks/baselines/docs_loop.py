@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from http import HTTPStatus
 
 import requests
 
 
 def main() -> int:
+    """Load standard input; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True, help="Import API base URL ending in /v2")
     parser.add_argument("--client-id", type=int, required=True)
@@ -28,7 +30,7 @@ def main() -> int:
 
     headers = {"Content-Type": "application/json"}
     auth = f"{args.base_url}/client/{args.client_id}/authenticate?apikey={args.api_key}"
-    if requests.get(auth, headers=headers).status_code != 200:  # client.authenticate()
+    if requests.get(auth, headers=headers).status_code != HTTPStatus.OK:  # client.authenticate()
         print("authentication failed", file=sys.stderr)
         return 1
 
@@ -45,7 +47,7 @@ def main() -> int:
             user["keys"] = keys[table]  # sync_user: user["keys"] = ["id"]
             url = f"{args.base_url}/client/{args.client_id}/table/{table}/data?apikey={args.api_key}"
             response = requests.post(url, data=json.dumps([user]), headers=headers)
-            if response.status_code != 201:
+            if response.status_code != HTTPStatus.CREATED:
                 failed += 1
     if failed:
         print(f"{failed} pushes were not answered 201", file=sys.stderr)

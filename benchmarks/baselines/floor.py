@@ -26,6 +26,7 @@ import queue
 import sys
 import threading
 import typing as t
+from http import HTTPStatus
 
 import fastjsonschema
 import msgspec
@@ -34,6 +35,7 @@ import requests
 POINTS_PER_REQUEST = 100
 TIMEOUT_S = 60
 _UTC = datetime.timezone.utc
+_HEADERS = {"Content-Type": "application/json"}
 
 
 class Stream:
@@ -49,12 +51,89 @@ class Stream:
         self.url = url
         self.pending: list[bytes] = []
 
+    def point(self, record: dict[str, t.Any], encode: t.Callable[[t.Any], bytes]) -> dict[str, t.Any]:
+        """The data point of a valid record: ``keys``, date-times in UTC, nested values as JSON text."""
+        self.validate(record)
+        point: dict[str, t.Any] = {"keys": self.keys}
+        for name, value in record.items():
+            if name in self.datetimes and type(value) is str:
+                point[name] = _utc_text(value)
+            elif type(value) is dict or type(value) is list:
+                point[name] = encode(value).decode()
+            else:
+                point[name] = value
+        return point
+
+
+class Sender:
+    """POSTs request bodies: itself, one at a time (F1), or through ``threads`` sending threads (F2)."""
+
+    def __init__(self, threads: int) -> None:
+        """Start the sending threads (none for one)."""
+        self.session = requests.Session()
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._work: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=2 * threads)
+        self._workers = [threading.Thread(target=self._send_from_queue) for _ in range(threads if threads > 1 else 0)]
+        for worker in self._workers:
+            worker.start()
+
+    def _post(self, http: requests.Session, url: str, body: bytes) -> None:
+        if http.post(url, data=body, headers=_HEADERS, timeout=TIMEOUT_S).status_code != HTTPStatus.CREATED:
+            with self._lock:
+                self.failed += 1
+
+    def _send_from_queue(self) -> None:
+        with requests.Session() as http:
+            while (job := self._work.get()) is not None:
+                self._post(http, *job)
+
+    def send(self, url: str, body: bytes) -> None:
+        """Send one body (or queue it for a sending thread)."""
+        if self._workers:
+            self._work.put((url, body))
+        else:
+            self._post(self.session, url, body)
+
+    def close(self) -> None:
+        """Wait for every queued body to be sent."""
+        for _ in self._workers:
+            self._work.put(None)
+        for worker in self._workers:
+            worker.join()
+
 
 def _utc_text(value: str) -> str:
     moment = datetime.datetime.fromisoformat(value)
     if moment.tzinfo is not None:
         moment = moment.astimezone(_UTC)
     return moment.isoformat(" ", "seconds")[:19]
+
+
+def load(lines: t.Iterable[bytes], base_url: str, client_id: int, api_key: str, sender: Sender) -> None:
+    """Turn each RECORD into a data point and send each stream's points in arrays of 100."""
+    decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
+    encode = msgspec.json.Encoder(decimal_format="number").encode
+    streams: dict[str, Stream] = {}
+
+    def flush(stream: Stream) -> None:
+        sender.send(stream.url, b"[" + b",".join(stream.pending) + b"]")
+        stream.pending = []
+
+    for line in lines:
+        message = decode(line)
+        kind = message["type"]
+        if kind == "RECORD":
+            stream = streams[message["stream"]]
+            stream.pending.append(encode(stream.point(message["record"], encode)))
+            if len(stream.pending) == POINTS_PER_REQUEST:
+                flush(stream)
+        elif kind == "SCHEMA":
+            url = f"{base_url}/client/{client_id}/table/{message['stream']}/data?apikey={api_key}"
+            streams[message["stream"]] = Stream(message, url)
+    for stream in streams.values():
+        if stream.pending:
+            flush(stream)
 
 
 def main() -> int:
@@ -66,74 +145,19 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="sending threads (1: F1, sequential)")
     args = parser.parse_args()
 
-    session = requests.Session()
+    sender = Sender(args.threads)
     auth = f"{args.base_url}/client/{args.client_id}/authenticate"
-    if session.get(auth, params={"apikey": args.api_key}, timeout=TIMEOUT_S).status_code != 200:  # noqa: PLR2004
+    if sender.session.get(auth, params={"apikey": args.api_key}, timeout=TIMEOUT_S).status_code != HTTPStatus.OK:
         print("authentication failed", file=sys.stderr)
+        sender.close()
         return 1
-
-    failed = [0]
-    failed_lock = threading.Lock()
-    headers = {"Content-Type": "application/json"}
-
-    def post(http: requests.Session, url: str, body: bytes) -> None:
-        if http.post(url, data=body, headers=headers, timeout=TIMEOUT_S).status_code != 201:  # noqa: PLR2004
-            with failed_lock:
-                failed[0] += 1
-
-    work: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=2 * args.threads)
-
-    def sender() -> None:
-        with requests.Session() as http:
-            while (job := work.get()) is not None:
-                post(http, *job)
-
-    workers = [threading.Thread(target=sender) for _ in range(args.threads if args.threads > 1 else 0)]
-    for worker in workers:
-        worker.start()
-
-    def send(stream: Stream) -> None:
-        body = b"[" + b",".join(stream.pending) + b"]"
-        stream.pending = []
-        if workers:
-            work.put((stream.url, body))
-        else:
-            post(session, stream.url, body)
-
-    decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
-    encode = msgspec.json.Encoder(decimal_format="number").encode
-    streams: dict[str, Stream] = {}
-    for line in sys.stdin.buffer:
-        message = decode(line)
-        kind = message["type"]
-        if kind == "RECORD":
-            stream = streams[message["stream"]]
-            record = message["record"]
-            stream.validate(record)
-            point: dict[str, t.Any] = {"keys": stream.keys}
-            for name, value in record.items():
-                if name in stream.datetimes and type(value) is str:
-                    point[name] = _utc_text(value)
-                elif type(value) is dict or type(value) is list:
-                    point[name] = encode(value).decode()
-                else:
-                    point[name] = value
-            stream.pending.append(encode(point))
-            if len(stream.pending) == POINTS_PER_REQUEST:
-                send(stream)
-        elif kind == "SCHEMA":
-            url = f"{args.base_url}/client/{args.client_id}/table/{message['stream']}/data?apikey={args.api_key}"
-            streams[message["stream"]] = Stream(message, url)
-    for stream in streams.values():
-        if stream.pending:
-            send(stream)
-    for _ in workers:
-        work.put(None)
-    for worker in workers:
-        worker.join()
-    if failed[0]:
-        print(f"{failed[0]} requests were not answered 201", file=sys.stderr)
-    return 1 if failed[0] else 0
+    try:
+        load(sys.stdin.buffer, args.base_url, args.client_id, args.api_key, sender)
+    finally:
+        sender.close()
+    if sender.failed:
+        print(f"{sender.failed} requests were not answered 201", file=sys.stderr)
+    return 1 if sender.failed else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ and STATE handling. Whatever an SDK target adds to send data comes on top of thi
 
 from __future__ import annotations
 
+import typing as t
+
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
@@ -18,7 +20,7 @@ from singer_sdk.sinks import BatchSink
 class NullSink(BatchSink):
     """Keeps each batch as the SDK does, then drops it."""
 
-    def process_batch(self, context: dict) -> None:
+    def process_batch(self, context: dict[str, t.Any]) -> None:
         """Discard the batch."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from http import HTTPStatus
 from typing import Any
 
 import requests
@@ -23,7 +24,19 @@ import requests
 BATCH_SIZE = 100  # RJMetrics-py Client._BATCH_SIZE
 
 
+def _authenticate(base_url: str, client_id: int, api_key: str, headers: dict[str, str]) -> bool:
+    """``client.authenticate()``."""
+    auth = f"{base_url}/client/{client_id}/authenticate?apikey={api_key}"
+    return requests.get(auth, headers=headers).status_code == HTTPStatus.OK
+
+
+def _post(url: str, data: list[dict[str, Any]], headers: dict[str, str]) -> int:
+    """``client.push_data()`` of one chunk: a bare ``requests.post``; return the status."""
+    return requests.post(url, data=json.dumps(data), headers=headers).status_code
+
+
 def main() -> int:
+    """Load standard input; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True, help="Import API base URL ending in /v2")
     parser.add_argument("--client-id", type=int, required=True)
@@ -31,8 +44,7 @@ def main() -> int:
     args = parser.parse_args()
 
     headers = {"Content-Type": "application/json"}
-    auth = f"{args.base_url}/client/{args.client_id}/authenticate?apikey={args.api_key}"
-    if requests.get(auth, headers=headers).status_code != 200:  # client.authenticate()
+    if not _authenticate(args.base_url, args.client_id, args.api_key, headers):
         print("authentication failed", file=sys.stderr)
         return 1
 
@@ -41,8 +53,7 @@ def main() -> int:
     def push_data(table: str, data: list[dict[str, Any]]) -> None:
         nonlocal failed
         url = f"{args.base_url}/client/{args.client_id}/table/{table}/data?apikey={args.api_key}"
-        if requests.post(url, data=json.dumps(data), headers=headers).status_code != 201:
-            failed += 1
+        failed += _post(url, data, headers) != HTTPStatus.CREATED
 
     keys: dict[str, list[str]] = {}
     pending: dict[str, list[dict[str, Any]]] = {}

@@ -8,9 +8,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from target_rjmetrics.local_api.export import render
 from target_rjmetrics.local_api.faults import Faults
@@ -24,6 +23,10 @@ from target_rjmetrics.local_api.server import (
 )
 from target_rjmetrics.local_api.storage import Storage, database_path
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
 CREDENTIALS_ENV = "RJMETRICS_LOCAL_API_CREDENTIALS"
 DEFAULT_DATA_DIR = ".local-api-data"
 DEFAULT_PORT = 8765
@@ -36,8 +39,8 @@ def parse_credentials(text: str) -> dict[int, str]:
         ValueError: An item is not ``client_id:key`` with a positive integer id and a key.
     """
     credentials: dict[int, str] = {}
-    for item in text.split(","):
-        item = item.strip()
+    for raw_item in text.split(","):
+        item = raw_item.strip()
         if not item:
             continue
         cid, sep, key = item.partition(":")
@@ -91,21 +94,35 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
         default=d.error_statuses,
         help="comma-separated 5xx statuses picked by --error-rate (default 500,502,503,504)",
     )
-    g.add_argument("--rate-limit-rate", type=float, default=d.rate_limit_rate,
-                   help="fraction answered 429 with Retry-After")
-    g.add_argument("--retry-after", type=int, default=d.retry_after,
-                   help="Retry-After seconds of every 429 (default 1)")
+    g.add_argument(
+        "--rate-limit-rate", type=float, default=d.rate_limit_rate, help="fraction answered 429 with Retry-After"
+    )
+    g.add_argument(
+        "--retry-after", type=int, default=d.retry_after, help="Retry-After seconds of every 429 (default 1)"
+    )
     g.add_argument("--latency-ms", type=float, default=d.latency_ms, help="added latency")
-    g.add_argument("--jitter-ms", type=float, default=d.jitter_ms,
-                   help="uniform random extra latency, 0..N ms")
-    g.add_argument("--drop-rate", type=float, default=d.drop_rate,
-                   help="fraction of connections closed without an answer")
-    g.add_argument("--max-in-flight", type=_positive_or_none, default=d.max_in_flight,
-                   help="429 beyond this many requests in flight (default: no limit)")
-    g.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
-                   help="413 above this body size (default 5 MiB, the contract's limit)")
-    g.add_argument("--fail-after", type=_positive_or_none, default=d.fail_after,
-                   help="after N accepted upserts answer every request with --fail-status")
+    g.add_argument("--jitter-ms", type=float, default=d.jitter_ms, help="uniform random extra latency, 0..N ms")
+    g.add_argument(
+        "--drop-rate", type=float, default=d.drop_rate, help="fraction of connections closed without an answer"
+    )
+    g.add_argument(
+        "--max-in-flight",
+        type=_positive_or_none,
+        default=d.max_in_flight,
+        help="429 beyond this many requests in flight (default: no limit)",
+    )
+    g.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=d.max_body_bytes,
+        help="413 above this body size (default 5 MiB, the contract's limit)",
+    )
+    g.add_argument(
+        "--fail-after",
+        type=_positive_or_none,
+        default=d.fail_after,
+        help="after N accepted upserts answer every request with --fail-status",
+    )
     g.add_argument("--fail-status", type=int, default=d.fail_status, help="default 503")
     _add_hostile_flags(parser)
 
@@ -113,15 +130,35 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
 def _add_selection_flags(g: argparse._ArgumentGroup, name: str, what: str) -> None:
     d = Faults()
     flag = name.replace("_", "-")
-    g.add_argument(f"--{flag}-rate", type=float, metavar="P", default=getattr(d, f"{name}_rate"),
-                   help=f"probability that a counted {what} is hit (seeded; default 1)")
-    g.add_argument(f"--{flag}-skip", type=int, metavar="N", default=getattr(d, f"{name}_skip"),
-                   help=f"let the first N counted {what}s through (default 0)")
-    g.add_argument(f"--{flag}-count", type=_positive_or_none, metavar="N", default=getattr(d, f"{name}_count"),
-                   help=f"hit at most N {what}s (default: no limit)")
+    g.add_argument(
+        f"--{flag}-rate",
+        type=float,
+        metavar="P",
+        default=getattr(d, f"{name}_rate"),
+        help=f"probability that a counted {what} is hit (seeded; default 1)",
+    )
+    g.add_argument(
+        f"--{flag}-skip",
+        type=int,
+        metavar="N",
+        default=getattr(d, f"{name}_skip"),
+        help=f"let the first N counted {what}s through (default 0)",
+    )
+    g.add_argument(
+        f"--{flag}-count",
+        type=_positive_or_none,
+        metavar="N",
+        default=getattr(d, f"{name}_count"),
+        help=f"hit at most N {what}s (default: no limit)",
+    )
     if what == "upsert":
-        g.add_argument(f"--{flag}-table", type=_str_or_none, default=None, metavar="TABLE",
-                       help="count only upserts of this table (default: every table)")
+        g.add_argument(
+            f"--{flag}-table",
+            type=_str_or_none,
+            default=None,
+            metavar="TABLE",
+            help="count only upserts of this table (default: every table)",
+        )
 
 
 def _add_hostile_flags(parser: argparse.ArgumentParser) -> None:
@@ -130,33 +167,66 @@ def _add_hostile_flags(parser: argparse.ArgumentParser) -> None:
         "hostile-network faults (each is off until its first flag is given; they hit only "
         "requests that would otherwise succeed; see docs/local-api.md)"
     )
-    g.add_argument("--upsert-status", type=_positive_or_none, default=None, metavar="STATUS",
-                   help="answer upserts with this status instead of 201 and store nothing: "
-                   "200, 202, 203, 204, 301, 302, 303, 307 or 308")
+    g.add_argument(
+        "--upsert-status",
+        type=_positive_or_none,
+        default=None,
+        metavar="STATUS",
+        help="answer upserts with this status instead of 201 and store nothing: "
+        "200, 202, 203, 204, 301, 302, 303, 307 or 308",
+    )
     _add_selection_flags(g, "upsert_status", "upsert")
-    g.add_argument("--authenticate-status", type=_positive_or_none, default=None,
-                   metavar="STATUS",
-                   help="answer valid authenticate requests with this status instead of 200: "
-                   "201, 202, 203, 204, 301, 302, 303, 307 or 308")
+    g.add_argument(
+        "--authenticate-status",
+        type=_positive_or_none,
+        default=None,
+        metavar="STATUS",
+        help="answer valid authenticate requests with this status instead of 200: "
+        "201, 202, 203, 204, 301, 302, 303, 307 or 308",
+    )
     _add_selection_flags(g, "authenticate_status", "authenticate request")
-    g.add_argument("--redirect-url", type=_str_or_none, default=None, metavar="URL",
-                   help="base URL of redirect Locations (the path and query, apikey included, "
-                   "are appended; default: this server, relative Location)")
-    g.add_argument("--trickle-interval", type=_float_or_none, default=None, metavar="S",
-                   help="send selected answers one byte every S seconds (at most 60)")
+    g.add_argument(
+        "--redirect-url",
+        type=_str_or_none,
+        default=None,
+        metavar="URL",
+        help="base URL of redirect Locations (the path and query, apikey included, "
+        "are appended; default: this server, relative Location)",
+    )
+    g.add_argument(
+        "--trickle-interval",
+        type=_float_or_none,
+        default=None,
+        metavar="S",
+        help="send selected answers one byte every S seconds (at most 60)",
+    )
     _add_selection_flags(g, "trickle", "upsert")
-    g.add_argument("--trickle-authenticate", action="store_true",
-                   help="also trickle every answer to a valid authenticate request")
-    g.add_argument("--ghost-delay", type=_float_or_none, default=None, metavar="S",
-                   help="store selected upserts S seconds after they arrived (in the "
-                   "background, overwriting newer versions) instead of now")
-    g.add_argument("--ghost-answer", type=_ghost_answer, default=d.ghost_answer,
-                   metavar="hold|drop|5xx",
-                   help="what a ghost's client sees: hold (no answer until it gives up; "
-                   "default), drop (connection closed) or a 5xx status such as 504")
-    g.add_argument("--ghost-hold-max", type=float, default=d.ghost_hold_max, metavar="S",
-                   help="longest a held ghost waits for its client to give up, then 504 "
-                   f"(default {d.ghost_hold_max:g} s)")
+    g.add_argument(
+        "--trickle-authenticate", action="store_true", help="also trickle every answer to a valid authenticate request"
+    )
+    g.add_argument(
+        "--ghost-delay",
+        type=_float_or_none,
+        default=None,
+        metavar="S",
+        help="store selected upserts S seconds after they arrived (in the "
+        "background, overwriting newer versions) instead of now",
+    )
+    g.add_argument(
+        "--ghost-answer",
+        type=_ghost_answer,
+        default=d.ghost_answer,
+        metavar="hold|drop|5xx",
+        help="what a ghost's client sees: hold (no answer until it gives up; "
+        "default), drop (connection closed) or a 5xx status such as 504",
+    )
+    g.add_argument(
+        "--ghost-hold-max",
+        type=float,
+        default=d.ghost_hold_max,
+        metavar="S",
+        help=f"longest a held ghost waits for its client to give up, then 504 (default {d.ghost_hold_max:g} s)",
+    )
     _add_selection_flags(g, "ghost", "upsert")
 
 
@@ -175,40 +245,68 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server until interrupted")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="interface (default 127.0.0.1); requests must name a loopback host "
-                       "or this one in their Host header")
-    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                       help="also accept this name in the Host header (repeatable)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
-                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface (default 127.0.0.1); requests must name a loopback host or this one in their Host header",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept this name in the Host header (repeatable)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
     store = serve.add_mutually_exclusive_group()
-    store.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                       help=f"directory of the SQLite database (default {DEFAULT_DATA_DIR})")
-    store.add_argument("--in-memory", action="store_true",
-                       help="keep data in memory only (lost on exit)")
-    serve.add_argument("--sandbox", action="store_true",
-                       help="validate and answer like production but store nothing")
-    serve.add_argument("--sandbox-port", type=int, default=None,
-                       help="also serve a sandbox instance (same credentials) on this port")
-    serve.add_argument("--credentials", default=None,
-                       help=f"CLIENT_ID:API_KEY[,...]; also ${CREDENTIALS_ENV}; default: the demo "
-                       f"pair {DEMO_CLIENT_ID}:{DEMO_API_KEY}")
-    serve.add_argument("--synchronous", choices=["full", "normal"], default="full",
-                       help="SQLite synchronous mode: full survives power loss, normal only "
-                       "process kills (default full)")
-    serve.add_argument("--ready-file", type=Path, default=None,
-                       help="write the port (and the sandbox port on a second line) here once "
-                       "listening")
-    serve.add_argument("--log-point-keys", action="store_true",
-                       help="record each point's key values in the request log")
-    serve.add_argument("--access-log", action="store_true",
-                       help="print one line per API request to stderr (never the API key)")
-    serve.add_argument("--max-log-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
-                       help=f"request-log entries kept in memory (default {DEFAULT_MAX_ENTRIES})")
-    serve.add_argument("--max-log-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
-                       help="memory the request log may take, estimated per entry (default "
-                       f"{DEFAULT_MAX_BYTES}, 64 MiB)")
+    store.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help=f"directory of the SQLite database (default {DEFAULT_DATA_DIR})"
+    )
+    store.add_argument("--in-memory", action="store_true", help="keep data in memory only (lost on exit)")
+    serve.add_argument("--sandbox", action="store_true", help="validate and answer like production but store nothing")
+    serve.add_argument(
+        "--sandbox-port", type=int, default=None, help="also serve a sandbox instance (same credentials) on this port"
+    )
+    serve.add_argument(
+        "--credentials",
+        default=None,
+        help=f"CLIENT_ID:API_KEY[,...]; also ${CREDENTIALS_ENV}; default: the demo "
+        f"pair {DEMO_CLIENT_ID}:{DEMO_API_KEY}",
+    )
+    serve.add_argument(
+        "--synchronous",
+        choices=["full", "normal"],
+        default="full",
+        help="SQLite synchronous mode: full survives power loss, normal only process kills (default full)",
+    )
+    serve.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write the port (and the sandbox port on a second line) here once listening",
+    )
+    serve.add_argument(
+        "--log-point-keys", action="store_true", help="record each point's key values in the request log"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="print one line per API request to stderr (never the API key)"
+    )
+    serve.add_argument(
+        "--max-log-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        metavar="N",
+        help=f"request-log entries kept in memory (default {DEFAULT_MAX_ENTRIES})",
+    )
+    serve.add_argument(
+        "--max-log-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="BYTES",
+        help=f"memory the request log may take, estimated per entry (default {DEFAULT_MAX_BYTES}, 64 MiB)",
+    )
     _add_fault_flags(serve)
 
     tables = sub.add_parser("tables", help="list tables with row counts")
@@ -235,44 +333,49 @@ def _describe_credentials(credentials: dict[int, str]) -> str:
 def _write_ready_file(path: Path, ports: list[int]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(f"{p}\n" for p in ports), encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _servers_from(args: argparse.Namespace) -> tuple[dict[int, str], list[LocalImportAPI]]:
+    """The credentials and the servers the flags ask for (not started).
+
+    Raises:
+        ValueError: A flag's value is refused.
+    """
     # An explicitly empty --credentials is a mistake (an unset shell variable), not "demo";
     # an empty environment variable counts as unset, as is usual.
     raw = args.credentials if args.credentials is not None else os.environ.get(CREDENTIALS_ENV)
+    if raw is not None and (args.credentials is not None or raw):
+        credentials = parse_credentials(raw)
+    else:
+        credentials = {DEMO_CLIENT_ID: DEMO_API_KEY}
+    faults = _faults_from(args)
+    common: dict[str, Any] = {
+        "credentials": credentials,
+        "host": args.host,
+        "log_point_keys": args.log_point_keys,
+        "synchronous": args.synchronous,
+        "access_log": sys.stderr if args.access_log else None,
+        "max_log_entries": args.max_log_entries,
+        "max_log_bytes": args.max_log_bytes,
+        "allowed_hosts": args.allow_host,
+    }
+    data_dir = None if args.in_memory or args.sandbox else Path(args.data_dir)
+    servers = [LocalImportAPI(data_dir, sandbox=args.sandbox, faults=faults, port=args.port, **common)]
+    if args.sandbox_port is not None:
+        servers.append(LocalImportAPI(None, sandbox=True, faults=faults, port=args.sandbox_port, **common))
+    return credentials, servers
+
+
+def _serve(args: argparse.Namespace) -> int:
     try:
-        credentials = (
-            parse_credentials(raw)
-            if args.credentials is not None or raw
-            else {DEMO_CLIENT_ID: DEMO_API_KEY}
-        )
-        faults = _faults_from(args)
-        common: dict[str, Any] = {
-            "credentials": credentials,
-            "host": args.host,
-            "log_point_keys": args.log_point_keys,
-            "synchronous": args.synchronous,
-            "access_log": sys.stderr if args.access_log else None,
-            "max_log_entries": args.max_log_entries,
-            "max_log_bytes": args.max_log_bytes,
-            "allowed_hosts": args.allow_host,
-        }
-        data_dir = None if args.in_memory or args.sandbox else Path(args.data_dir)
-        servers = [
-            LocalImportAPI(data_dir, sandbox=args.sandbox, faults=faults, port=args.port, **common)
-        ]
-        if args.sandbox_port is not None:
-            servers.append(
-                LocalImportAPI(None, sandbox=True, faults=faults, port=args.sandbox_port, **common)
-            )
+        credentials, servers = _servers_from(args)
     except ValueError as exc:
         print(f"rjmetrics-local-api: error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
 
-    def _on_signal(signum: int, frame: Any) -> None:
+    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, _on_signal)
@@ -280,7 +383,7 @@ def _serve(args: argparse.Namespace) -> int:
     started: list[LocalImportAPI] = []
     try:
         for server in servers:
-            started.append(server.start())
+            started.append(server.start())  # noqa: PERF401 (one that fails leaves those started before it here)
         who = _describe_credentials(credentials)
         for server in started:
             if server.sandbox:

@@ -38,10 +38,12 @@ fault's count.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import re
 import threading
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,15 +68,13 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_TRICKLE_INTERVAL_S = 60.0
 MAX_GHOST_SECONDS = 3600.0
 GHOST_ANSWERS = ("hold", "drop")
+_ERROR_STATUSES = range(400, 600)
+_SERVER_ERROR_STATUSES = range(500, 600)
 
-_RATE_FIELDS = ("error_rate", "rate_limit_rate", "drop_rate") + tuple(
-    f"{name}_rate" for name in HOSTILE_FAULTS
-)
+_RATE_FIELDS = ("error_rate", "rate_limit_rate", "drop_rate", *tuple(f"{name}_rate" for name in HOSTILE_FAULTS))
 _NON_NEGATIVE_FLOATS = ("latency_ms", "jitter_ms")
 _INT_FIELDS = ("seed", "retry_after", "max_body_bytes", "fail_status")
-_OPTIONAL_INT_FIELDS = ("max_in_flight", "fail_after") + tuple(
-    f"{name}_count" for name in HOSTILE_FAULTS
-)
+_OPTIONAL_INT_FIELDS = ("max_in_flight", "fail_after", *tuple(f"{name}_count" for name in HOSTILE_FAULTS))
 _NON_NEGATIVE_INT_FIELDS = tuple(f"{name}_skip" for name in HOSTILE_FAULTS)
 _TABLE_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 
@@ -187,8 +187,15 @@ class Faults:
         """Validate every field so a bad setting fails where it is made.
 
         Raises:
-            ValueError: A field has the wrong type or is out of range.
+            ValueError: A field has the wrong type or is out of range (a wrong type too: every
+                bad setting is one kind of error, a 400 to ``PUT /_local/faults``, exit 2 of the CLI).
         """
+        self._validate_numbers()
+        self._validate_statuses()
+        self._validate_substitutes()
+        self._validate_trickle_and_ghost()
+
+    def _validate_numbers(self) -> None:
         for name in _RATE_FIELDS:
             value = _number(name, getattr(self, name))
             if not 0.0 <= value <= 1.0:
@@ -208,21 +215,22 @@ class Faults:
         if self.retry_after < 0 or self.max_body_bytes < 0:
             msg = "retry_after and max_body_bytes must not be negative"
             raise ValueError(msg)
-        if not 400 <= self.fail_status <= 599:
+
+    def _validate_statuses(self) -> None:
+        if self.fail_status not in _ERROR_STATUSES:
             msg = f"fail_status must be a 4xx or 5xx status, got {self.fail_status}"
             raise ValueError(msg)
-        statuses = self.error_statuses
+        statuses: object = self.error_statuses  # from JSON or a caller: anything
         if isinstance(statuses, (str, bytes)) or not isinstance(statuses, (tuple, list)):
             msg = "error_statuses must be a list of 5xx statuses"
             raise ValueError(msg)
         statuses = tuple(_integer("error_statuses", s) for s in statuses)
-        if not statuses or any(not 500 <= s <= 599 for s in statuses):
+        if not statuses or any(s not in _SERVER_ERROR_STATUSES for s in statuses):
             msg = "error_statuses must be a non-empty list of 5xx statuses"
             raise ValueError(msg)
         object.__setattr__(self, "error_statuses", statuses)
-        self._validate_hostile()
 
-    def _validate_hostile(self) -> None:
+    def _validate_substitutes(self) -> None:
         for name in _NON_NEGATIVE_INT_FIELDS:
             if _integer(name, getattr(self, name)) < 0:
                 msg = f"{name} must be a non-negative integer"
@@ -231,7 +239,7 @@ class Faults:
             value = getattr(self, name)
             if value is None:
                 continue
-            normal = 201 if name == "upsert_status" else 200
+            normal = HTTPStatus.CREATED if name == "upsert_status" else HTTPStatus.OK
             allowed = [s for s in SUBSTITUTE_STATUSES if s != normal]
             if _integer(name, value) not in allowed:
                 listed = ", ".join(str(s) for s in allowed)
@@ -240,9 +248,7 @@ class Faults:
         for fault in _TABLE_FAULTS:
             name = f"{fault}_table"
             value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, str) or not _TABLE_PATTERN.fullmatch(value)
-            ):
+            if value is not None and (not isinstance(value, str) or not _TABLE_PATTERN.fullmatch(value)):
                 msg = f"{name} must be a table name (letters, digits, underscore) or null"
                 raise ValueError(msg)
         url = self.redirect_url
@@ -257,12 +263,15 @@ class Faults:
             ):
                 msg = "redirect_url must be an http(s) URL without query or fragment, or null"
                 raise ValueError(msg)
+
+    def _validate_trickle_and_ghost(self) -> None:
         if self.trickle_interval is not None:
             value = _number("trickle_interval", self.trickle_interval)
             if not 0 < value <= MAX_TRICKLE_INTERVAL_S:
                 msg = f"trickle_interval must be above 0 and at most {MAX_TRICKLE_INTERVAL_S:g} s"
                 raise ValueError(msg)
-        if not isinstance(self.trickle_authenticate, bool):
+        trickle_authenticate: object = self.trickle_authenticate  # from JSON or a caller: anything
+        if not isinstance(trickle_authenticate, bool):
             msg = "trickle_authenticate must be true or false"
             raise ValueError(msg)
         if self.ghost_delay is not None:
@@ -275,14 +284,14 @@ class Faults:
             raise ValueError(msg)
         answer = self.ghost_answer
         if isinstance(answer, str):
-            if answer not in GHOST_ANSWERS:
-                msg = f'ghost_answer must be "hold", "drop" or a 5xx status, got {answer!r}'
-                raise ValueError(msg)
-        elif not 500 <= _integer("ghost_answer", answer) <= 599:
+            valid = answer in GHOST_ANSWERS
+        else:
+            valid = _integer("ghost_answer", answer) in _SERVER_ERROR_STATUSES
+        if not valid:
             msg = f'ghost_answer must be "hold", "drop" or a 5xx status, got {answer!r}'
             raise ValueError(msg)
 
-    def replace(self, **changes: Any) -> Faults:
+    def replace(self, **changes: Any) -> Faults:  # noqa: ANN401 (fields of several types)
         """Return a copy with ``changes`` applied.
 
         Args:
@@ -312,17 +321,17 @@ def _hostile_rng(seed: int) -> random.Random:
     return random.Random(f"hostile-faults:{seed}")
 
 
-def _number(name: str, value: Any) -> float:
+def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         msg = f"{name} must be a number, got {value!r}"
         raise ValueError(msg)
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         msg = f"{name} must be finite"
         raise ValueError(msg)
     return float(value)
 
 
-def _integer(name: str, value: Any) -> int:
+def _integer(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         msg = f"{name} must be an integer, got {value!r}"
         raise ValueError(msg)

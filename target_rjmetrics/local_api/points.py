@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAX_POINTS_PER_REQUEST = 100
 TABLE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
@@ -22,18 +24,20 @@ MAX_REASONS = 20
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
-def _make_compact_encode() -> Callable[[Any], str]:
+def _make_compact_encode() -> Callable[[object], str]:
     # JSONEncoder.encode builds a new C encoder on every call, which is most of the cost of
     # encoding a small point; build it once. Falls back where the C accelerator is missing.
     c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:
         return _ENCODER.encode
+    # The C encoder takes its settings positionally: markers, default, encoder, indent, key and
+    # item separators, sort_keys, skipkeys, allow_nan.
+    sort_keys = skipkeys = allow_nan = False
     c_encode = c_make_encoder(
-        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",",
-        False, False, False,
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", sort_keys, skipkeys, allow_nan
     )
 
-    def encode(value: Any) -> str:
+    def encode(value: object) -> str:
         return "".join(c_encode(value, 0))
 
     return encode
@@ -42,7 +46,7 @@ def _make_compact_encode() -> Callable[[Any], str]:
 _compact_encode = _make_compact_encode()
 
 
-class InvalidUpsert(ValueError):
+class InvalidUpsertError(ValueError):
     """The body breaks a rule of the contract; ``reasons`` name the offending points."""
 
     def __init__(self, reasons: list[str]) -> None:
@@ -74,7 +78,7 @@ def is_valid_table_name(name: str) -> bool:
     return TABLE_NAME_PATTERN.fullmatch(name) is not None
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     msg = f"{name} is not valid JSON"
     raise ValueError(msg)
 
@@ -87,7 +91,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> object:
     """Parse a request body as strict JSON (no NaN/Infinity, no overflowing floats).
 
     Args:
@@ -97,19 +101,19 @@ def parse_json(body: bytes) -> Any:
         The parsed document.
 
     Raises:
-        InvalidUpsert: The body is not valid JSON.
+        InvalidUpsertError: The body is not valid JSON.
     """
     try:
         return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         msg = "body is nested too deeply"
-        raise InvalidUpsert([msg]) from None
+        raise InvalidUpsertError([msg]) from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
         msg = f"body is not valid JSON: {str(exc)[:200]}"
-        raise InvalidUpsert([msg]) from None
+        raise InvalidUpsertError([msg]) from None
 
 
-def point_count(doc: Any) -> int | None:
+def point_count(doc: object) -> int | None:
     """Return how many points a parsed body holds (``None`` if it is neither object nor array)."""
     if isinstance(doc, dict):
         return 1
@@ -118,12 +122,12 @@ def point_count(doc: Any) -> int | None:
     return None
 
 
-def key_values_of(doc: Any) -> list[list[Any] | None]:
+def key_values_of(doc: object) -> list[list[Any] | None]:
     """Return each point's key values in body order, ``None`` where a point has no valid keys.
 
     Used by the request log; never raises.
     """
-    points = [doc] if isinstance(doc, dict) else doc if isinstance(doc, list) else []
+    points: list[Any] = [doc] if isinstance(doc, dict) else doc if isinstance(doc, list) else []
     out: list[list[Any] | None] = []
     for point in points:
         keys = point.get("keys") if isinstance(point, dict) else None
@@ -134,14 +138,14 @@ def key_values_of(doc: Any) -> list[list[Any] | None]:
     return out
 
 
-def _canonical_key_value(value: Any) -> Any:
+def _canonical_key_value(value: object) -> object:
     # 1 and 1.0 are the same JSON number, so they must name the same point.
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def _point_problem(point: Any) -> str | None:
+def _point_problem(point: object) -> str | None:
     if not isinstance(point, dict):
         return "is not a JSON object"
     if "keys" not in point:
@@ -149,9 +153,12 @@ def _point_problem(point: Any) -> str | None:
     keys = point["keys"]
     if not isinstance(keys, list) or not keys:
         return "'keys' must be a non-empty array of field names"
-    for name in keys:
-        if not isinstance(name, str):
-            return "'keys' must contain only strings"
+    if not all(isinstance(name, str) for name in keys):
+        return "'keys' must contain only strings"
+    return _key_field_problem(point, keys)
+
+
+def _key_field_problem(point: dict[str, Any], keys: list[str]) -> str | None:
     for name in keys:
         if name not in point:
             return f"key field {name!r} is missing"
@@ -163,7 +170,24 @@ def _point_problem(point: Any) -> str | None:
     return None
 
 
-def validate_points(doc: Any) -> list[DataPoint]:
+def _points_of(doc: object) -> list[Any]:
+    """The points of a parsed body, if it is an object or an array of 1 to 100 things."""
+    if isinstance(doc, dict):
+        return [doc]
+    if not isinstance(doc, list):
+        raise InvalidUpsertError(["body must be a JSON object or an array of objects"])
+    if not doc:
+        raise InvalidUpsertError(["body is an empty array; send 1 to 100 data points"])
+    if len(doc) > MAX_POINTS_PER_REQUEST:
+        msg = (
+            f"body holds {len(doc)} data points; an array may hold at most "
+            f"{MAX_POINTS_PER_REQUEST} (points {MAX_POINTS_PER_REQUEST} and later are over)"
+        )
+        raise InvalidUpsertError([msg])
+    return doc
+
+
+def validate_points(doc: object) -> list[DataPoint]:
     """Validate a parsed body and return its points, deduplicated with the later point winning.
 
     A key seen twice keeps the position of its first occurrence and the content of its last,
@@ -176,23 +200,9 @@ def validate_points(doc: Any) -> list[DataPoint]:
         The points to write, one per distinct key.
 
     Raises:
-        InvalidUpsert: Any rule is broken; nothing of the body may be written.
+        InvalidUpsertError: Any rule is broken; nothing of the body may be written.
     """
-    if isinstance(doc, dict):
-        points: list[Any] = [doc]
-    elif isinstance(doc, list):
-        points = doc
-        if not points:
-            raise InvalidUpsert(["body is an empty array; send 1 to 100 data points"])
-        if len(points) > MAX_POINTS_PER_REQUEST:
-            msg = (
-                f"body holds {len(points)} data points; an array may hold at most "
-                f"{MAX_POINTS_PER_REQUEST} (points {MAX_POINTS_PER_REQUEST} and later are over)"
-            )
-            raise InvalidUpsert([msg])
-    else:
-        raise InvalidUpsert(["body must be a JSON object or an array of objects"])
-
+    points = _points_of(doc)
     reasons: list[str] = []
     for index, point in enumerate(points):
         problem = _point_problem(point)
@@ -202,7 +212,7 @@ def validate_points(doc: Any) -> list[DataPoint]:
                 reasons.append("further points not checked")
                 break
     if reasons:
-        raise InvalidUpsert(reasons)
+        raise InvalidUpsertError(reasons)
 
     by_key: dict[str, DataPoint] = {}
     keys_json_of: dict[tuple[str, ...], str] = {}  # most points of a body share one keys list
@@ -218,6 +228,6 @@ def validate_points(doc: Any) -> list[DataPoint]:
         try:
             data_json = encode(data)
         except (RecursionError, ValueError):
-            raise InvalidUpsert([f"point {index}: is nested too deeply to store"]) from None
+            raise InvalidUpsertError([f"point {index}: is nested too deeply to store"]) from None
         by_key[key_json] = DataPoint(key_json, keys_json, data_json)
     return list(by_key.values())

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_ENTRIES = 1_000_000
+# The ints CPython keeps one object of (shared by every entry, so not counted).
+_SHARED_INTS = range(-5, 257)
 #: About 145,000 entries of a typical upsert, or 5,000 with the key values of 100 points each.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -39,9 +41,10 @@ class RequestLogEntry:
     """One API request as the server saw it (see the module docstring for each field).
 
     ``key_values`` is ``None`` when the server does not log point keys or the body could not
-    be parsed (and an item is ``None`` for a point without valid keys); ``ghost_due`` and ``ghost_applied`` are ``None`` unless the request is a ghost
-    (``ghost_applied`` stays ``None`` while the ghost is pending, and for ever if the server
-    stopped first). ``key_values`` lists are shared with the log: read them, never change them.
+    be parsed (and an item is ``None`` for a point without valid keys); ``ghost_due`` and
+    ``ghost_applied`` are ``None`` unless the request is a ghost (``ghost_applied`` stays
+    ``None`` while the ghost is pending, and for ever if the server stopped first).
+    ``key_values`` lists are shared with the log: read them, never change them.
     """
 
     seq: int
@@ -150,7 +153,7 @@ def entry_bytes(entry: RequestLogEntry) -> int:
     size = getsizeof(entry)
     for name in _FIELDS:
         value = getattr(entry, name)
-        if value is None or value is True or value is False or (type(value) is int and -5 <= value <= 256):  # noqa: PLR2004 (CPython's cached ints)
+        if value is None or value is True or value is False or (type(value) is int and value in _SHARED_INTS):
             continue
         size += getsizeof(value)
         if type(value) is list:

@@ -31,6 +31,7 @@ committed transaction and 201.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -38,13 +39,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+import weakref
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 from urllib.parse import parse_qsl, unquote
 
 from target_rjmetrics.local_api.export import FORMATS, render
@@ -56,7 +56,7 @@ from target_rjmetrics.local_api.faults import (
 )
 from target_rjmetrics.local_api.points import (
     DataPoint,
-    InvalidUpsert,
+    InvalidUpsertError,
     is_valid_table_name,
     key_values_of,
     parse_json,
@@ -73,6 +73,15 @@ from target_rjmetrics.local_api.requestlog import (
 from target_rjmetrics.local_api.state import ServerState
 from target_rjmetrics.local_api.storage import Storage, database_path
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    #: A ``/_local`` endpoint: called with the path's segments after ``/_local`` and the query.
+    _LocalHandler = Callable[[list[str], dict[str, str]], None]
+
 DEMO_CLIENT_ID = 1
 DEMO_API_KEY = "local-demo-key"
 #: Largest client id SQLite can store; ids are positive integers up to this.
@@ -84,12 +93,21 @@ LOCAL_MAX_BODY_BYTES = 1024 * 1024
 #: After refusing a body without reading it, discard at most this much before closing.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 2.0
+_DRAIN_CHUNK = 65536
 #: How often a held ghost looks whether its client has given up.
 GHOST_POLL_S = 0.05
 #: Longest ``stop()`` waits for connection and ghost threads.
 STOP_JOIN_S = 5.0
 
 _CLIENT_ID_PATTERN = re.compile(r"[1-9][0-9]*")
+_CLIENT_ID_MAX_DIGITS = len(str(MAX_CLIENT_ID))
+# Segments of a split path: "", "v2", "client", id, "authenticate" / ..., "table", name, "data".
+_AUTHENTICATE_SEGMENTS = 5
+_UPSERT_SEGMENTS = 7
+# Segments of /_local/tables/{cid}/{table}/rows after "/_local".
+_ROWS_SEGMENTS = 4
+#: Longest request line read (the standard library's own limit).
+MAX_REQUEST_LINE = 65536
 _CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]{1,18}")
 
 
@@ -101,16 +119,27 @@ class _Route:
     table_raw: str | None = None
 
 
+class _Parsed(NamedTuple):
+    """An upsert's body as parsed: the document, or why it is not JSON (answered after the faults)."""
+
+    doc: object
+    error: InvalidUpsertError | None
+
+
 def _match_route(path: str) -> _Route | None:
     # Split the raw path before percent-decoding, so an encoded "/" stays inside its segment.
     if path == "/":
         return _Route("status", ("GET",))
     segs = path.split("/")
-    if len(segs) == 5 and segs[1:3] == ["v2", "client"] and segs[4] == "authenticate":
-        if _CLIENT_ID_PATTERN.fullmatch(segs[3]):
-            return _Route("authenticate", ("GET",), cid_raw=segs[3])
     if (
-        len(segs) == 7
+        len(segs) == _AUTHENTICATE_SEGMENTS
+        and segs[1:3] == ["v2", "client"]
+        and segs[4] == "authenticate"
+        and _CLIENT_ID_PATTERN.fullmatch(segs[3])
+    ):
+        return _Route("authenticate", ("GET",), cid_raw=segs[3])
+    if (
+        len(segs) == _UPSERT_SEGMENTS
         and segs[1:3] == ["v2", "client"]
         and segs[4] == "table"
         and segs[6] == "data"
@@ -121,7 +150,7 @@ def _match_route(path: str) -> _Route | None:
 
 
 def _client_id(raw: str | None) -> int | None:
-    if raw is None or len(raw) > 19:
+    if raw is None or len(raw) > _CLIENT_ID_MAX_DIGITS:
         return None
     value = int(raw)
     return value if value <= MAX_CLIENT_ID else None
@@ -148,11 +177,11 @@ class _HTTPServer(ThreadingHTTPServer):
         self.state = state
         super().__init__(address, _Handler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: object, client_address: object) -> None:
         # A client that vanishes mid-request is not a server error worth a traceback.
         if isinstance(sys.exc_info()[1], OSError):
             return
-        super().handle_error(request, client_address)
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _Exchange(BaseHTTPRequestHandler):
@@ -171,10 +200,8 @@ class _Exchange(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
         self.server.state.register_connection(self.connection)
 
     def finish(self) -> None:
@@ -183,7 +210,7 @@ class _Exchange(BaseHTTPRequestHandler):
         finally:
             self.server.state.unregister_connection(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002, ARG002 (the base class's names)
         # The stdlib access log prints the request line, query string (API key) included.
         return
 
@@ -201,8 +228,8 @@ class _Exchange(BaseHTTPRequestHandler):
         self._responded = False
         self._trickle_s: float | None = None
         try:
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if len(self.raw_requestline) > MAX_REQUEST_LINE:
                 self.requestline = self.request_version = self.command = ""
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return
@@ -238,19 +265,26 @@ class _Exchange(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         raise NotImplementedError
 
-    def _guarded(self, handler: Any) -> None:
+    def _guarded(self, handler: Callable[[], None]) -> None:
         try:
             handler()
         except OSError:
             raise
-        except Exception:  # a bug: report it, never leave the client hanging
+        except Exception:  # noqa: BLE001 (a bug: report it, never leave the client hanging)
             traceback.print_exc(file=sys.stderr)
             if not self._responded:
                 self.close_connection = True
                 self._respond(500, _error(500, ["internal error of the local server"]))
 
+    def _pending(self) -> PendingEntry:
+        """The log entry of the request being handled."""
+        if self._entry is None:
+            msg = "no request is being handled"
+            raise RuntimeError(msg)
+        return self._entry
+
     def _begin_entry(self, path: str, route: _Route | None) -> None:
-        self._entry, self._decision = self.server.state.arrive(self.command or "", path, route is not None)
+        self._entry, self._decision = self.server.state.arrive(self.command or "", path, routed=route is not None)
         if route is not None:
             self._entry.client_id = _client_id(route.cid_raw)
             if route.table_raw is not None:
@@ -280,7 +314,7 @@ class _Exchange(BaseHTTPRequestHandler):
     def _respond(
         self,
         status: int,
-        payload: Any,
+        payload: object,
         *,
         headers: Mapping[str, str] | None = None,
         fault: str | None = None,
@@ -308,7 +342,7 @@ class _Exchange(BaseHTTPRequestHandler):
             f"Server: {self.server_version}",
             f"Date: {self.date_time_string()}",
         ]
-        if status == 204:
+        if status == HTTPStatus.NO_CONTENT:
             body = b""  # a 204 has neither body nor Content-Length (RFC 9110, 8.6)
         else:
             lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
@@ -352,7 +386,7 @@ class _Exchange(BaseHTTPRequestHandler):
             deadline = time.monotonic() + DRAIN_MAX_S
             drained = 0
             while time.monotonic() < deadline and drained < DRAIN_MAX_BYTES:
-                chunk = self.rfile.read1(65536)
+                chunk = self.rfile.read1(_DRAIN_CHUNK)
                 if not chunk:
                     break
                 drained += len(chunk)
@@ -376,65 +410,75 @@ class _Inspection(_Exchange):
     # -- /_local inspection -------------------------------------------------------------
 
     def _handle_local(self, raw_path: str, query: str) -> None:
-        state = self.server.state
         params = dict(parse_qsl(query, keep_blank_values=True))
         segs = raw_path.rstrip("/").split("/")[2:]  # after "", "_local"
-        method = self.command
-
-        def allow(*methods: str) -> bool:
-            if method in methods:
-                return True
-            allowed = ", ".join(methods)
-            reason = f"method {method} not allowed here; use {allowed}"
-            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
-            return False
-
-        if not segs:
-            if allow("GET"):
-                self._respond(200, {"endpoints": _LOCAL_INDEX, "sandbox": state.sandbox})
-        elif segs == ["tables"]:
-            if allow("GET"):
-                client_id = None
-                if "client_id" in params:
-                    client_id = _client_id(params["client_id"])
-                    if client_id is None or not _CLIENT_ID_PATTERN.fullmatch(params["client_id"]):
-                        self._respond(400, _error(400, ["client_id must be a positive integer"]))
-                        return
-                tables = [
-                    {"client_id": c, "table": t, "rows": n}
-                    for c, t, n in state.table_listing(client_id)
-                ]
-                self._respond(200, tables)
-        elif len(segs) == 4 and segs[0] == "tables" and segs[3] == "rows":
-            if allow("GET"):
-                client_id = _client_id(segs[1]) if _CLIENT_ID_PATTERN.fullmatch(segs[1]) else None
-                table = unquote(segs[2], errors="replace")
-                fmt = params.get("format", "json")
-                if client_id is None or not is_valid_table_name(table) or fmt not in FORMATS:
-                    reason = "need /_local/tables/{client_id}/{table}/rows?format=json|jsonl|csv"
-                    self._respond(400, _error(400, [reason]))
-                    return
-                text, content_type = render(state.rows(client_id, table), fmt)
-                self._respond_raw(200, text.encode("utf-8"), content_type)
-        elif segs == ["requests"]:
-            if allow("GET", "DELETE"):
-                if method == "DELETE":
-                    self._respond(200, {"cleared": state.log.clear()})
-                    return
-                since = params.get("since")
-                if since is not None and not re.fullmatch(r"-?[0-9]{1,18}", since):
-                    self._respond(400, _error(400, ["since must be an integer"]))
-                    return
-                entries = state.log.entries(int(since) if since is not None else None)
-                self._respond(200, [e.to_dict(with_key_values=state.log_point_keys) for e in entries])
-        elif segs == ["faults"]:
-            if allow("GET", "PUT"):
-                if method == "PUT":
-                    self._put_faults()
-                else:
-                    self._respond(200, state.injector.current().to_dict())
-        else:
+        route = self._local_route(segs)
+        if route is None:
             self._respond(404, _error(404, [f"unknown path {raw_path[:200]!r}"]))
+            return
+        methods, handler = route
+        if self.command not in methods:
+            allowed = ", ".join(methods)
+            reason = f"method {self.command} not allowed here; use {allowed}"
+            self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
+            return
+        handler(segs, params)
+
+    def _local_route(self, segs: list[str]) -> tuple[tuple[str, ...], _LocalHandler] | None:
+        """The methods a ``/_local`` path allows and its handler, or None for an unknown path."""
+        if not segs:
+            return ("GET",), self._local_index
+        if segs == ["tables"]:
+            return ("GET",), self._local_tables
+        if len(segs) == _ROWS_SEGMENTS and segs[0] == "tables" and segs[3] == "rows":
+            return ("GET",), self._local_rows
+        if segs == ["requests"]:
+            return ("GET", "DELETE"), self._local_requests
+        if segs == ["faults"]:
+            return ("GET", "PUT"), self._local_faults
+        return None
+
+    def _local_index(self, _segs: list[str], _params: dict[str, str]) -> None:
+        self._respond(200, {"endpoints": _LOCAL_INDEX, "sandbox": self.server.state.sandbox})
+
+    def _local_tables(self, _segs: list[str], params: dict[str, str]) -> None:
+        client_id = None
+        if "client_id" in params:
+            client_id = _client_id(params["client_id"])
+            if client_id is None or not _CLIENT_ID_PATTERN.fullmatch(params["client_id"]):
+                self._respond(400, _error(400, ["client_id must be a positive integer"]))
+                return
+        listing = self.server.state.table_listing(client_id)
+        self._respond(200, [{"client_id": c, "table": t, "rows": n} for c, t, n in listing])
+
+    def _local_rows(self, segs: list[str], params: dict[str, str]) -> None:
+        client_id = _client_id(segs[1]) if _CLIENT_ID_PATTERN.fullmatch(segs[1]) else None
+        table = unquote(segs[2], errors="replace")
+        fmt = params.get("format", "json")
+        if client_id is None or not is_valid_table_name(table) or fmt not in FORMATS:
+            reason = "need /_local/tables/{client_id}/{table}/rows?format=json|jsonl|csv"
+            self._respond(400, _error(400, [reason]))
+            return
+        text, content_type = render(self.server.state.rows(client_id, table), fmt)
+        self._respond_raw(200, text.encode("utf-8"), content_type)
+
+    def _local_requests(self, _segs: list[str], params: dict[str, str]) -> None:
+        state = self.server.state
+        if self.command == "DELETE":
+            self._respond(200, {"cleared": state.log.clear()})
+            return
+        since = params.get("since")
+        if since is not None and not re.fullmatch(r"-?[0-9]{1,18}", since):
+            self._respond(400, _error(400, ["since must be an integer"]))
+            return
+        entries = state.log.entries(int(since) if since is not None else None)
+        self._respond(200, [e.to_dict(with_key_values=state.log_point_keys) for e in entries])
+
+    def _local_faults(self, _segs: list[str], _params: dict[str, str]) -> None:
+        if self.command == "PUT":
+            self._put_faults()
+        else:
+            self._respond(200, self.server.state.injector.current().to_dict())
 
     def _put_faults(self) -> None:
         lengths = self.headers.get_all("Content-Length") or []
@@ -449,10 +493,15 @@ class _Inspection(_Exchange):
         self._body_consumed = len(body) == length
         try:
             changes = json.loads(body)
-            if not isinstance(changes, dict):
-                raise ValueError("body must be a JSON object of fault settings")
+        except (ValueError, RecursionError) as exc:
+            self._respond(400, _error(400, [str(exc)[:300]]))
+            return
+        if not isinstance(changes, dict):
+            self._respond(400, _error(400, ["body must be a JSON object of fault settings"]))
+            return
+        try:
             faults = self.server.state.set_faults(**changes)
-        except (ValueError, TypeError, RecursionError) as exc:
+        except (ValueError, TypeError) as exc:
             self._respond(400, _error(400, [str(exc)[:300]]))
             return
         self._respond(200, faults.to_dict())
@@ -493,7 +542,6 @@ class _Handler(_Inspection):
     # -- the real API --------------------------------------------------------------------
 
     def _handle_api(self, route: _Route | None, query: str) -> None:
-        state = self.server.state
         if route is None:
             self._respond(404, _error(404, [f"unknown path {self._entry_path()!r}"]))
             return
@@ -503,22 +551,14 @@ class _Handler(_Inspection):
             self._respond(405, _error(405, [reason]), headers={"Allow": allowed})
             return
         decision = self._decision
-        assert decision is not None  # drawn for every routed request
-        doc: Any = None
-        doc_error: InvalidUpsert | None = None
+        if decision is None:
+            msg = "a routed request has no fault decision"  # drawn for every one in _begin_entry
+            raise RuntimeError(msg)
+        parsed: _Parsed | None = None
         if route.kind == "upsert":
-            body = self._read_upsert_body(decision.faults)
-            if body is None:
+            parsed = self._read_and_parse(decision.faults)
+            if parsed is None:
                 return
-            try:
-                doc = parse_json(body)
-            except InvalidUpsert as exc:
-                doc_error = exc
-            else:
-                assert self._entry is not None
-                self._entry.points = point_count(doc)
-                if state.log_point_keys:
-                    self._entry.key_values = key_values_of(doc)
         if self._apply_faults(decision):
             return
         if route.kind == "status":
@@ -527,26 +567,47 @@ class _Handler(_Inspection):
         client_id = self._authenticate(route, query)
         if client_id is None:
             return
-        if route.kind == "authenticate":
-            hits, faults = state.injector.select(decision, None)
-            if faults.trickle_authenticate and faults.trickle_interval is not None:
-                self._trickle_s = faults.trickle_interval
-            if "authenticate_status" in hits:
-                self._answer_substitute(faults, faults.authenticate_status, query, "authenticate_status")
-                return
-            self._respond(200, {"code": 200, "message": "authenticated"}, fault=self._trickle_fault())
+        if parsed is None:
+            self._answer_authenticate(decision, query)
+        else:
+            self._answer_upsert(route, decision, client_id, query, parsed)
+
+    def _read_and_parse(self, faults: Faults) -> _Parsed | None:
+        """Read an upsert's body and parse it (its failure kept for later); None if it was refused."""
+        body = self._read_upsert_body(faults)
+        if body is None:
+            return None
+        try:
+            doc = parse_json(body)
+        except InvalidUpsertError as exc:
+            return _Parsed(None, exc)
+        entry = self._pending()
+        entry.points = point_count(doc)
+        if self.server.state.log_point_keys:
+            entry.key_values = key_values_of(doc)
+        return _Parsed(doc, None)
+
+    def _answer_authenticate(self, decision: Decision, query: str) -> None:
+        hits, faults = self.server.state.injector.select(decision, None)
+        if faults.trickle_authenticate and faults.trickle_interval is not None:
+            self._trickle_s = faults.trickle_interval
+        if "authenticate_status" in hits:
+            self._answer_substitute(faults, faults.authenticate_status, query, "authenticate_status")
             return
-        assert route.table_raw is not None
-        table = unquote(route.table_raw, errors="replace")
+        self._respond(200, {"code": 200, "message": "authenticated"}, fault=self._trickle_fault())
+
+    def _answer_upsert(self, route: _Route, decision: Decision, client_id: int, query: str, parsed: _Parsed) -> None:
+        state = self.server.state
+        table = unquote(route.table_raw or "", errors="replace")
         if not is_valid_table_name(table):
             reason = f"table name {table[:100]!r} must match ^[A-Za-z0-9_]+$"
             self._respond(400, _error(400, [reason]))
             return
         try:
-            if doc_error is not None:
-                raise doc_error
-            points = validate_points(doc)
-        except InvalidUpsert as exc:
+            if parsed.error is not None:
+                raise parsed.error
+            points = validate_points(parsed.doc)
+        except InvalidUpsertError as exc:
             self._respond(400, _error(400, exc.reasons))
             return
         if state.injector.fail_after_reached():
@@ -558,15 +619,13 @@ class _Handler(_Inspection):
             self._trickle_s = faults.trickle_interval
         if "upsert_status" in hits and "ghost" not in hits:
             self._answer_substitute(faults, faults.upsert_status, query, "upsert_status")
-            return
-        if not state.injector.try_accept():
+        elif not state.injector.try_accept():
             self._answer_fail_after(decision.faults)
-            return
-        if "ghost" in hits and faults.ghost_delay is not None:
+        elif "ghost" in hits and faults.ghost_delay is not None:
             self._ghost(faults, client_id, table, points)
-            return
-        state.store(client_id, table, points)
-        self._respond(201, {"code": 201, "message": "created"}, fault=self._trickle_fault())
+        else:
+            state.store(client_id, table, points)
+            self._respond(201, {"code": 201, "message": "created"}, fault=self._trickle_fault())
 
     def _entry_path(self) -> str:
         return self._entry.path if self._entry is not None else ""
@@ -585,8 +644,7 @@ class _Handler(_Inspection):
             self._respond(400, _error(400, ["invalid Content-Length header"]))
             return None
         length = int(lengths[0])
-        assert self._entry is not None
-        self._entry.body_bytes = length
+        self._pending().body_bytes = length
         if length > faults.max_body_bytes:
             lowered = length <= CONTRACT_MAX_BODY_BYTES
             reason = f"body of {length} bytes is over the limit of {faults.max_body_bytes} bytes"
@@ -614,8 +672,7 @@ class _Handler(_Inspection):
             self._respond(429, _error(429, [reason]), headers=retry_after, fault="max_in_flight")
             return True
         if decision.delay_s > 0:
-            assert self._entry is not None
-            self._entry.delay_ms = round(decision.delay_s * 1000.0, 3)
+            self._pending().delay_ms = round(decision.delay_s * 1000.0, 3)
             time.sleep(decision.delay_s)
         if decision.drop:
             self._close_without_answer("drop")
@@ -638,7 +695,9 @@ class _Handler(_Inspection):
 
     def _answer_substitute(self, faults: Faults, status: int | None, query: str, fault: str) -> None:
         """Answer ``status`` instead of a success, as a proxy or captive portal would."""
-        assert status is not None  # select() hits a fault only while it is on
+        if status is None:
+            msg = f"{fault} hit while switched off"  # select() hits a fault only while it is on
+            raise RuntimeError(msg)
         headers: dict[str, str] = {}
         if status in REDIRECT_STATUSES:
             # The query (with apikey) goes along: a client that follows it leaks the key.
@@ -654,9 +713,8 @@ class _Handler(_Inspection):
     def _ghost(self, faults: Faults, client_id: int, table: str, points: list[DataPoint]) -> None:
         """Answer a ghost as ``ghost_answer`` says; its points are stored later."""
         state = self.server.state
-        entry = self._entry
-        assert entry is not None and faults.ghost_delay is not None
-        entry.ghost_due = entry.arrived + faults.ghost_delay
+        entry = self._pending()
+        entry.ghost_due = entry.arrived + (faults.ghost_delay or 0.0)
         state.schedule_ghost(entry, client_id, table, points)
         answer = faults.ghost_answer
         if answer == "drop":
@@ -667,11 +725,11 @@ class _Handler(_Inspection):
                 self.close_connection = True
                 self._finish_entry(0, "ghost")
                 return
-            answer = 504
-        assert isinstance(answer, int)
+            answer = HTTPStatus.GATEWAY_TIMEOUT
+        status = int(answer)  # a 5xx by now: Faults refuses any other text
         reason = "injected fault: ghost (the points will be stored late)"
         fault = "ghost+trickle" if self._trickle_s is not None else "ghost"
-        self._respond(answer, _error(answer, [reason]), fault=fault)
+        self._respond(status, _error(status, [reason]), fault=fault)
 
     def _hold_until_client_leaves(self, max_s: float) -> bool:
         """Wait until the client closes the connection; False if it is still there after ``max_s``."""
@@ -696,18 +754,14 @@ class _Handler(_Inspection):
                 state.stopping.wait(GHOST_POLL_S)
             return True
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 conn.settimeout(previous)
-            except OSError:
-                pass
 
     def _close_without_answer(self, fault: str) -> None:
         self.close_connection = True
         self._finish_entry(0, fault)
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _answer_fail_after(self, faults: Faults) -> None:
         status = faults.fail_status
@@ -724,15 +778,12 @@ class _Handler(_Inspection):
             reason = "the apikey query parameter is missing"
         elif len(keys) > 1:
             reason = "the apikey query parameter is given more than once"
-        else:
-            if not self.server.state.key_is_valid(client_id, keys[0]):
-                reason = f"authorization failed: the API key is not valid for client {route.cid_raw}"
+        elif not self.server.state.key_is_valid(client_id, keys[0]):
+            reason = f"authorization failed: the API key is not valid for client {route.cid_raw}"
         if reason is not None:
             self._respond(401, _error(401, [reason]))
             return None
         return client_id
-
-
 
 
 class LocalImportAPI:
@@ -758,15 +809,15 @@ class LocalImportAPI:
             ``host`` is a wildcard such as ``0.0.0.0``).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 (the public signature, kept for compatibility)
         self,
         data_dir: Path | str | None = None,
         credentials: Mapping[int, str] | None = None,
-        sandbox: bool = False,
+        sandbox: bool = False,  # noqa: FBT001, FBT002
         faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        log_point_keys: bool = False,
+        log_point_keys: bool = False,  # noqa: FBT001, FBT002
         *,
         synchronous: str = "FULL",
         max_log_entries: int = DEFAULT_MAX_ENTRIES,
@@ -779,7 +830,7 @@ class LocalImportAPI:
         for client_id, key in creds.items():
             if isinstance(client_id, bool) or not isinstance(client_id, int):
                 msg = f"client ids must be integers, got {client_id!r}"
-                raise ValueError(msg)
+                raise ValueError(msg)  # noqa: TRY004 (one kind of error for every bad argument)
             if not 1 <= client_id <= MAX_CLIENT_ID:
                 msg = f"client id {client_id} must be a positive integer below 2**63"
                 raise ValueError(msg)
@@ -831,6 +882,10 @@ class LocalImportAPI:
                 self._storage.close()
             raise
         self._state.storage = self._storage
+        if self._storage is not None and self._storage.path is None:
+            # An in-memory database outlives stop() (rows stay readable) until this server is
+            # collected; then close it, as SQLite connections must be (Python 3.13 warns).
+            weakref.finalize(self, self._storage.close)
         self.port = self._httpd.server_address[1]
         self._serve_thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -856,10 +911,8 @@ class LocalImportAPI:
         httpd.server_close()
         connections = self._state.open_connections()
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         deadline = time.monotonic() + STOP_JOIN_S
         for thread in connections.values():
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -874,9 +927,10 @@ class LocalImportAPI:
                 self._storage.close()
                 self._storage = None
 
-    def __enter__(self) -> LocalImportAPI:
+    def __enter__(self) -> Self:
         """Start the server."""
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(
         self,
@@ -957,7 +1011,7 @@ class LocalImportAPI:
         """The fault settings in force."""
         return self._state.injector.current()
 
-    def set_faults(self, **changes: Any) -> Faults:
+    def set_faults(self, **changes: Any) -> Faults:  # noqa: ANN401 (fields of several types)
         """Change fault settings while running (thread-safe).
 
         Changing ``seed`` restarts the random generators; changing ``fail_after`` restarts

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from target_rjmetrics.local_api.faults import Decision, FaultInjector, Faults, fault_of_field
-from target_rjmetrics.local_api.points import DataPoint
 from target_rjmetrics.local_api.requestlog import PendingEntry, RequestLog, RequestLogEntry
-from target_rjmetrics.local_api.storage import Storage
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Mapping, Sequence
+
+    from target_rjmetrics.local_api.points import DataPoint
+    from target_rjmetrics.local_api.storage import Storage
 
 #: Host names always accepted in the ``Host`` header (besides every loopback IP literal).
 LOOPBACK_NAMES = ("localhost",)
@@ -74,7 +77,7 @@ class ServerState:
         stopping: Set by ``stop()``: wakes every wait of a handler or ghost.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the server's settings, keyword-only)
         self,
         credentials: Mapping[int, str],
         faults: Faults,
@@ -125,7 +128,7 @@ class ServerState:
 
     # -- one request ---------------------------------------------------------------------
 
-    def arrive(self, method: str, path: str, routed: bool) -> tuple[PendingEntry, Decision | None]:
+    def arrive(self, method: str, path: str, *, routed: bool) -> tuple[PendingEntry, Decision | None]:
         """Number a request, count it in flight and draw its faults (only a routed API request).
 
         Returns:
@@ -135,8 +138,12 @@ class ServerState:
             self._seq += 1
             self._in_flight += 1
             entry = PendingEntry(
-                seq=self._seq, arrived=time.time(), method=method, path=path,
-                in_flight=self._in_flight, sandbox=self.sandbox,
+                seq=self._seq,
+                arrived=time.time(),
+                method=method,
+                path=path,
+                in_flight=self._in_flight,
+                sandbox=self.sandbox,
             )
             # Drawn under the arrival lock so the seeded draws follow arrival order.
             decision = self.injector.draw(self._in_flight) if routed else None
@@ -175,10 +182,12 @@ class ServerState:
             raise
 
     def schedule_ghost(self, entry: PendingEntry, client_id: int, table: str, points: list[DataPoint]) -> None:
-        """Store ``points`` at ``entry.ghost_due`` in the background (dropped if the server stops first)."""
-        assert entry.ghost_due is not None
-        seq, path = entry.seq, entry.path
-        due = time.monotonic() + max(0.0, entry.ghost_due - time.time())
+        """Store ``points`` at ``entry.ghost_due`` in the background (dropped if the server stops first).
+
+        A ghost without a due time is due at its arrival.
+        """
+        seq, path, due_at = entry.seq, entry.path, entry.ghost_due or entry.arrived
+        due = time.monotonic() + max(0.0, due_at - time.time())
         self.log.expect_ghost(seq)
 
         def apply() -> None:
@@ -205,7 +214,7 @@ class ServerState:
         with self.ghost_lock:
             return list(self._ghost_threads)
 
-    def set_faults(self, **changes: Any) -> Faults:
+    def set_faults(self, **changes: Any) -> Faults:  # noqa: ANN401 (fields of several types)
         """Change fault settings (see ``LocalImportAPI.set_faults``); return the settings now in force."""
         faults = self.injector.current().replace(**changes)
         restarted = {fault_of_field(name) for name in changes} - {None}

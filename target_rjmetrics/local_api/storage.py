@@ -14,11 +14,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from target_rjmetrics.local_api.points import DataPoint
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from target_rjmetrics.local_api.points import DataPoint
 
 DB_FILENAME = "import-api.sqlite3"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -112,9 +114,7 @@ class Storage:
             points: Deduplicated points; each replaces any stored point with its key whole.
         """
         now = time.time()
-        params = [
-            (client_id, table, p.key_json, p.keys_json, p.data_json, now, now) for p in points
-        ]
+        params = [(client_id, table, p.key_json, p.keys_json, p.data_json, now, now) for p in points]
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
-from target_rjmetrics.local_api import LocalImportAPI
 from tests.support.api import Api
 from tests.support.servers import ServerProcess
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from target_rjmetrics.local_api import LocalImportAPI
+
 
 @pytest.fixture
-def make_server(make_api: Any) -> Any:
+def make_server(make_api: Callable[..., LocalImportAPI]) -> Callable[..., LocalImportAPI]:
     """Factory of started in-process servers: the suite-wide ``make_api`` of tests/conftest.py."""
     return make_api
 
@@ -27,7 +30,7 @@ def session() -> Iterator[requests.Session]:
 
 
 @pytest.fixture
-def server(make_server: Any) -> LocalImportAPI:
+def server(make_server: Callable[..., LocalImportAPI]) -> LocalImportAPI:
     """An in-memory server with the demo credentials, logging point keys."""
     return make_server(log_point_keys=True)
 

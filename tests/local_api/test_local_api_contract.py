@@ -32,8 +32,9 @@ def test_authenticate_accepts_the_demo_key(api: Api) -> None:
     assert response.json()["code"] == 200
 
 
-@pytest.mark.parametrize("query", ["apikey=wrong", "", "apikey=", "APIKEY=local-demo-key",
-                                   "apikey=local-demo-key&apikey=local-demo-key"])
+@pytest.mark.parametrize(
+    "query", ["apikey=wrong", "", "apikey=", "APIKEY=local-demo-key", "apikey=local-demo-key&apikey=local-demo-key"]
+)
 def test_authenticate_refuses_missing_wrong_or_repeated_keys(api: Api, query: str) -> None:
     url = f"{api.server.base_url}/client/1/authenticate?{query}"
     reasons = assert_error(api.session.get(url, timeout=5), 401)
@@ -119,8 +120,15 @@ def test_exactly_100_points_are_accepted(api: Api) -> None:
 
 
 def test_any_json_value_is_stored_as_given(api: Api) -> None:
-    point = {"keys": ["id"], "id": "a", "nested": {"x": [1, {"y": None}]}, "f": 1.5, "b": True,
-             "ts": "2019-08-01 14:22:32", "u": "\u00e9\u4e2d"}
+    point = {
+        "keys": ["id"],
+        "id": "a",
+        "nested": {"x": [1, {"y": None}]},
+        "f": 1.5,
+        "b": True,
+        "ts": "2019-08-01 14:22:32",
+        "u": "\u00e9\u4e2d",
+    }
     assert api.push("t", point).status_code == 201
     assert api.server.rows(1, "t") == [{k: v for k, v in point.items() if k != "keys"}]
 
@@ -152,8 +160,7 @@ BAD_BODIES: list[tuple[str, bytes, str | None]] = [
     ("key field missing", b'[{"keys": ["id"], "id": 1}, {"keys": ["id"]}]', "point 1"),
     ("key value null", b'[{"keys": ["id"], "id": 1}, {"keys": ["id"], "id": null}]', "point 1"),
     ("key value object", b'{"keys": ["id"], "id": {"a": 1}}', "point 0"),
-    ("key value array", b'[{"keys":["id"],"id":1},{"keys":["id"],"id":2},{"keys":["id"],"id":[3]}]',
-     "point 2"),
+    ("key value array", b'[{"keys":["id"],"id":1},{"keys":["id"],"id":2},{"keys":["id"],"id":[3]}]', "point 2"),
     ("NaN", b'{"keys": ["id"], "id": 1, "x": NaN}', None),
     ("Infinity overflow", b'{"keys": ["id"], "id": 1, "x": 1e999}', None),
     ("invalid utf-8", b'{"keys": ["id"], "id": "\xff"}', None),
@@ -161,8 +168,7 @@ BAD_BODIES: list[tuple[str, bytes, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("body", "point"), [(b, p) for _, b, p in BAD_BODIES],
-                         ids=[n for n, _, _ in BAD_BODIES])
+@pytest.mark.parametrize(("body", "point"), [(b, p) for _, b, p in BAD_BODIES], ids=[n for n, _, _ in BAD_BODIES])
 def test_invalid_bodies_are_400_naming_the_point_and_store_nothing(api: Api, body: bytes, point: str | None) -> None:
     reasons = assert_error(api.push("t", None, raw=body), 400)
     if point is not None:
@@ -177,8 +183,9 @@ def test_a_request_is_atomic_one_bad_point_stores_none(api: Api) -> None:
     assert api.server.rows(1, "t") == []
 
 
-@pytest.mark.parametrize("table", ["users%2F..", "users%2f..%2f..", "a-b", "a%20b", "a.b", "%C3%A9",
-                                   "users%00", "a%0A", "%25", ""])
+@pytest.mark.parametrize(
+    "table", ["users%2F..", "users%2f..%2f..", "a-b", "a%20b", "a.b", "%C3%A9", "users%00", "a%0A", "%25", ""]
+)
 def test_bad_table_names_are_400_even_when_percent_encoded(api: Api, table: str) -> None:
     reasons = assert_error(api.push(table, USER), 400)
     assert any("table name" in r for r in reasons)
@@ -189,8 +196,12 @@ def test_percent_encoded_valid_table_name_is_decoded(server: LocalImportAPI) -> 
     # http.client sends the path exactly as written (requests would normalise "%65" first).
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
-        conn.request("POST", f"/v2/client/1/table/us%65rs_2/data?apikey={DEMO_API_KEY}",
-                     body=json.dumps(USER), headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            f"/v2/client/1/table/us%65rs_2/data?apikey={DEMO_API_KEY}",
+            body=json.dumps(USER),
+            headers={"Content-Type": "application/json"},
+        )
         assert conn.getresponse().status == 201
     finally:
         conn.close()
@@ -223,8 +234,10 @@ def test_huge_declared_length_is_refused_without_reading_the_body(server: LocalI
 
 def test_post_without_content_length_is_411(server: LocalImportAPI) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Connection: close\r\n\r\n")
+        sock.sendall(
+            b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         answer = _read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 411 ")
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == 411
@@ -240,30 +253,45 @@ def test_chunked_upload_is_411(api: Api) -> None:
     assert api.server.tables(1) == {}
 
 
-@pytest.mark.parametrize("path", [
-    "/v2", "/v2/", "/v2/client/1", "/v2/client/1/authenticate/", "/v2/client/0/authenticate",
-    "/v2/client/-1/authenticate", "/v2/client/abc/authenticate", "/v2/client/01/authenticate",
-    "/v1/client/1/authenticate", "/v2/client/1/table/t", "/v2/client/1/table/t/data/",
-    "/v2/client/1/table/t/data/x", "/v2//client/1/authenticate", "/favicon.ico", "/_localx",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2",
+        "/v2/",
+        "/v2/client/1",
+        "/v2/client/1/authenticate/",
+        "/v2/client/0/authenticate",
+        "/v2/client/-1/authenticate",
+        "/v2/client/abc/authenticate",
+        "/v2/client/01/authenticate",
+        "/v1/client/1/authenticate",
+        "/v2/client/1/table/t",
+        "/v2/client/1/table/t/data/",
+        "/v2/client/1/table/t/data/x",
+        "/v2//client/1/authenticate",
+        "/favicon.ico",
+        "/_localx",
+    ],
+)
 def test_unknown_paths_are_404(api: Api, path: str) -> None:
     response = api.session.get(f"{api.server.root_url}{path}?apikey={DEMO_API_KEY}", timeout=5)
     assert_error(response, 404)
 
 
-@pytest.mark.parametrize(("method", "path", "allow"), [
-    ("POST", "/", "GET"),
-    ("DELETE", "/", "GET"),
-    ("POST", "/v2/client/1/authenticate", "GET"),
-    ("GET", "/v2/client/1/table/t/data", "POST"),
-    ("PUT", "/v2/client/1/table/t/data", "POST"),
-    ("PATCH", "/v2/client/1/table/t/data", "POST"),
-    ("HEAD", "/v2/client/1/table/t/data", "POST"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/", "GET"),
+        ("DELETE", "/", "GET"),
+        ("POST", "/v2/client/1/authenticate", "GET"),
+        ("GET", "/v2/client/1/table/t/data", "POST"),
+        ("PUT", "/v2/client/1/table/t/data", "POST"),
+        ("PATCH", "/v2/client/1/table/t/data", "POST"),
+        ("HEAD", "/v2/client/1/table/t/data", "POST"),
+    ],
+)
 def test_wrong_method_on_known_path_is_405_with_allow(api: Api, method: str, path: str, allow: str) -> None:
-    response = api.session.request(
-        method, f"{api.server.root_url}{path}?apikey={DEMO_API_KEY}", json=USER, timeout=5
-    )
+    response = api.session.request(method, f"{api.server.root_url}{path}?apikey={DEMO_API_KEY}", json=USER, timeout=5)
     assert response.status_code == 405
     assert response.headers["Allow"] == allow
     if method != "HEAD":
@@ -329,8 +357,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(server: LocalImpor
     body = json.dumps(USER).encode()
     request = (
         b"POST /v2/client/1/table/t/data?apikey=local-demo-key HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
-        + body
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(request + request.replace(b"/t/", b"/u/"))

@@ -14,7 +14,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "local-api.md").read_text(
 
 def _serve_flags() -> list[str]:
     parser = build_parser()
-    serve = next(a for a in parser._subparsers._group_actions if a.choices).choices["serve"]  # type: ignore[union-attr]
+    serve = next(a for a in parser._subparsers._group_actions if a.choices).choices["serve"]  # type: ignore[union-attr,index]
     return [o for action in serve._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
 
 

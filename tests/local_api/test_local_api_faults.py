@@ -21,7 +21,9 @@ def _api(make_server: Any, session: requests.Session, **faults: Any) -> Api:
     return Api(make_server(faults=Faults(**faults), log_point_keys=True), session)
 
 
-def test_error_rate_answers_5xx_from_the_given_statuses_and_stores_nothing(make_server: Any, session: requests.Session) -> None:
+def test_error_rate_answers_5xx_from_the_given_statuses_and_stores_nothing(
+    make_server: Any, session: requests.Session
+) -> None:
     api = _api(make_server, session, error_rate=1.0, error_statuses=(502, 504))
     statuses = {api.push("t", _point(i)).status_code for i in range(20)}
     assert statuses == {502, 504}
@@ -69,7 +71,9 @@ def test_latency_and_jitter_delay_each_answer(make_server: Any, session: request
     assert 120 <= delay <= 180
 
 
-def test_drop_closes_the_connection_without_an_answer_and_stores_nothing(make_server: Any, session: requests.Session) -> None:
+def test_drop_closes_the_connection_without_an_answer_and_stores_nothing(
+    make_server: Any, session: requests.Session
+) -> None:
     api = _api(make_server, session, drop_rate=1.0)
     with pytest.raises(requests.ConnectionError):
         api.push("t", _point(1))
@@ -138,9 +142,13 @@ def test_faults_change_mid_run_through_put_local_faults(make_server: Any, sessio
     assert [r["id"] for r in api.server.rows(1, "t")] == [1, 3]
 
 
-@pytest.mark.parametrize("body", [{"nope": 1}, {"error_rate": 2}, {"error_rate": "x"},
-                                  {"error_statuses": [200]}, {"max_in_flight": True}, [1]])
-def test_invalid_fault_changes_are_400_and_change_nothing(make_server: Any, session: requests.Session, body: Any) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [{"nope": 1}, {"error_rate": 2}, {"error_rate": "x"}, {"error_statuses": [200]}, {"max_in_flight": True}, [1]],
+)
+def test_invalid_fault_changes_are_400_and_change_nothing(
+    make_server: Any, session: requests.Session, body: Any
+) -> None:
     api = _api(make_server, session)
     before = api.local("faults").json()
     assert_error(api.local("faults", "PUT", json=body), 400)
@@ -148,9 +156,9 @@ def test_invalid_fault_changes_are_400_and_change_nothing(make_server: Any, sess
 
 
 def test_faults_dataclass_rejects_out_of_range_settings() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="drop_rate must be between 0 and 1"):
         Faults(drop_rate=1.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="latency_ms must not be negative"):
         Faults(latency_ms=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown fault setting"):
         LocalImportAPI().set_faults(bogus=1)

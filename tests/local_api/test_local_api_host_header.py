@@ -12,6 +12,9 @@ import requests
 from target_rjmetrics.local_api import DEMO_API_KEY, LocalImportAPI
 from tests.support.api import assert_error
 
+#: The address that binds every interface (what the wildcard test binds to).
+WILDCARD = "0.0.0.0"  # noqa: S104
+
 
 def _raw(server: LocalImportAPI, request: bytes) -> tuple[int, dict[str, Any] | None]:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
@@ -30,14 +33,27 @@ def _get(server: LocalImportAPI, path: str, host: str | None) -> tuple[int, dict
 
 def _put_faults(server: LocalImportAPI, host: str) -> tuple[int, dict[str, Any] | None]:
     body = b'{"error_rate": 1.0}'
-    return _raw(server, (
-        f"PUT /_local/faults HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body)
+    return _raw(
+        server,
+        (
+            f"PUT /_local/faults HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + body,
+    )
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}",
-                                  "localhost.evil.example", "192.168.1.5:{port}", "0.0.0.0:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.nip.io:{port}",
+        "localhost.evil.example",
+        "192.168.1.5:{port}",
+        "0.0.0.0:{port}",
+    ],
+)
 def test_a_rebound_host_name_cannot_change_faults_or_push_data(make_server: Any, host: str) -> None:
     server = make_server()
     host = host.format(port=server.port)
@@ -47,10 +63,14 @@ def test_a_rebound_host_name_cannot_change_faults_or_push_data(make_server: Any,
     assert "DNS rebinding" in body["reasons"][0] and "--allow-host" in body["reasons"][0]
     assert server.faults.error_rate == 0.0
     point = b'{"keys":["id"],"id":1}'
-    status, _ = _raw(server, (
-        f"POST /v2/client/1/table/t/data?apikey={DEMO_API_KEY} HTTP/1.1\r\nHost: {host}\r\n"
-        f"Content-Length: {len(point)}\r\nConnection: close\r\n\r\n"
-    ).encode() + point)
+    status, _ = _raw(
+        server,
+        (
+            f"POST /v2/client/1/table/t/data?apikey={DEMO_API_KEY} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Length: {len(point)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + point,
+    )
     assert status == 403
     assert server.tables(1) == {}
     assert _get(server, "/_local/requests", host)[0] == 403
@@ -58,8 +78,19 @@ def test_a_rebound_host_name_cannot_change_faults_or_push_data(make_server: Any,
     assert (entry.status, entry.path) == (403, "/v2/client/1/table/t/data")
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "127.0.0.1", "localhost:{port}", "LOCALHOST", "127.0.0.2:{port}",
-                                  "[::1]:{port}", "[::1]", None])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:{port}",
+        "127.0.0.1",
+        "localhost:{port}",
+        "LOCALHOST",
+        "127.0.0.2:{port}",
+        "[::1]:{port}",
+        "[::1]",
+        None,
+    ],
+)
 def test_loopback_hosts_and_a_missing_host_are_accepted(make_server: Any, host: str | None) -> None:
     server = make_server()
     assert _get(server, "/", None if host is None else host.format(port=server.port))[0] == 200
@@ -75,18 +106,21 @@ def test_the_targets_own_requests_pass(make_server: Any) -> None:
     # requests builds Host from the base URL: 127.0.0.1:PORT, as the target's client does.
     server = make_server()
     url = f"{server.base_url}/client/1/table/t/data"
-    assert requests.post(url, params={"apikey": DEMO_API_KEY}, json={"keys": ["id"], "id": 1}, timeout=10).status_code == 201
+    assert (
+        requests.post(url, params={"apikey": DEMO_API_KEY}, json={"keys": ["id"], "id": 1}, timeout=10).status_code
+        == 201
+    )
     localhost = f"http://localhost:{server.port}/v2/client/1/authenticate"
     assert requests.get(localhost, params={"apikey": DEMO_API_KEY}, timeout=10).status_code == 200
 
 
 def test_a_wildcard_bind_accepts_ip_literals_but_no_other_name(make_server: Any) -> None:
-    server = make_server(host="0.0.0.0")
+    server = make_server(host=WILDCARD)
     assert _get(server, "/", f"192.168.1.5:{server.port}")[0] == 200
     assert _get(server, "/", f"[fe80::1]:{server.port}")[0] == 200
     assert _get(server, "/", f"localhost:{server.port}")[0] == 200
     status, body = _get(server, "/", f"evil.example:{server.port}")
-    assert status == 403 and body is not None and "0.0.0.0" in body["reasons"][0]
+    assert status == 403 and body is not None and WILDCARD in body["reasons"][0]
 
 
 def test_allowed_hosts_and_the_bind_name_are_accepted(make_server: Any) -> None:
@@ -99,8 +133,10 @@ def test_allowed_hosts_and_the_bind_name_are_accepted(make_server: Any) -> None:
 def test_a_refused_oversized_body_is_not_read(make_server: Any) -> None:
     server = make_server()
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"POST /v2/client/1/table/t/data HTTP/1.1\r\nHost: evil.example\r\n"
-                     b"Content-Length: 10737418240\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"POST /v2/client/1/table/t/data HTTP/1.1\r\nHost: evil.example\r\n"
+            b"Content-Length: 10737418240\r\nExpect: 100-continue\r\n\r\n"
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -121,11 +157,13 @@ def test_a_cross_site_page_cannot_post_even_to_127_0_0_1(make_server: Any, origi
     # browser adds the page's Origin.
     server = make_server()
     url = f"{server.base_url}/client/1/table/t/data?apikey={DEMO_API_KEY}"
-    response = requests.post(url, data=b'{"keys":["id"],"id":1}',
-                             headers={"Origin": origin, "Content-Type": "text/plain"}, timeout=10)
+    response = requests.post(
+        url, data=b'{"keys":["id"],"id":1}', headers={"Origin": origin, "Content-Type": "text/plain"}, timeout=10
+    )
     reasons = assert_error(response, 403)
     assert f"Origin {origin!r} is not accepted" in reasons[0]
     assert server.tables(1) == {}
-    same_site = requests.post(url, json={"keys": ["id"], "id": 1}, timeout=10,
-                              headers={"Origin": f"http://localhost:{server.port}"})
+    same_site = requests.post(
+        url, json={"keys": ["id"], "id": 1}, timeout=10, headers={"Origin": f"http://localhost:{server.port}"}
+    )
     assert same_site.status_code == 201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -27,8 +28,7 @@ def _api(make_server: Any, session: requests.Session, **faults: Any) -> Api:
 
 def _push(api: Api, table: str, body: Any, timeout: float | tuple[float, float] = 10) -> requests.Response:
     url = f"{api.server.base_url}/client/1/table/{table}/data"
-    return api.session.post(url, params={"apikey": DEMO_API_KEY}, json=body, timeout=timeout,
-                            allow_redirects=False)
+    return api.session.post(url, params={"apikey": DEMO_API_KEY}, json=body, timeout=timeout, allow_redirects=False)
 
 
 def _wait_for(condition: Any, timeout: float = 10.0) -> None:
@@ -60,8 +60,14 @@ class _Listener:
                 while b"\r\n\r\n" not in self.received:
                     self.received += conn.recv(65536)
                 head, _, body = self.received.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 while len(body) < length:
                     body += conn.recv(65536)
                 self.received = head + b"\r\n\r\n" + body
@@ -96,8 +102,7 @@ def test_a_client_that_follows_a_307_sends_key_and_body_to_the_other_host(
 ) -> None:
     listener = _Listener()
     try:
-        api = _api(make_server, session, upsert_status=307,
-                   redirect_url=f"http://127.0.0.1:{listener.port}")
+        api = _api(make_server, session, upsert_status=307, redirect_url=f"http://127.0.0.1:{listener.port}")
         url = f"{api.server.base_url}/client/1/table/users/data"
         # What a naive client does (requests follows redirects by default).
         response = session.post(url, params={"apikey": DEMO_API_KEY}, json=_point(7), timeout=10)
@@ -111,13 +116,17 @@ def test_a_client_that_follows_a_307_sends_key_and_body_to_the_other_host(
     assert api.server.tables(1) == {}
 
 
-def test_redirect_without_redirect_url_points_back_to_the_same_path(make_server: Any, session: requests.Session) -> None:
+def test_redirect_without_redirect_url_points_back_to_the_same_path(
+    make_server: Any, session: requests.Session
+) -> None:
     api = _api(make_server, session, upsert_status=302)
     assert _push(api, "users", _point(1)).headers["Location"] == f"/v2/client/1/table/users/data?{KEY_QUERY}"
 
 
 @pytest.mark.parametrize("status", [200, 202, 203, 204])
-def test_upsert_answered_with_another_2xx_stores_nothing(make_server: Any, session: requests.Session, status: int) -> None:
+def test_upsert_answered_with_another_2xx_stores_nothing(
+    make_server: Any, session: requests.Session, status: int
+) -> None:
     api = _api(make_server, session, upsert_status=status)
     response = _push(api, "users", [_point(1), _point(2)])
     assert response.status_code == status
@@ -134,11 +143,17 @@ def test_upsert_answered_with_another_2xx_stores_nothing(make_server: Any, sessi
 
 
 def test_only_the_nth_upsert_of_one_table_is_hit(make_server: Any, session: requests.Session) -> None:
-    api = _api(make_server, session, upsert_status=200, upsert_status_table="orders",
-               upsert_status_skip=2, upsert_status_count=1)
-    codes = []
-    for i in range(5):
-        codes.append((_push(api, "users", _point(i)).status_code, _push(api, "orders", _point(i)).status_code))
+    api = _api(
+        make_server,
+        session,
+        upsert_status=200,
+        upsert_status_table="orders",
+        upsert_status_skip=2,
+        upsert_status_count=1,
+    )
+    codes = [
+        (_push(api, "users", _point(i)).status_code, _push(api, "orders", _point(i)).status_code) for i in range(5)
+    ]
     assert codes == [(201, 201), (201, 201), (201, 200), (201, 201), (201, 201)]
     assert [r["id"] for r in api.server.rows(1, "orders")] == [0, 1, 3, 4]
     assert len(api.server.rows(1, "users")) == 5
@@ -146,9 +161,9 @@ def test_only_the_nth_upsert_of_one_table_is_hit(make_server: Any, session: requ
 
 def test_invalid_upserts_are_not_counted_and_not_hit(make_server: Any, session: requests.Session) -> None:
     api = _api(make_server, session, upsert_status=204, upsert_status_count=1)
-    assert_error(_push(api, "users", {"id": 1}), 400)          # no keys: the real check answers
+    assert_error(_push(api, "users", {"id": 1}), 400)  # no keys: the real check answers
     assert_error(api.push("users", _point(1), key="wrong"), 401)
-    assert _push(api, "users", _point(1)).status_code == 204   # the first valid one is hit
+    assert _push(api, "users", _point(1)).status_code == 204  # the first valid one is hit
     assert _push(api, "users", _point(1)).status_code == 201
 
 
@@ -176,8 +191,11 @@ def test_hit_rate_is_seeded_and_leaves_the_classic_draws_alone(make_server: Any)
     # The classic faults' sequence under a seed is the same with or without hostile faults on.
     classic = Faults(seed=7, error_rate=0.3, error_statuses=(503,))
     plain = make_server(faults=classic)
-    hostile = make_server(faults=classic.replace(trickle_interval=0.001, trickle_rate=0.5, ghost_delay=0.0,
-                                                 ghost_answer=502, ghost_rate=0.2))
+    hostile = make_server(
+        faults=classic.replace(
+            trickle_interval=0.001, trickle_rate=0.5, ghost_delay=0.0, ghost_answer=502, ghost_rate=0.2
+        )
+    )
     with requests.Session() as s:
         a = [_push(Api(plain, s), "t", _point(i)).status_code == 503 for i in range(30)]
         b = [_push(Api(hostile, s), "t", _point(i)).status_code == 503 for i in range(30)]
@@ -185,15 +203,24 @@ def test_hit_rate_is_seeded_and_leaves_the_classic_draws_alone(make_server: Any)
 
 
 def test_authenticate_gets_its_own_substitute_status_and_redirect(make_server: Any, session: requests.Session) -> None:
-    api = _api(make_server, session, authenticate_status=302, redirect_url="https://portal.example",
-               authenticate_status_count=1)
-    response = api.session.get(f"{api.server.base_url}/client/1/authenticate", params={"apikey": DEMO_API_KEY},
-                               timeout=10, allow_redirects=False)
+    api = _api(
+        make_server,
+        session,
+        authenticate_status=302,
+        redirect_url="https://portal.example",
+        authenticate_status_count=1,
+    )
+    response = api.session.get(
+        f"{api.server.base_url}/client/1/authenticate",
+        params={"apikey": DEMO_API_KEY},
+        timeout=10,
+        allow_redirects=False,
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == f"https://portal.example/v2/client/1/authenticate?{KEY_QUERY}"
-    assert api.authenticate().status_code == 200                 # count=1: only the first
-    assert_error(api.authenticate(key="wrong"), 401)             # a bad key is still a 401
-    assert _push(api, "t", _point(1)).status_code == 201         # upserts untouched
+    assert api.authenticate().status_code == 200  # count=1: only the first
+    assert_error(api.authenticate(key="wrong"), 401)  # a bad key is still a 401
+    assert _push(api, "t", _point(1)).status_code == 201  # upserts untouched
     assert [e.fault for e in api.server.request_log()] == ["authenticate_status", None, None, None]
     api.server.set_faults(authenticate_status=204)
     assert api.authenticate().status_code == 204
@@ -226,7 +253,7 @@ def test_trickle_sends_the_answer_one_byte_per_interval_and_stores_the_points(ma
     assert json.loads(data.split(b"\r\n\r\n", 1)[1]) == {"code": 201, "message": "created"}
     # One byte per recv, each after about one interval.
     assert all(len(c) == 1 for _, c in received)
-    gaps = [b[0] - a[0] for a, b in zip(received, received[1:])]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(received)]
     assert min(gaps) > interval * 0.5
     assert received[-1][0] - received[0][0] >= interval * (len(data) - 1) * 0.9
     assert server.rows(1, "users") == [{"id": 1}]
@@ -264,7 +291,7 @@ def test_trickle_thread_ends_soon_after_the_client_goes_away(make_server: Any, s
     def trickle_request_departed() -> bool:
         # A request's in_flight counts itself plus any request still being answered.
         assert Api(server, session).push("t", _point(2)).status_code == 201
-        return server.request_log()[-1].in_flight == 1
+        return bool(server.request_log()[-1].in_flight == 1)
 
     _wait_for(trickle_request_departed, timeout=5)
     assert time.monotonic() - left < 3.0
@@ -307,6 +334,7 @@ def test_a_ghost_held_past_the_client_timeout_overwrites_a_newer_version(
     _wait_for(lambda: ghost_entry().ghost_applied is not None, timeout=delay + 5)
     assert api.server.rows(1, "users") == [{"id": 1, "v": "old"}]  # the ghost overwrote "new"
     ghost = ghost_entry()
+    assert ghost.ghost_due is not None and ghost.ghost_applied is not None
     newer = [e for e in api.server.request_log() if e.status == 201 and e.table == "users"][-1]
     assert ghost.status == 0 and ghost.seq == 1
     assert ghost.completed - ghost.arrived < delay  # logged when the client gave up
@@ -337,7 +365,9 @@ def test_a_dropped_ghost_closes_the_connection_and_is_stored_later(make_server: 
     assert api.server.request_log()[0].status == 0
 
 
-def test_a_held_ghost_whose_client_waits_gets_504_after_ghost_hold_max(make_server: Any, session: requests.Session) -> None:
+def test_a_held_ghost_whose_client_waits_gets_504_after_ghost_hold_max(
+    make_server: Any, session: requests.Session
+) -> None:
     api = _api(make_server, session, ghost_delay=0.0, ghost_hold_max=0.8)
     started = time.monotonic()
     response = _push(api, "users", _point(1))
@@ -346,10 +376,11 @@ def test_a_held_ghost_whose_client_waits_gets_504_after_ghost_hold_max(make_serv
     assert 0.7 <= held < 3.0
     assert api.server.rows(1, "users") == [{"id": 1}]  # delay 0: applied while still held
     entry = api.server.request_log()[0]
+    assert entry.ghost_applied is not None
     assert entry.ghost_applied <= entry.completed
 
 
-def test_stop_drops_pending_ghosts_without_waiting(make_server: Any, session: requests.Session) -> None:
+def test_stop_drops_pending_ghosts_without_waiting(session: requests.Session) -> None:
     server = LocalImportAPI(faults=Faults(ghost_delay=60, ghost_answer=504, ghost_table="users")).start()
     api = Api(server, session)
     try:
@@ -377,32 +408,66 @@ def test_stop_drops_pending_ghosts_without_waiting(make_server: Any, session: re
 def test_ghost_counts_as_accepted_for_fail_after_but_a_substitute_status_does_not(
     make_server: Any, session: requests.Session
 ) -> None:
-    api = _api(make_server, session, fail_after=2, upsert_status=200, upsert_status_count=1,
-               ghost_delay=0.0, ghost_answer=502, ghost_skip=1, ghost_count=1)
+    api = _api(
+        make_server,
+        session,
+        fail_after=2,
+        upsert_status=200,
+        upsert_status_count=1,
+        ghost_delay=0.0,
+        ghost_answer=502,
+        ghost_skip=1,
+        ghost_count=1,
+    )
     # 1st: substitute 200 (not accepted); 2nd: ghost (accepted); 3rd: stored (accepted); 4th: 503.
     assert [_push(api, "t", _point(i)).status_code for i in range(4)] == [200, 502, 201, 503]
     _wait_for(lambda: api.server.tables(1) == {"t": 2}, timeout=5)
 
 
-@pytest.mark.parametrize("changes", [
-    {"upsert_status": 201}, {"upsert_status": 404}, {"authenticate_status": 200}, {"upsert_status": "302"},
-    {"upsert_status_table": "a-b"}, {"redirect_url": "ftp://x"}, {"redirect_url": "http://x/?a=1"},
-    {"trickle_interval": 0}, {"trickle_interval": 61}, {"trickle_authenticate": 1}, {"ghost_delay": -1},
-    {"ghost_answer": "later"}, {"ghost_answer": 404}, {"ghost_hold_max": 0}, {"ghost_rate": 1.5},
-    {"ghost_skip": -1}, {"trickle_count": -1},
-])
-def test_invalid_hostile_settings_are_refused(make_server: Any, session: requests.Session, changes: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"upsert_status": 201},
+        {"upsert_status": 404},
+        {"authenticate_status": 200},
+        {"upsert_status": "302"},
+        {"upsert_status_table": "a-b"},
+        {"redirect_url": "ftp://x"},
+        {"redirect_url": "http://x/?a=1"},
+        {"trickle_interval": 0},
+        {"trickle_interval": 61},
+        {"trickle_authenticate": 1},
+        {"ghost_delay": -1},
+        {"ghost_answer": "later"},
+        {"ghost_answer": 404},
+        {"ghost_hold_max": 0},
+        {"ghost_rate": 1.5},
+        {"ghost_skip": -1},
+        {"trickle_count": -1},
+    ],
+)
+def test_invalid_hostile_settings_are_refused(
+    make_server: Any, session: requests.Session, changes: dict[str, Any]
+) -> None:
     api = _api(make_server, session)
     before = api.local("faults").json()
     assert_error(api.local("faults", "PUT", json=changes), 400)
     assert api.local("faults").json() == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(changes))):  # the message names the setting
         Faults(**changes)
 
 
-def test_hostile_faults_never_touch_local_endpoints_or_the_status_endpoint(make_server: Any, session: requests.Session) -> None:
-    api = _api(make_server, session, upsert_status=302, authenticate_status=302, trickle_interval=1.0,
-               trickle_authenticate=True)
+def test_hostile_faults_never_touch_local_endpoints_or_the_status_endpoint(
+    make_server: Any, session: requests.Session
+) -> None:
+    api = _api(
+        make_server,
+        session,
+        upsert_status=302,
+        authenticate_status=302,
+        trickle_interval=1.0,
+        trickle_authenticate=True,
+    )
     started = time.monotonic()
     assert session.get(api.server.root_url, timeout=5).status_code == 200
     assert api.local("tables").status_code == 200
@@ -412,24 +477,80 @@ def test_hostile_faults_never_touch_local_endpoints_or_the_status_endpoint(make_
 
 def test_cli_flags_set_every_hostile_fault(cli_server: Any) -> None:
     srv = cli_server(
-        "--in-memory", "--seed", "4",
-        "--upsert-status", "307", "--upsert-status-rate", "0.5", "--upsert-status-skip", "1",
-        "--upsert-status-count", "2", "--upsert-status-table", "orders",
-        "--authenticate-status", "204", "--authenticate-status-rate", "0.75", "--authenticate-status-skip", "3",
-        "--authenticate-status-count", "4", "--redirect-url", "http://other.example",
-        "--trickle-interval", "0.5", "--trickle-rate", "0.25", "--trickle-skip", "5", "--trickle-count", "6",
-        "--trickle-table", "slow", "--trickle-authenticate",
-        "--ghost-delay", "0.3", "--ghost-answer", "504", "--ghost-hold-max", "9", "--ghost-rate", "1",
-        "--ghost-skip", "0", "--ghost-count", "1", "--ghost-table", "users",
+        "--in-memory",
+        "--seed",
+        "4",
+        "--upsert-status",
+        "307",
+        "--upsert-status-rate",
+        "0.5",
+        "--upsert-status-skip",
+        "1",
+        "--upsert-status-count",
+        "2",
+        "--upsert-status-table",
+        "orders",
+        "--authenticate-status",
+        "204",
+        "--authenticate-status-rate",
+        "0.75",
+        "--authenticate-status-skip",
+        "3",
+        "--authenticate-status-count",
+        "4",
+        "--redirect-url",
+        "http://other.example",
+        "--trickle-interval",
+        "0.5",
+        "--trickle-rate",
+        "0.25",
+        "--trickle-skip",
+        "5",
+        "--trickle-count",
+        "6",
+        "--trickle-table",
+        "slow",
+        "--trickle-authenticate",
+        "--ghost-delay",
+        "0.3",
+        "--ghost-answer",
+        "504",
+        "--ghost-hold-max",
+        "9",
+        "--ghost-rate",
+        "1",
+        "--ghost-skip",
+        "0",
+        "--ghost-count",
+        "1",
+        "--ghost-table",
+        "users",
     )
     faults = requests.get(f"{srv.root_url}/_local/faults", timeout=10).json()
     expected = {
-        "upsert_status": 307, "upsert_status_rate": 0.5, "upsert_status_skip": 1, "upsert_status_count": 2,
-        "upsert_status_table": "orders", "authenticate_status": 204, "authenticate_status_rate": 0.75,
-        "authenticate_status_skip": 3, "authenticate_status_count": 4, "redirect_url": "http://other.example",
-        "trickle_interval": 0.5, "trickle_rate": 0.25, "trickle_skip": 5, "trickle_count": 6,
-        "trickle_table": "slow", "trickle_authenticate": True, "ghost_delay": 0.3, "ghost_answer": 504,
-        "ghost_hold_max": 9.0, "ghost_rate": 1.0, "ghost_skip": 0, "ghost_count": 1, "ghost_table": "users",
+        "upsert_status": 307,
+        "upsert_status_rate": 0.5,
+        "upsert_status_skip": 1,
+        "upsert_status_count": 2,
+        "upsert_status_table": "orders",
+        "authenticate_status": 204,
+        "authenticate_status_rate": 0.75,
+        "authenticate_status_skip": 3,
+        "authenticate_status_count": 4,
+        "redirect_url": "http://other.example",
+        "trickle_interval": 0.5,
+        "trickle_rate": 0.25,
+        "trickle_skip": 5,
+        "trickle_count": 6,
+        "trickle_table": "slow",
+        "trickle_authenticate": True,
+        "ghost_delay": 0.3,
+        "ghost_answer": 504,
+        "ghost_hold_max": 9.0,
+        "ghost_rate": 1.0,
+        "ghost_skip": 0,
+        "ghost_count": 1,
+        "ghost_table": "users",
     }
     assert {k: faults[k] for k in expected} == expected
     url = f"{srv.base_url}/client/1/table/users/data"

@@ -14,8 +14,23 @@ from target_rjmetrics.local_api.requestlog import entry_bytes
 from tests.support.api import Api
 
 #: The fields of an entry as /_local/requests shows them, in order (with point keys logged).
-FIELDS = ["seq", "arrived", "completed", "method", "path", "client_id", "table", "points",
-          "body_bytes", "status", "in_flight", "fault", "delay_ms", "sandbox", "key_values"]
+FIELDS = [
+    "seq",
+    "arrived",
+    "completed",
+    "method",
+    "path",
+    "client_id",
+    "table",
+    "points",
+    "body_bytes",
+    "status",
+    "in_flight",
+    "fault",
+    "delay_ms",
+    "sandbox",
+    "key_values",
+]
 
 
 def test_an_upsert_entry_carries_every_field(api: Api) -> None:
@@ -164,8 +179,12 @@ def test_cli_log_bounds(cli_server: Any) -> None:
     for srv in (entries, by_bytes):
         for i in range(12):
             url = f"{srv.base_url}/client/1/table/t/data"
-            assert requests.post(url, params={"apikey": DEMO_API_KEY}, json={"keys": ["id"], "id": i},
-                                 timeout=10).status_code == 201
+            assert (
+                requests.post(
+                    url, params={"apikey": DEMO_API_KEY}, json={"keys": ["id"], "id": i}, timeout=10
+                ).status_code
+                == 201
+            )
     assert [e["seq"] for e in requests.get(f"{entries.root_url}/_local/requests", timeout=10).json()] == [11, 12]
     kept = requests.get(f"{by_bytes.root_url}/_local/requests", timeout=10).json()
     assert 1 < len(kept) < 12 and kept[-1]["seq"] == 12

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from target_rjmetrics.local_api import DEMO_API_KEY, LocalImportAPI
 from target_rjmetrics.local_api.cli import parse_credentials
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _push(base_url: str, table: str, body: Any, key: str = DEMO_API_KEY, client_id: int = 1) -> int:
@@ -28,7 +32,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RJMETRICS_LOCAL_API")}
     return subprocess.run(
         [sys.executable, "-m", "target_rjmetrics.local_api", *args],
-        capture_output=True, text=True, timeout=30, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
     )
 
 
@@ -66,7 +74,7 @@ def test_cli_prints_the_demo_key_but_never_a_user_supplied_one(cli_server: Any) 
 def test_credentials_parse_pairs_and_reject_garbage_without_echoing_it() -> None:
     assert parse_credentials("1:a, 2:b:c") == {1: "a", 2: "b:c"}
     for bad in ["", "x:s3cret", "1", "0:s3cret", "1:", "1:ok,s3cret"]:
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError, match="credentials") as info:
             parse_credentials(bad)
         assert "s3cret" not in str(info.value)
 
@@ -82,6 +90,19 @@ def test_file_backed_server_keeps_data_across_in_process_restarts(tmp_path: Path
         assert again.rows(1, "t") == [{"id": 2}, {"id": 1}, {"id": 3}]
 
 
+def test_an_in_memory_database_is_closed_once_its_server_is_collected() -> None:
+    # Python 3.13 warns about a SQLite connection collected open (a test error under -W error).
+    srv = LocalImportAPI().start()
+    storage = srv._storage
+    assert storage is not None
+    srv.stop()
+    assert storage.tables(1) == []  # still readable after stop, as documented
+    del srv
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        storage.tables(1)
+
+
 def test_in_memory_server_stores_with_real_sql_and_stays_readable_after_stop() -> None:
     with LocalImportAPI() as srv:
         assert _push(srv.base_url, "t", {"keys": ["id"], "id": 1}) == 201
@@ -91,8 +112,10 @@ def test_in_memory_server_stores_with_real_sql_and_stays_readable_after_stop() -
 def test_cli_lists_tables_and_dumps_jsonl_and_csv_while_the_server_runs(cli_server: Any, tmp_path: Path) -> None:
     data_dir = tmp_path / "d"
     srv = cli_server("--data-dir", str(data_dir))
-    body = [{"keys": ["id"], "id": 1, "name": "a,b", "n": None},
-            {"keys": ["id"], "id": 2, "name": "c", "extra": {"x": 1}}]
+    body = [
+        {"keys": ["id"], "id": 1, "name": "a,b", "n": None},
+        {"keys": ["id"], "id": 2, "name": "c", "extra": {"x": 1}},
+    ]
     assert _push(srv.base_url, "users", body) == 201
     assert _push(srv.base_url, "orders", {"keys": ["id"], "id": 9}) == 201
 
@@ -104,11 +127,16 @@ def test_cli_lists_tables_and_dumps_jsonl_and_csv_while_the_server_runs(cli_serv
 
     jsonl = _cli("dump", "users", "--data-dir", str(data_dir))
     assert [json.loads(line) for line in jsonl.stdout.splitlines()] == [
-        {"id": 1, "name": "a,b", "n": None}, {"id": 2, "name": "c", "extra": {"x": 1}}]
+        {"id": 1, "name": "a,b", "n": None},
+        {"id": 2, "name": "c", "extra": {"x": 1}},
+    ]
 
     as_csv = _cli("dump", "users", "--format", "csv", "--data-dir", str(data_dir))
     assert list(csv.reader(io.StringIO(as_csv.stdout))) == [
-        ["id", "name", "n", "extra"], ["1", "a,b", "", ""], ["2", "c", "", '{"x":1}']]
+        ["id", "name", "n", "extra"],
+        ["1", "a,b", "", ""],
+        ["2", "c", "", '{"x":1}'],
+    ]
 
 
 def test_cli_tables_on_an_empty_data_dir_says_so_without_creating_it(tmp_path: Path) -> None:
@@ -148,7 +176,7 @@ def test_cli_dump_without_a_database_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1 and "No data yet" in result.stderr
 
 
-def test_cli_refuses_an_explicitly_empty_credentials_flag(tmp_path: Path) -> None:
+def test_cli_refuses_an_explicitly_empty_credentials_flag() -> None:
     result = _cli("serve", "--in-memory", "--port", "0", "--credentials", "")
     assert result.returncode == 2
     assert "credentials are empty" in result.stderr

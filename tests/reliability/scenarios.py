@@ -17,6 +17,7 @@ the final rows.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -35,7 +36,7 @@ from tests.support.checks import (
     traceback_free_lines,
 )
 from tests.support.config import SCENARIO_SETTINGS, target_config
-from tests.support.expected import last_versions, sanitise
+from tests.support.expected import last_versions_by_id, sanitise
 from tests.support.messages import Message, lines, record, schema, state
 from tests.support.servers import ImportAPIView, ServerProcess, free_port, start_local_api
 from tests.support.targets import TargetProcess
@@ -120,8 +121,7 @@ class Workload:
 
     def expected(self) -> dict[str, dict[int, dict[str, t.Any]]]:
         """Per table, the last version of each key (its ``id``) in input order."""
-        versions = last_versions(self.messages())
-        return {sanitise(s): {key[0]: rec for key, rec in versions.get(s, {}).items()} for s in self.streams}
+        return {sanitise(s): last_versions_by_id(self.messages(), s) for s in self.streams}
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -164,8 +164,16 @@ class Result:
         return "\n".join(run.stdout for run in self.runs)
 
 
-HEADER = ["scenario", "records sent", "records landed", "rows correct", "STATE emitted",
-          "STATE ahead", "retries", "exit code"]
+HEADER = [
+    "scenario",
+    "records sent",
+    "records landed",
+    "rows correct",
+    "STATE emitted",
+    "STATE ahead",
+    "retries",
+    "exit code",
+]
 
 
 def format_table(results: t.Sequence[Result]) -> str:
@@ -174,7 +182,7 @@ def format_table(results: t.Sequence[Result]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -214,6 +222,38 @@ def _run_once(config: dict[str, t.Any], workload: Workload, workdir: Path, start
     return _record(TargetProcess(config, workdir, stdin=workload.text(start)), start, timeout)
 
 
+def _run_paced(
+    config: dict[str, t.Any], workload: Workload, workdir: Path, timeout: float, *, chunks: int = 6
+) -> RunRecord:
+    """Run on the whole input, written in ``chunks`` parts, each once the run caught up.
+
+    A part is written once the last STATE of the part before it was written (or 10 s passed).
+    Reading never waits for the API, so input written at once is often all read before the
+    first STATE is ready, and only the last STATE is written. Letting the run catch up between
+    parts makes it write STATEs along the way, so the check that none runs ahead has several to
+    test, while each part still loads many requests at once.
+    """
+    proc = TargetProcess(config, workdir, stdin="pipe")
+    text = workload.text(0).splitlines(keepends=True)
+    size = -(-len(text) // chunks)
+    try:
+        for i in range(0, len(text), size):
+            part = text[i : i + size]
+            proc.write(b"".join(part))
+            states = [json.loads(line)["value"] for line in part if b'"STATE"' in line]
+            if states and i + size < len(text):
+                last: int = states[-1]["records"]
+
+                def caught_up(value: t.Any, last: int = last) -> bool:
+                    return isinstance(value, dict) and value.get("records", 0) >= last
+
+                proc.wait_for_state(caught_up, timeout=10)
+        proc.close_stdin()
+    except BrokenPipeError:
+        pass  # the run ended early: its exit code and stderr tell why
+    return _record(proc, 0, timeout)
+
+
 # -- scenarios ---------------------------------------------------------------------------------
 
 #: Fault kinds of the local server, each at a rate that makes it frequent but survivable.
@@ -226,18 +266,35 @@ FAULT_KINDS: dict[str, tuple[dict[str, t.Any], dict[str, t.Any]]] = {
     "429 Retry-After 1": ({"rate_limit_rate": 0.1, "retry_after": 1}, {}),
     "latency+jitter": ({"latency_ms": 10, "jitter_ms": 90}, {"max_concurrent_requests": 6}),
     "dropped connections": ({"drop_rate": 0.15}, {}),
-    "in-flight limit": ({"max_in_flight": 2, "retry_after": 0, "latency_ms": 5, "jitter_ms": 25},
-                        {"max_concurrent_requests": 6}),
+    "in-flight limit": (
+        {"max_in_flight": 2, "retry_after": 0, "latency_ms": 5, "jitter_ms": 25},
+        {"max_concurrent_requests": 6},
+    ),
     "lower body limit": ({"max_body_bytes": 1500}, {}),
     # Hostile networks: a request applied late after the target gave up on it (held without an
     # answer, or answered 504), and answers that trickle in a byte at a time.
-    "late apply (held, 1 s timeout)": ({"ghost_delay": 3.0, "ghost_rate": 0.03},
-                                       {"request_timeout": 1, "late_apply_seconds": 4}),
-    "late apply (answered 504)": ({"ghost_delay": 2.0, "ghost_rate": 0.03, "ghost_answer": 504},
-                                  {"late_apply_seconds": 3}),
+    "late apply (held, 1 s timeout)": (
+        {"ghost_delay": 3.0, "ghost_rate": 0.03},
+        {"request_timeout": 1, "late_apply_seconds": 4},
+    ),
+    "late apply (answered 504)": (
+        {"ghost_delay": 2.0, "ghost_rate": 0.03, "ghost_answer": 504},
+        {"late_apply_seconds": 3},
+    ),
     "trickled answers": ({"trickle_interval": 1.0, "trickle_rate": 0.02}, {"request_timeout": 2}),
-    "mix": ({"error_rate": 0.05, "rate_limit_rate": 0.03, "retry_after": 0, "latency_ms": 5, "jitter_ms": 40,
-             "drop_rate": 0.03, "max_in_flight": 3, "max_body_bytes": 4000}, {"max_concurrent_requests": 4}),
+    "mix": (
+        {
+            "error_rate": 0.05,
+            "rate_limit_rate": 0.03,
+            "retry_after": 0,
+            "latency_ms": 5,
+            "jitter_ms": 40,
+            "drop_rate": 0.03,
+            "max_in_flight": 3,
+            "max_body_bytes": 4000,
+        },
+        {"max_concurrent_requests": 4},
+    ),
 }
 
 
@@ -247,7 +304,7 @@ def fault_scenario(kind: str, workload: Workload, workdir: Path, *, seed: int = 
     server = start_local_api(faults=Faults(seed=seed, **fault_fields))
     try:
         config = target_config(server, SCENARIO_SETTINGS, **overrides)
-        run = _run_once(config, workload, workdir, 0, timeout)
+        run = _run_paced(config, workload, workdir, timeout)
         result = _finish(f"faults: {kind}", server, workload, [run])
     finally:
         server.stop()
@@ -345,13 +402,24 @@ def server_restart_scenario(
     without a STATE past landed data.
     """
     server = ServerProcess(
-        workdir, "--log-point-keys", "--synchronous", "normal", "--latency-ms", "30", "--jitter-ms", "40",
-        data_dir=workdir / f"data-{time.monotonic_ns()}", port=free_port(), keep_log=True,
+        workdir,
+        "--log-point-keys",
+        "--synchronous",
+        "normal",
+        "--latency-ms",
+        "30",
+        "--jitter-ms",
+        "40",
+        data_dir=workdir / f"data-{time.monotonic_ns()}",
+        port=free_port(),
+        keep_log=True,
     )
     server.start()
     survives = max_retry_seconds > outage + 5
     try:
-        config = target_config(server, SCENARIO_SETTINGS, max_retry_seconds=max_retry_seconds, max_points_per_request=25)
+        config = target_config(
+            server, SCENARIO_SETTINGS, max_retry_seconds=max_retry_seconds, max_points_per_request=25
+        )
         proc = TargetProcess(config, workdir, stdin=workload.text(0))
         # Count from the moment the run is up, so a slow start-up on a busy machine does not
         # turn this outage into one at start.
@@ -377,7 +445,10 @@ def server_restart_scenario(
     label = "retried through" if survives else "fails clearly"
     result = _finish(
         f"server kill -9, {outage:g}s outage, retry {max_retry_seconds:g}s ({label})",
-        server, workload, runs, expect_complete=survives,
+        server,
+        workload,
+        runs,
+        expect_complete=survives,
     )
     if proc.ended is not None and proc.ended < killed_at:
         result.problems.append("the target finished before the server was killed: the scenario proved nothing")
@@ -469,7 +540,9 @@ def unexpected_answer_scenario(
     the data go to ``api_url``'s host only). Nothing answered that way counts as landed.
     """
     other = start_local_api()
-    server = start_local_api(faults=Faults(seed=5, upsert_status=status, upsert_status_skip=after, redirect_url=other.base_url))
+    server = start_local_api(
+        faults=Faults(seed=5, upsert_status=status, upsert_status_skip=after, redirect_url=other.base_url)
+    )
     try:
         config = target_config(server, SCENARIO_SETTINGS, max_concurrent_requests=3)
         run = _run_once(config, workload, workdir, 0, timeout)
@@ -535,7 +608,7 @@ def sigterm_while_stuck_scenario(workload: Workload, workdir: Path, *, timeout: 
     result.note = f"exit {took:.1f}s after SIGTERM"
     if code != 128 + signal.SIGTERM:
         result.problems.append(f"exit {code}, expected {128 + signal.SIGTERM}")
-    if took > 20:  # noqa: PLR2004 (STOP_GRACE_SECONDS, 10 s, with room)
+    if took > 20:
         result.problems.append(f"the exit took {took:.0f}s after SIGTERM")
     if sent_after > sent_before:
         result.problems.append(f"{sent_after - sent_before} requests were sent after the stop")

@@ -55,7 +55,7 @@ class Either:
 def _record_of(case: str, index: int) -> dict[str, t.Any]:
     """The ``index``-th RECORD's values as written in the case file (the expected data)."""
     records = [json.loads(line) for line in (CORPUS / f"{case}.jsonl").read_text().splitlines() if '"RECORD"' in line]
-    return records[index]["record"]
+    return t.cast("dict[str, t.Any]", records[index]["record"])
 
 
 def _deep_value_lands(server: LocalImportAPI) -> None:
@@ -103,11 +103,14 @@ EXPECTED: dict[str, Lands | Fails | Either] = {
     "08_schema_without_schema_field": Fails(r"(?i)(missing|required|no)\b.*'schema'"),
     "09_record_violates_type": Fails(r"record #2.*field 'id' does not satisfy type"),
     "10_record_violates_enum": Fails(r"record #1.*field 'color' does not satisfy enum"),
-    "11_missing_key_property": Fails(r"stream 'items' \(table 'items'\), record #2.*key property 'id' is missing or null"),
+    "11_missing_key_property": Fails(
+        r"stream 'items' \(table 'items'\), record #2.*key property 'id' is missing or null"
+    ),
     "12_null_key_property": Fails(r"stream 'items' \(table 'items'\), record #2.*key property 'id' is missing or null"),
     "13_key_properties_change_midstream": Fails(r"changed its key properties from \['id'\] to \['name'\]"),
-    "14_field_named_keys": Lands({"items": [{"id": 1, "keys_": "k1"}, {"id": 2, "keys_": "k2"}]},
-                                 stderr=r"field 'keys' .* loaded as 'keys_'"),
+    "14_field_named_keys": Lands(
+        {"items": [{"id": 1, "keys_": "k1"}, {"id": 2, "keys_": "k2"}]}, stderr=r"field 'keys' .* loaded as 'keys_'"
+    ),
     "15_fields_keys_and_keys_": Fails(r"record #1.*'keys'.*'keys_'"),
     "16_key_property_named_keys": Lands({"items": [{"keys_": 7, "v": "x"}]}),
     "17_streams_collide_after_sanitising": Fails(r"'public-users' and 'public_users' both map to table 'public_users'"),
@@ -119,27 +122,38 @@ EXPECTED: dict[str, Lands | Fails | Either] = {
     "23_stream_name_unicode": Lands({"caf__orders": [{"id": 1, "name": "ü"}], "__": [{"id": 2, "name": "jp"}]}),
     "24_stream_name_300_chars": Lands({"s" * 300: [{"id": 1, "name": "long"}]}),
     "25_nan_and_infinity": Lands(
-        {"items": [{"id": 1, "x": None, "y": None, "z": None},
-                   {"id": 2, "x": None, "y": 1.5, "z": float("12345678901234567890.123456789")}]},
-        stderr=r"NaN or infinite", check=_numbers_keep_digits),
+        {
+            "items": [
+                {"id": 1, "x": None, "y": None, "z": None},
+                {"id": 2, "x": None, "y": 1.5, "z": float("12345678901234567890.123456789")},
+            ]
+        },
+        stderr=r"NaN or infinite",
+        check=_numbers_keep_digits,
+    ),
     "26_deeply_nested_value": Lands(check=_deep_value_lands),
     "27_nesting_beyond_parser_limit": Fails(r"Input line 2 nests objects or arrays too deeply to read"),
-    "28_single_record_over_byte_limit": Fails(r"record #2: the data point is [\d,]+ bytes encoded, over `max_request_bytes`",
-                                              config={"max_request_bytes": 2048}),
+    "28_single_record_over_byte_limit": Fails(
+        r"record #2: the data point is [\d,]+ bytes encoded, over `max_request_bytes`",
+        config={"max_request_bytes": 2048},
+    ),
     "29_huge_string": Lands(check=_huge_string_lands),
     "30_nul_and_control_characters": Lands(check=_control_characters_land),
     "31_empty_input": Lands({}),
     "32_state_only": Lands({}, states=[{"bookmarks": {"items": 1}}, {"bookmarks": {"items": 2}}]),
-    "33_blank_and_whitespace_lines": Either(Lands({"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}),
-                                            Fails(r"(?i)(blank|empty) line|line 2 is not valid JSON")),
+    "33_blank_and_whitespace_lines": Either(
+        Lands({"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}),
+        Fails(r"(?i)(blank|empty) line|line 2 is not valid JSON"),
+    ),
     "34_lone_surrogate": Lands({"items": [{"id": 1, "s": "bad\ud800half"}]}),
     "35_invalid_utf8_bytes": Fails(r"Input line 2 is not valid UTF-8 \(an invalid byte at character 68\)"),
     "36_record_without_stream": Fails(r"(?i)(missing|required|no)\b.*'stream'"),
     "37_record_value_not_object": Fails(r"(?i)record.*(object|dict)"),
     "38_key_property_not_in_schema_or_record": Fails(r"record #1.*key property 'uid' is missing or null"),
     "39_object_as_key_value": Fails(r"record #1: key property 'id' is an object or array"),
-    "40_activate_version_ignored": Lands({"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]},
-                                         stderr=r"ACTIVATE_VERSION .* ignored"),
+    "40_activate_version_ignored": Lands(
+        {"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}, stderr=r"ACTIVATE_VERSION .* ignored"
+    ),
     "41_keyless_stream_hashed": Lands(check=_keyless_rows, stderr=r"no key properties"),
     "42_last_line_without_newline": Lands({"items": [{"id": 1, "name": "a"}]}),
     "43_state_null_and_empty": Lands({"items": [{"id": 1, "name": "a"}]}, states=[{"bookmarks": {"items": 1}}]),
@@ -189,8 +203,7 @@ def _check_fails(case: str, exp: Fails, proc: Run) -> None:
     assert proc.exit_code == 1, f"{case}: exit {proc.exit_code}\n{proc.stderr[-3000:]}"
     clear = traceback_free_lines(proc.stderr)
     assert any(re.search(exp.message, line) for line in clear), (
-        f"{case}: no message outside a traceback matches {exp.message!r}; the target printed:\n"
-        f"{proc.stderr[-3000:]}"
+        f"{case}: no message outside a traceback matches {exp.message!r}; the target printed:\n{proc.stderr[-3000:]}"
     )
     assert not proc.stdout.strip(), f"{case}: a STATE was written although nothing landed: {proc.stdout}"
 

@@ -40,14 +40,30 @@ def test_the_state_check_catches_a_state_written_too_early() -> None:
     records = workload.records()
     # Each record landed in its own request, one second apart, starting at t=100.
     entries = [
-        RequestLogEntry(seq=i + 1, arrived=100.0 + i, completed=100.5 + i, method="POST",
-                        path="/v2/client/1/table/s/data", client_id=1, table="s", points=1, body_bytes=20,
-                        status=201, in_flight=1, fault=None, delay_ms=0.0, sandbox=False, key_values=[[rec["id"]]])
+        RequestLogEntry(
+            seq=i + 1,
+            arrived=100.0 + i,
+            completed=100.5 + i,
+            method="POST",
+            path="/v2/client/1/table/s/data",
+            client_id=1,
+            table="s",
+            points=1,
+            body_bytes=20,
+            status=201,
+            in_flight=1,
+            fault=None,
+            delay_ms=0.0,
+            sandbox=False,
+            key_values=[[rec["id"]]],
+        )
         for i, (_, rec) in enumerate(records)
     ]
     honest = RunRecord(0, 99.0, [(100.6 + 2, {"records": 3})], 0, "", "")
     assert states_ahead([honest], entries, workload.records()) == []
     early = RunRecord(0, 99.0, [(100.6 + 1, {"records": 3})], 0, "", "")  # record #3 completes at 102.5
-    assert states_ahead([early], entries, workload.records()), "a STATE read before its last record landed went unnoticed"
+    assert states_ahead([early], entries, workload.records()), (
+        "a STATE read before its last record landed went unnoticed"
+    )
     stale_version = RunRecord(0, 99.0, [(100.6 + len(records) - 2, {"records": len(records)})], 0, "", "")
     assert states_ahead([stale_version], entries, workload.records()), "a missing last version went unnoticed"

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import typing as t
-from pathlib import Path
 
 import pytest
 
-from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults, LocalImportAPI
 from target_rjmetrics.batches import OPEN_BATCHES_MAX_BYTES
+from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults, LocalImportAPI
 from tests.support.config import SCENARIO_SETTINGS, target_config
 from tests.support.messages import lines, record, schema
 from tests.support.servers import start_local_api
 from tests.support.targets import TargetProcess, run_in_process
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 MIB = 1024 * 1024
 
@@ -31,7 +33,9 @@ def _record(stream: str, **values: t.Any) -> str:
     return lines([record(stream, **values)])
 
 
-def _peak(path: Path, workdir: Path, *, latency_ms: float = 0, **config: t.Any) -> tuple[int, TargetProcess, LocalImportAPI]:
+def _peak(
+    path: Path, workdir: Path, *, latency_ms: float = 0, **config: t.Any
+) -> tuple[int, TargetProcess, LocalImportAPI]:
     server = start_local_api(faults=Faults(latency_ms=latency_ms, seed=1))
     proc = TargetProcess(target_config(server, SCENARIO_SETTINGS, **config), workdir, stdin=path)
     code = proc.wait(300)
@@ -44,7 +48,9 @@ def test_open_batches_of_many_streams_stay_within_their_byte_budget(tmp_path: Pa
     streams = [f"s{i}" for i in range(400)]
     props = {"id": {"type": "integer"}, "pad": {"type": "string"}}
     few = tmp_path / "few.jsonl"
-    few.write_text("".join(_schema(s, props) for s in streams) + "".join(_record(s, id=0, pad="x" * 4000) for s in streams))
+    few.write_text(
+        "".join(_schema(s, props) for s in streams) + "".join(_record(s, id=0, pad="x" * 4000) for s in streams)
+    )
     many = tmp_path / "many.jsonl"
     with many.open("w") as f:
         f.writelines(_schema(s, props) for s in streams)
@@ -74,7 +80,9 @@ def test_large_states_after_every_record_on_a_slow_api_stay_bounded(tmp_path: Pa
             f.write(_schema("s", props))
             for i in range(1500):
                 f.write(_record("s", id=i))
-                f.write(json.dumps({"type": "STATE", "value": {"i": i, "blob": f"{i:08d}" * (state_bytes // 8)}}) + "\n")
+                f.write(
+                    json.dumps({"type": "STATE", "value": {"i": i, "blob": f"{i:08d}" * (state_bytes // 8)}}) + "\n"
+                )
         return path
 
     base_peak, _, base_server = _peak(write(tmp_path / "small.jsonl", 8), tmp_path, latency_ms=300)
@@ -117,8 +125,11 @@ def test_a_schema_with_10000_properties_costs_memory_in_proportion(tmp_path: Pat
 def test_wide_schemas_still_name_the_field_and_rule_a_record_breaks(
     local_api: LocalImportAPI, record: dict[str, t.Any], message: str
 ) -> None:
-    props = {"id": {"type": "integer"}, "obj": {"type": "object", "properties": {"n": {"type": "integer"}}},
-             **{f"c{i}": {"type": ["string", "null"]} for i in range(500)}}
+    props = {
+        "id": {"type": "integer"},
+        "obj": {"type": "object", "properties": {"n": {"type": "integer"}}},
+        **{f"c{i}": {"type": ["string", "null"]} for i in range(500)},
+    }
     wide = schema("wide", props, ["id"])
     wide["schema"]["required"] = ["id"]
     wide["schema"]["additionalProperties"] = False

@@ -36,14 +36,16 @@ def _assert_no_key(text: str, where: str) -> None:
     assert not found, f"the API key leaked into {where}: fragments {found}"
 
 
-def _run(config: dict[str, t.Any], tmp_path: Path, env: dict[str, str] | None = None,
-         data: bytes | None = None) -> TargetProcess:
+def _run(
+    config: dict[str, t.Any], tmp_path: Path, env: dict[str, str] | None = None, data: bytes | None = None
+) -> TargetProcess:
     proc = TargetProcess(config, tmp_path, stdin=WORKLOAD.text(0) if data is None else data, env=env)
     proc.wait(120)
     return proc
 
 
-SCENARIOS = {
+#: name: (Faults fields, target setting overrides, environment additions)
+SCENARIOS: dict[str, tuple[dict[str, t.Any], dict[str, t.Any], dict[str, str] | None]] = {
     "load under faults": ({"error_rate": 0.1, "drop_rate": 0.05, "rate_limit_rate": 0.05, "retry_after": 0}, {}, None),
     "permanent 400": ({"fail_after": 3, "fail_status": 400}, {}, None),
     "401 mid-run": ({"fail_after": 3, "fail_status": 401}, {}, None),
@@ -71,7 +73,9 @@ def test_the_api_key_never_appears_in_output(name: str, tmp_path: Path) -> None:
 
 
 def test_the_api_key_never_appears_when_the_host_is_unreachable(tmp_path: Path) -> None:
-    config = target_config(f"http://127.0.0.1:{free_port()}/v2", SCENARIO_SETTINGS, api_key=SECRET_KEY, max_retry_seconds=1)
+    config = target_config(
+        f"http://127.0.0.1:{free_port()}/v2", SCENARIO_SETTINGS, api_key=SECRET_KEY, max_retry_seconds=1
+    )
     proc = _run(config, tmp_path)
     assert proc.exit_code == 1
     assert "127.0.0.1" in proc.stderr, "the error should say which host could not be reached"
@@ -119,8 +123,14 @@ def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -
     properties = {"id": {"type": "integer"}}
     lines = []
     for name in HOSTILE_STREAM_NAMES:
-        lines.append({"type": "SCHEMA", "stream": name, "key_properties": ["id"],
-                      "schema": {"type": "object", "properties": properties}})
+        lines.append(
+            {
+                "type": "SCHEMA",
+                "stream": name,
+                "key_properties": ["id"],
+                "schema": {"type": "object", "properties": properties},
+            }
+        )
         lines.extend({"type": "RECORD", "stream": name, "record": {"id": i}} for i in (1, 2))
     data = "".join(json.dumps(m) + "\n" for m in lines).encode()
     try:
@@ -133,7 +143,7 @@ def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -
         server.stop()
     assert proc.exit_code == 0, proc.stderr[-2000:]
     expected = {sanitise(name) for name in HOSTILE_STREAM_NAMES}
-    assert tables == {table: 2 for table in expected}
+    assert tables == dict.fromkeys(expected, 2)
     posts = [e for e in entries if e.method == "POST"]
     assert {e.path for e in posts} == {f"/v2/client/1/table/{table}/data" for table in expected}
     assert all(e.status == 201 for e in posts)
@@ -149,9 +159,27 @@ def _self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed, so no self-signed certificate can be made")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        capture_output=True, timeout=60, check=True,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     return cert, key
 
@@ -161,7 +189,7 @@ def test_tls_certificates_are_verified(tmp_path: Path) -> None:
     handled: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             handled.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", "2")
@@ -182,7 +210,9 @@ def test_tls_certificates_are_verified(tmp_path: Path) -> None:
     try:
         base = f"https://127.0.0.1:{httpd.server_address[1]}/v2"
         for authenticate in (True, False):
-            config = target_config(base, SCENARIO_SETTINGS, api_key=SECRET_KEY, max_retry_seconds=1, authenticate_on_start=authenticate)
+            config = target_config(
+                base, SCENARIO_SETTINGS, api_key=SECRET_KEY, max_retry_seconds=1, authenticate_on_start=authenticate
+            )
             proc = _run(config, tmp_path)
             assert proc.exit_code == 1, f"a self-signed certificate was accepted: {proc.stderr[-2000:]}"
             assert any(w in proc.stderr for w in ("SSL", "certificate", "CERTIFICATE")), proc.stderr[-2000:]

@@ -1,5 +1,7 @@
-"""What the tests and the benchmarks share (standard library and the package only, so that
-``benchmarks/launcher.py`` can import :mod:`tests.support.processes` and stay small).
+"""What the tests and the benchmarks share.
+
+Only the standard library and the package are imported here, so that ``benchmarks/launcher.py``
+can import :mod:`tests.support.processes` and stay small.
 
 - :mod:`~tests.support.messages`: Singer message builders and readers;
 - :mod:`~tests.support.config`: the one target config builder (the exported demo credentials);

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
+
+if TYPE_CHECKING:
+    import requests
 
 TIMEOUT = 10
 
@@ -43,9 +44,7 @@ class Api:
         return self.session.get(url, params={"apikey": key}, timeout=TIMEOUT)
 
     def local(self, path: str, method: str = "GET", **kwargs: Any) -> requests.Response:
-        return self.session.request(
-            method, f"{self.server.root_url}/_local/{path}", timeout=TIMEOUT, **kwargs
-        )
+        return self.session.request(method, f"{self.server.root_url}/_local/{path}", timeout=TIMEOUT, **kwargs)
 
 
 def assert_error(response: requests.Response, status: int) -> list[str]:

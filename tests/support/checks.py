@@ -58,6 +58,20 @@ def upserts(server: ImportAPIView, *, table: str | None = None, status: int | No
     ]
 
 
+def points_of(entry: RequestLogEntry) -> int:
+    """The points of a logged upsert (its body must have been parsed)."""
+    assert entry.points is not None, f"request {entry.seq} has no parsed body"
+    return entry.points
+
+
+def keys_of(entry: RequestLogEntry) -> list[list[t.Any]]:
+    """The key values of each point of a logged upsert (point keys logged, every point keyed)."""
+    assert entry.key_values is not None, f"request {entry.seq} has no key values (log_point_keys?)"
+    keys = [values for values in entry.key_values if values is not None]
+    assert len(keys) == len(entry.key_values), f"request {entry.seq} has a point without keys"
+    return keys
+
+
 def landed_by_id(server: ImportAPIView, table: str, client_id: int = DEMO_CLIENT_ID) -> dict[t.Any, dict[str, t.Any]]:
     """Rows of a table keyed by their ``id``."""
     return {row["id"]: row for row in server.rows(client_id, table)}
@@ -68,7 +82,7 @@ def landed_keys_by(server: ImportAPIView, table: str, moment: float) -> set[t.An
     landed: set[t.Any] = set()
     for entry in upserts(server, table=table):
         if entry.completed <= moment:
-            landed.update(values[0] for values in entry.key_values or [])
+            landed.update(values[0] for values in entry.key_values or [] if values is not None)
     return landed
 
 
@@ -128,7 +142,7 @@ class RunRecord:
 
 
 def _keys_of(entry: RequestLogEntry) -> list[t.Any]:
-    return [values[0] for values in entry.key_values or []]
+    return [values[0] for values in entry.key_values or [] if values is not None]
 
 
 def _without_retries_of_trickles(accepted: list[RequestLogEntry]) -> list[RequestLogEntry]:
@@ -165,18 +179,7 @@ def states_ahead(runs: t.Sequence[RunRecord], entries: list[RequestLogEntry], re
     posts = [e for e in entries if e.method == "POST"]
     for index, run in enumerate(runs):
         window_end = runs[index + 1].started if index + 1 < len(runs) else float("inf")
-        accepted = _without_retries_of_trickles(
-            [e for e in posts if e.status == 201 and run.started <= e.arrived < window_end]
-        )
-        completed: dict[tuple[str, t.Any], list[float]] = defaultdict(list)
-        for entry in accepted:
-            # A trickled answer's points were committed before its first byte went out (see
-            # docs/local-api.md), so they landed when it arrived, not when the answer ended.
-            landed = entry.arrived if "trickle" in (entry.fault or "") else entry.completed
-            for key in _keys_of(entry):
-                completed[(entry.table, key)].append(landed)
-        for times in completed.values():
-            times.sort()
+        completed = _landing_times([e for e in posts if e.status == 201 and run.started <= e.arrived < window_end])
         # Positions (indexes into records) of each key's versions within this run's input.
         positions: dict[tuple[str, t.Any], list[int]] = defaultdict(list)
         for pos in range(run.start_index, len(records)):
@@ -189,23 +192,50 @@ def states_ahead(runs: t.Sequence[RunRecord], entries: list[RequestLogEntry], re
                 continue
             if n < run.start_index:
                 problems.append(f"run {index}: STATE {n} is before the replay start {run.start_index}")
-            for slot, pos_list in positions.items():
-                cut = bisect.bisect_left(pos_list, n)
-                if cut == 0:
-                    continue  # no version of this key before the state
-                times = completed.get(slot, [])
-                # Versions this run may have sent after the last one before the state.
-                later = len(pos_list) - cut
-                need = max(1, len(times) - later)
-                have = bisect.bisect_right(times, stamp)
-                if have < need:
-                    problems.append(
-                        f"run {index}: STATE {{'records': {n}}} read at {stamp:.3f} before key {slot} "
-                        f"(version seq {records[pos_list[cut - 1]][1]['seq']}) had landed "
-                        f"({have} of >= {need} requests completed)"
-                    )
-                    break
+            problem = _state_ahead(stamp, n, positions, completed, records)
+            if problem is not None:
+                problems.append(f"run {index}: {problem}")
     return problems
+
+
+def _landing_times(accepted: list[RequestLogEntry]) -> dict[tuple[str | None, t.Any], list[float]]:
+    """When each ``(table, key)``'s accepted requests landed, sorted."""
+    completed: dict[tuple[str | None, t.Any], list[float]] = defaultdict(list)
+    for entry in _without_retries_of_trickles(accepted):
+        # A trickled answer's points were committed before its first byte went out (see
+        # docs/local-api.md), so they landed when it arrived, not when the answer ended.
+        landed = entry.arrived if "trickle" in (entry.fault or "") else entry.completed
+        for key in _keys_of(entry):
+            completed[(entry.table, key)].append(landed)
+    for times in completed.values():
+        times.sort()
+    return completed
+
+
+def _state_ahead(
+    stamp: float,
+    n: int,
+    positions: dict[tuple[str, t.Any], list[int]],
+    completed: dict[tuple[str | None, t.Any], list[float]],
+    records: Records,
+) -> str | None:
+    """Describe the first key whose versions before record ``n`` had not landed at ``stamp``."""
+    for slot, pos_list in positions.items():
+        cut = bisect.bisect_left(pos_list, n)
+        if cut == 0:
+            continue  # no version of this key before the state
+        times = completed.get(slot, [])
+        # Versions this run may have sent after the last one before the state.
+        later = len(pos_list) - cut
+        need = max(1, len(times) - later)
+        have = bisect.bisect_right(times, stamp)
+        if have < need:
+            return (
+                f"STATE {{'records': {n}}} read at {stamp:.3f} before key {slot} "
+                f"(version seq {records[pos_list[cut - 1]][1]['seq']}) had landed "
+                f"({have} of >= {need} requests completed)"
+            )
+    return None
 
 
 def retries_in(entries: list[RequestLogEntry]) -> int:
@@ -244,7 +274,7 @@ def traceback_free_lines(stderr: str) -> list[str]:
             in_tb = True
             continue
         if in_tb:
-            if line.startswith((" ", "\t")) or not line.strip() or line.startswith(("During handling", "The above")):
+            if line.startswith((" ", "\t", "During handling", "The above")) or not line.strip():
                 continue
             in_tb = False  # the exception line closes the traceback
             continue

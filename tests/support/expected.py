@@ -6,7 +6,8 @@ import json
 import re
 import typing as t
 
-from tests.support.messages import Message
+if t.TYPE_CHECKING:
+    from tests.support.messages import Message
 
 Key = tuple[t.Any, ...] | str
 
@@ -21,6 +22,15 @@ def key_of(record: t.Mapping[str, t.Any], key_properties: t.Sequence[str]) -> Ke
     if key_properties:
         return tuple(record[k] for k in key_properties)
     return json.dumps(record, sort_keys=True)
+
+
+def last_versions_by_id(messages: t.Iterable[Message], stream: str) -> dict[t.Any, dict[str, t.Any]]:
+    """The last version of each key of a stream whose key is one field, by that field's value."""
+    versions: dict[t.Any, dict[str, t.Any]] = {}
+    for key, record in last_versions(messages).get(stream, {}).items():
+        assert isinstance(key, tuple) and len(key) == 1, f"stream {stream!r} is not keyed by one field"
+        versions[key[0]] = record
+    return versions
 
 
 def last_versions(messages: t.Iterable[Message]) -> dict[str, dict[Key, dict[str, t.Any]]]:

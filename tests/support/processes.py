@@ -6,6 +6,7 @@ Standard library only: ``benchmarks/launcher.py`` runs every benchmark contestan
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,8 +15,11 @@ import time
 import typing as t
 from pathlib import Path
 
+if t.TYPE_CHECKING:
+    import io
+
 #: ``stdin="pipe"``: the caller writes standard input with :meth:`ChildProcess.write`.
-PIPE = "pipe"
+PIPE: t.Final = "pipe"
 _CHUNK = 65536
 _POLL_S = 0.02
 
@@ -76,7 +80,7 @@ class ChildProcess:
         self._stdout_lines_max = stdout_lines_max
         self.started = time.time()
         self._began = time.perf_counter()
-        self.proc = subprocess.Popen(  # noqa: S603 (the command is the caller's)
+        self.proc = subprocess.Popen(
             [os.fspath(part) for part in command],
             stdin=stdin_arg,
             stdout=stdout_arg,
@@ -85,6 +89,7 @@ class ChildProcess:
             cwd=cwd,
         )
         self.pid = self.proc.pid
+        self.name = Path(os.fspath(command[0])).name
         for handle in self._files:
             handle.close()  # the child holds its own copies
         self._threads: list[threading.Thread] = []
@@ -98,7 +103,7 @@ class ChildProcess:
             self._thread(self._feed, stdin)
 
     def _open(self, path: Path, mode: str) -> t.IO[bytes]:
-        handle = t.cast(t.IO[bytes], open(path, mode))  # noqa: SIM115 (closed once the child has it)
+        handle = t.cast("t.IO[bytes]", path.open(mode))  # closed once the child has it
         self._files.append(handle)
         return handle
 
@@ -145,8 +150,7 @@ class ChildProcess:
         """Called from the reading thread for each line of standard output (for subclasses)."""
 
     def _read_stderr(self) -> None:
-        stream = self.proc.stderr
-        assert stream is not None
+        stream = t.cast("io.BufferedReader", self.proc.stderr)
         for chunk in iter(lambda: stream.read1(_CHUNK), b""):
             with self._lock:
                 self._stderr.append(chunk)
@@ -190,10 +194,8 @@ class ChildProcess:
     def send_signal(self, signum: int) -> None:
         """Send ``signum`` unless the child has been reaped (its pid may belong to another)."""
         if not self._reaped.is_set():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def wait(self, timeout: float) -> int:
         """Wait for the exit and for the output to be read; return the exit code.
@@ -228,12 +230,10 @@ class ChildProcess:
             thread.join(timeout=10)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):  # a stdin the child left unread
                     stream.close()
-                except OSError:
-                    pass  # a stdin the child left unread
         if timed_out.is_set():
-            msg = f"{Path(str(self.proc.args[0])).name} did not finish within {timeout:g} s (killed)"
+            msg = f"{self.name} did not finish within {timeout:g} s (killed)"
             raise TimeoutError(msg)
         return self.exit_code
 
@@ -241,7 +241,5 @@ class ChildProcess:
         """Make sure the child is gone (killed if needed, and reaped)."""
         if self.exit_code is None:
             self.send_signal(signal.SIGKILL)
-            try:
+            with contextlib.suppress(TimeoutError):
                 self.wait(10)
-            except TimeoutError:
-                pass

@@ -32,8 +32,15 @@ def tap_executable(package: str, version: str, executable: str | None = None) ->
         return exe
     venv.EnvBuilder(with_pip=True, clear=True).create(home)
     subprocess.run(
-        [str(home / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         f"{package}=={version}"],
+        [
+            str(home / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{package}=={version}",
+        ],
         check=True,
         stdout=sys.stderr,
     )

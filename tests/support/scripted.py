@@ -1,5 +1,7 @@
-"""A hand-written HTTP/1.1 server on a free loopback port, for answers the local server cannot give
-(a raw status line, an answer that trickles, hangs, closes or resets)."""
+"""A hand-written HTTP/1.1 server on a free loopback port, for answers the local server cannot give.
+
+A raw status line, an answer that trickles, hangs, closes or resets.
+"""
 
 from __future__ import annotations
 
@@ -67,13 +69,18 @@ class ScriptedServer:
                         sock = context.wrap_socket(sock, server_side=True)
                     except (OSError, ssl.SSLError):
                         return
-                reader = sock.makefile("rb")
                 try:
-                    while not outer._stopping.is_set():
-                        if not outer._serve_one(sock, reader):
-                            return
+                    with sock.makefile("rb") as reader:
+                        while not outer._stopping.is_set():
+                            if not outer._serve_one(sock, reader):
+                                return
                 except OSError:
                     return
+                finally:
+                    # The TLS socket took the connection's descriptor over: socketserver closes
+                    # only the socket it accepted, which is detached by now.
+                    if sock is not self.request:
+                        sock.close()
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -90,47 +97,57 @@ class ScriptedServer:
         """The ``/v2`` base URL of this server."""
         return f"{self.scheme}://127.0.0.1:{self.port}/v2"
 
-    def _serve_one(self, sock: t.Any, reader: t.Any) -> bool:
+    @staticmethod
+    def _read_request(reader: t.Any) -> tuple[str, str] | None:
+        """Read one request (its body skipped): ``(method, target)``, or None at the end of input."""
         line = reader.readline(65536)
         if not line:
-            return False
+            return None
         method, target = line.decode("latin-1").split(" ")[:2]
         length = 0
-        while True:
-            header = reader.readline(65536)
-            if header in (b"\r\n", b"\n", b""):
-                break
+        while (header := reader.readline(65536)) not in (b"\r\n", b"\n", b""):
             name, _, value = header.decode("latin-1").partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
         if length:
             reader.read(length)
-        self.requests.append((method, target))
-        reply = self.script(method, target)
-        if reply.how == "close":
-            return False
-        if reply.how == "reset":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return False
-        if reply.how == "hang":
-            self._stopping.wait(reply.bound)
-            return False
+        return method, target
+
+    @staticmethod
+    def _answer(reply: Reply) -> bytes:
         head = reply.raw_head
         if head is None:
             headers = {"Content-Type": "application/json", "Content-Length": str(len(reply.body)), **reply.headers}
             phrase = http.client.responses.get(reply.status, "Unknown")
-            head = f"HTTP/1.1 {reply.status} {phrase}\r\n".encode() + b"".join(
-                f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()
-            ) + b"\r\n"
-        data = head + reply.body
-        if reply.how == "trickle":
-            ends = time.monotonic() + reply.bound
-            for i in range(len(data)):
-                if time.monotonic() >= ends or self._stopping.wait(reply.interval):
-                    return False
-                sock.sendall(data[i : i + 1])
+            head = (
+                f"HTTP/1.1 {reply.status} {phrase}\r\n".encode()
+                + b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items())
+                + b"\r\n"
+            )
+        return head + reply.body
+
+    def _serve_one(self, sock: t.Any, reader: t.Any) -> bool:
+        """Answer one request as scripted; return whether the connection stays open."""
+        request = self._read_request(reader)
+        if request is None:
+            return False
+        self.requests.append(request)
+        reply = self.script(*request)
+        if reply.how == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif reply.how == "hang":
+            self._stopping.wait(reply.bound)
+        if reply.how in ("close", "reset", "hang"):
+            return False
+        data = self._answer(reply)
+        if reply.how != "trickle":
+            sock.sendall(data)
             return True
-        sock.sendall(data)
+        ends = time.monotonic() + reply.bound
+        for i in range(len(data)):
+            if time.monotonic() >= ends or self._stopping.wait(reply.interval):
+                return False
+            sock.sendall(data[i : i + 1])
         return True
 
     def stop(self) -> None:

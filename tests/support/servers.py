@@ -6,6 +6,7 @@ server logged, so checks work on either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,8 +117,17 @@ class ServerProcess:
             RuntimeError: It exited or did not listen within ``timeout`` seconds.
         """
         ready = self.workdir / f"ready-{self.lives}"
-        command = [sys.executable, "-m", "target_rjmetrics.local_api", "serve", "--port", str(self.port),
-                   "--ready-file", str(ready), *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "target_rjmetrics.local_api",
+            "serve",
+            "--port",
+            str(self.port),
+            "--ready-file",
+            str(ready),
+            *self.args,
+        ]
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
         self.child = ChildProcess(command, stderr_file=self.stderr_file, env=clean_env(), watch_memory=False)
@@ -166,15 +176,11 @@ class ServerProcess:
         if self.child is None or self.child.exit_code is not None:
             return
         if self.keep_log and self.child.running():
-            try:
+            with contextlib.suppress(OSError):
                 self._poll()
-            except OSError:
-                pass
         self.child.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(TimeoutError):  # killed by wait
             self.child.wait(15)
-        except TimeoutError:
-            pass  # killed by wait
 
     @property
     def stdout(self) -> str:
@@ -218,7 +224,7 @@ class ServerProcess:
 
     def set_faults(self, **changes: t.Any) -> dict[str, t.Any]:
         """Change fault settings; return the settings now in force."""
-        return t.cast(dict[str, t.Any], self.local("PUT", "faults", changes))
+        return t.cast("dict[str, t.Any]", self.local("PUT", "faults", changes))
 
     def request_log(self, since: int | None = None) -> list[RequestLogEntry]:
         """The request log: with ``keep_log``, every entry kept across lives; else the server's."""
@@ -249,10 +255,8 @@ class ServerProcess:
 
     def _poll_loop(self) -> None:
         while not self._stop_poll.wait(0.1):
-            try:
+            with contextlib.suppress(OSError):
                 self._poll()
-            except OSError:
-                pass
 
     def _stop_polling(self) -> None:
         self._stop_poll.set()
@@ -272,7 +276,7 @@ class ServerProcess:
         """Stored points of a table (over HTTP while running, else from the data directory)."""
         if self.running():
             path = f"tables/{client_id}/{urllib.parse.quote(table, safe='')}/rows?format=json"
-            return t.cast(list[dict[str, t.Any]], self.local("GET", path))
+            return t.cast("list[dict[str, t.Any]]", self.local("GET", path))
         return self._stored().rows(client_id, table)
 
     def tables(self, client_id: int = DEMO_CLIENT_ID) -> dict[str, int]:

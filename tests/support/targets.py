@@ -14,6 +14,7 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
+from target_rjmetrics.target import TargetRJMetrics
 from tests.support.config import write_config
 from tests.support.messages import Message, lines
 from tests.support.processes import PIPE, ChildProcess
@@ -64,7 +65,8 @@ class TargetProcess(ChildProcess):
         config: Settings written to a config file in ``workdir``; a path is used as it is;
             ``"ENV"`` passes ``--config ENV``; ``None`` passes no ``--config``.
         workdir: Where the config file is written.
-        stdin: Input: bytes or text (fed by a thread), a file, or ``"pipe"`` for :meth:`send`.
+        stdin: Input: bytes or text (fed by a thread), a file, or ``"pipe"`` (:data:`PIPE`) for
+            :meth:`send`.
         args: More command-line arguments.
         env: The environment (default :func:`clean_env`).
         stdout_lines_max: Stop reading standard output after this many lines (see
@@ -76,7 +78,7 @@ class TargetProcess(ChildProcess):
         config: t.Mapping[str, t.Any] | Path | str | None,
         workdir: Path,
         *,
-        stdin: bytes | str | Path | t.Literal["pipe"] | None = PIPE,
+        stdin: bytes | str | Path | None = PIPE,
         args: t.Sequence[str] = (),
         env: t.Mapping[str, str] | None = None,
         stdout_lines_max: int | None = None,
@@ -91,7 +93,13 @@ class TargetProcess(ChildProcess):
             command += ["--config", config]
         self.states: list[tuple[float, t.Any]] = []
         self._states_lock = threading.Lock()
-        data = stdin.encode() if isinstance(stdin, str) and stdin != PIPE else stdin
+        data: bytes | Path | t.Literal["pipe"] | None
+        if stdin == PIPE:
+            data = "pipe"
+        elif isinstance(stdin, str):
+            data = stdin.encode()
+        else:
+            data = stdin
         super().__init__(
             [*command, *args],
             stdin=data,
@@ -175,8 +183,6 @@ def about(fmt: str | None = "json", *args: str) -> str:
 
 def run_in_process(config: dict[str, t.Any], messages: t.Iterable[Message | str] | str) -> Run:
     """Run the target in this process; an exception is re-raised after output is captured."""
-    from target_rjmetrics.target import TargetRJMetrics
-
     text = messages if isinstance(messages, str) else lines(messages)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing as t
 
 from target_rjmetrics.batches import Batch, OpenBatches, array_bytes
 
@@ -19,7 +20,9 @@ def test_body_bytes_are_the_json_arrays_size_whatever_is_added_replaced_or_split
     for part in (batch, moved):
         assert part.body_bytes == len(part.body()) == array_bytes(len(p) for p in part.points.values())
         assert json.loads(part.body())  # a valid JSON array
-    assert sorted(moved.points) == [1, 3, 5] and sorted(batch.points) == [2, 4, 6, 7]
+    assert sorted(t.cast("list[int]", list(moved.points))) == [1, 3, 5] and sorted(
+        t.cast("list[int]", list(batch.points))
+    ) == [2, 4, 6, 7]
     assert (moved.first_seq, batch.first_seq) == (0, 1)  # each part's own first record
     assert (moved.first_position, moved.last_position) == (1, 9)
     assert moved.duplicates == 0 and batch.duplicates == 1  # merged records stay with the rest
@@ -41,17 +44,22 @@ def _open_batches(max_points: int, max_bytes: int, max_open_bytes: int) -> tuple
     def submit(batch: Batch) -> None:
         sealed.append(batch)
 
-    return OpenBatches(max_points=max_points, max_bytes=max_bytes, register=lambda _b: None, submit=submit,
-                       max_open_bytes=max_open_bytes), sealed
+    return OpenBatches(
+        max_points=max_points,
+        max_bytes=max_bytes,
+        register=lambda _b: None,
+        submit=submit,
+        max_open_bytes=max_open_bytes,
+    ), sealed
 
 
 def test_a_full_batch_is_sealed_and_a_repeated_key_merges() -> None:
     batches, sealed = _open_batches(max_points=3, max_bytes=1000, max_open_bytes=10_000)
     merged = [batches.add("s", "t", key, b'{"v":1}', seq, seq + 1) for seq, key in enumerate([1, 2, 1, 3, 4])]
     assert merged == [False, False, True, False, False]
-    assert [sorted(b.points) for b in sealed] == [[1, 2, 3]]
+    assert [sorted(t.cast("list[int]", list(b.points))) for b in sealed] == [[1, 2, 3]]
     batches.seal_all()
-    assert [sorted(b.points) for b in sealed] == [[1, 2, 3], [4]]
+    assert [sorted(t.cast("list[int]", list(b.points))) for b in sealed] == [[1, 2, 3], [4]]
     assert batches.open_bytes == 0
 
 

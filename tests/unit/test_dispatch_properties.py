@@ -73,7 +73,7 @@ def _send(world: World) -> t.Callable[[Batch], float | None]:
             # Each point's position is its record's sequence number + 1 (see the test); a version
             # that landed also covers the older versions of its key merged into it.
             for key, position in batch.point_positions.items():
-                slot = (batch.table, key)
+                slot = (batch.table, t.cast("int", key))
                 world.landed[slot] = max(world.landed.get(slot, -1), position - 1)
         return None
 
@@ -118,8 +118,7 @@ def test_no_shared_keys_in_flight_no_state_ahead_states_in_order(
     def write(line: str) -> None:
         records_before = int(line)
         with world.lock:
-            missing = [seq for seq in range(records_before)
-                       if world.landed.get(world.record_keys[seq], -1) < seq]
+            missing = [seq for seq in range(records_before) if world.landed.get(world.record_keys[seq], -1) < seq]
         if missing:
             world.problems.append(f"STATE after {records_before} records written before records {missing[:5]} landed")
         world.written.append(records_before)

@@ -58,12 +58,21 @@ def test_key_identity_is_the_apis(a: t.Any, b: t.Any, same: bool) -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (datetime.datetime(2024, 6, 1, 12, 30, 45, tzinfo=datetime.timezone(datetime.timedelta(hours=2))), "2024-06-01 10:30:45"),
-        (datetime.datetime(2024, 1, 1, 1, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))), "2023-12-31 23:00:00"),
-        (datetime.datetime(2024, 3, 1, 20, 15, 0, 987654, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))), "2024-03-02 01:15:00"),
-        (datetime.datetime(1, 1, 1), "0001-01-01 00:00:00"),  # naive: taken as UTC
+        (
+            datetime.datetime(2024, 6, 1, 12, 30, 45, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+            "2024-06-01 10:30:45",
+        ),
+        (
+            datetime.datetime(2024, 1, 1, 1, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+            "2023-12-31 23:00:00",
+        ),
+        (
+            datetime.datetime(2024, 3, 1, 20, 15, 0, 987654, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+            "2024-03-02 01:15:00",
+        ),
+        (datetime.datetime(1, 1, 1), "0001-01-01 00:00:00"),  # noqa: DTZ001 (naive: taken as UTC)
         (datetime.datetime(999, 6, 1, 12, tzinfo=UTC), "0999-06-01 12:00:00"),
-        (datetime.datetime(99, 2, 3, 4, 5, 6), "0099-02-03 04:05:06"),
+        (datetime.datetime(99, 2, 3, 4, 5, 6), "0099-02-03 04:05:06"),  # noqa: DTZ001 (naive)
         (datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "9999-12-31 23:59:59"),
     ],
 )
@@ -117,7 +126,9 @@ def test_values_become_what_the_api_surely_takes(record: dict[str, t.Any], point
     assert json.loads(text) == point
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), decimal.Decimal("NaN"), decimal.Decimal("1e400")])
+@pytest.mark.parametrize(
+    "bad", [float("nan"), float("inf"), -float("inf"), decimal.Decimal("NaN"), decimal.Decimal("1e400")]
+)
 def test_nonfinite_numbers_become_null_and_are_reported(bad: t.Any) -> None:
     seen: list[tuple[str, t.Any]] = []
     _, encoded = _mapper(["id"], seen).to_point({"id": 1, "x": bad, "nested": [bad]}, 7)
@@ -152,8 +163,13 @@ def test_keyless_streams_are_keyed_by_a_hash_of_the_content() -> None:
         ({"id": {"a": 1}}, "key property 'id' is an object or array"),
         ({"id": [1]}, "key property 'id' is an object or array"),
         ({"id": 1, "keys": 1, "keys_": 2}, "has a field named 'keys' (the API's control field) and also 'keys_'"),
-        ({"id": 1, "at": datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))},
-         "field 'at' is a date-time that falls outside the years 0001-9999"),
+        (
+            {
+                "id": 1,
+                "at": datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+            },
+            "field 'at' is a date-time that falls outside the years 0001-9999",
+        ),
     ],
 )
 def test_records_that_cannot_become_points_are_named_never_shown(record: dict[str, t.Any], words: str) -> None:

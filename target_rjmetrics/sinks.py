@@ -15,6 +15,7 @@ from singer_sdk import metrics
 from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
 from singer_sdk.helpers._typing import handle_invalid_timestamp_in_record
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
 
 from target_rjmetrics.exceptions import RJMetricsInputError
@@ -28,6 +29,7 @@ from target_rjmetrics.points import (
 from target_rjmetrics.validation import ValueFreeValidator
 
 if t.TYPE_CHECKING:
+    from singer_sdk.mapper import StreamMap
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
     from singer_sdk.target_base import Target
 
@@ -36,6 +38,19 @@ if t.TYPE_CHECKING:
 
 #: The context of every record: batches are the connector's, not the SDK's.
 _NO_CONTEXT: dict[str, t.Any] = {}
+#: Record metadata fields the SDK removes from records (``Sink._remove_sdc_metadata_from_record``):
+#: a record holding one takes the SDK's path.
+SDC_FIELDS = frozenset(
+    {
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+        "_sdc_sync_started_at",
+    }
+)
 
 
 class RJMetricsSink(BatchSink):
@@ -222,6 +237,24 @@ class RJMetricsSink(BatchSink):
         key, encoded = self._mapper.to_point(record, cursor.position)  # type: ignore[union-attr]  # set by setup()
         self._connector.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
         self._stats.read += 1  # only this thread writes it (readers see an int, old or new)
+
+    def is_plain(self, stream_maps: t.Mapping[str, t.Sequence[StreamMap]]) -> bool:
+        """Tell whether this sink's records can skip the SDK's per-record machinery (the fast path).
+
+        Its stream's only stream map is the identity under its own name, nothing is flattened,
+        and no record metadata is added.
+
+        Args:
+            stream_maps: The target's stream maps, by input stream.
+        """
+        maps = stream_maps.get(self.stream_name, [])
+        return (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == self.stream_name
+            and not maps[0].flattening_enabled
+            and not self.config.get("add_record_metadata")
+        )
 
     def load(self, record: dict[str, t.Any]) -> None:
         """Load a record of a plain stream, without the SDK's per-record bookkeeping (the fast path).

@@ -1,8 +1,9 @@
 """The RJMetrics target: SDK glue. Settings and wiring, the message hooks, signals, the command line.
 
 The machinery of a run lives in :class:`~target_rjmetrics.connector.ImportAPIConnector`, built
-once from the settings and handed to every sink (as the SDK's SQL targets hand theirs). This
-class reads messages into it and decides how a run ends.
+once from the settings and handed to every sink (as the SDK's SQL targets hand theirs); how a
+signal or a sending failure reaches the main thread, in :mod:`target_rjmetrics.main_thread`. This
+class reads messages into them and decides how a run ends.
 
 SDK 0.54 leaves no public hook for some of what this needs; these private parts of it are
 overridden or read, each for the reason given where it is used:
@@ -23,21 +24,18 @@ overridden or read, each for the reason given where it is used:
 
 from __future__ import annotations
 
-import _thread
 import os
-import signal
 import sys
-import threading
 import typing as t
 
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
-from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
+from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.target_base import Target
 
 from target_rjmetrics.batch_files import load_batch
-from target_rjmetrics.connector import ImportAPIConnector, Phase
+from target_rjmetrics.connector import ImportAPIConnector
 from target_rjmetrics.exceptions import (
     RJMetricsError,
     RJMetricsInputError,
@@ -45,6 +43,7 @@ from target_rjmetrics.exceptions import (
     input_error,
     report,
 )
+from target_rjmetrics.main_thread import MainThread
 from target_rjmetrics.reader import RJMetricsReader
 from target_rjmetrics.settings import (
     CONFIG_SCHEMA,
@@ -54,7 +53,7 @@ from target_rjmetrics.settings import (
     settings_error,
     validate_config,
 )
-from target_rjmetrics.sinks import RemovedStreamSink, RJMetricsSink
+from target_rjmetrics.sinks import SDC_FIELDS, RemovedStreamSink, RJMetricsSink
 
 if t.TYPE_CHECKING:
     from types import FrameType
@@ -63,19 +62,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 
-#: Record metadata fields the SDK removes from records (``Sink._remove_sdc_metadata_from_record``):
-#: a record holding one takes the SDK's path.
-_SDC_FIELDS = frozenset(
-    {
-        "_sdc_extracted_at",
-        "_sdc_received_at",
-        "_sdc_batched_at",
-        "_sdc_deleted_at",
-        "_sdc_sequence",
-        "_sdc_table_version",
-        "_sdc_sync_started_at",
-    }
-)
 #: The fast path checks the SDK's maximum record age (a drain every 5 minutes) every so many records.
 _MAX_AGE_CHECK_EVERY = 1000
 
@@ -119,11 +105,11 @@ class TargetRJMetrics(Target):
             raise settings_error(problems) from None
         self.max_parallelism = 1  # sinks are drained in order; sending is concurrent anyway
         self.connector = ImportAPIConnector(Settings.from_config(self.config), self.logger)
-        self.connector.on_failure = self._wake_main_thread
-        self._in_message = False  # the main thread is handling a message (not blocked reading)
-        self._pending_signal: int | None = None
-        self._waking_for_failure = False
+        self.main_thread = MainThread(self.connector)
+        self.connector.on_failure = lambda: self.main_thread.wake_for_failure(self._handle_termination)
         self._plain_streams: dict[str, RJMetricsSink] = {}  # input stream -> its sink, for the fast path
+
+    # -- settings ---------------------------------------------------------------------
 
     def _schema(self) -> dict[str, t.Any]:
         """The settings schema with the SDK's own settings."""
@@ -131,15 +117,11 @@ class TargetRJMetrics(Target):
         self.append_builtin_config(schema)
         return schema
 
-    # -- settings ---------------------------------------------------------------------
-
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check the settings, naming each setting and the rule it breaks, never its value.
 
-        Overrides a private method of SDK 0.54.9, which its ``__init__`` calls after merging
-        files and variables and before using the settings: the SDK words each error with the
-        offending value (the API key's too), and its CLI reports only "Config validation
-        failed". See :func:`~target_rjmetrics.settings.validate_config`.
+        Overrides SDK 0.54's private hook (called once settings are merged), which quotes each
+        offending value, the API key's too. See :func:`~target_rjmetrics.settings.validate_config`.
 
         Args:
             raise_errors: Raise, naming every problem, instead of warning.
@@ -187,10 +169,10 @@ class TargetRJMetrics(Target):
         schema: dict[str, t.Any] | None = None,
         key_properties: t.Sequence[str] | None = None,
     ) -> Sink:
-        """The stream's sink; a new one when a SCHEMA brings a new schema or new key properties.
+        """The stream's sink; a new one when a SCHEMA brings a new schema or key properties.
 
-        As the SDK's ``get_sink``, creating sinks with ``add_rjmetrics_sink`` (the SDK's
-        ``add_sink`` is final), the way its SQL targets create theirs with ``add_sqlsink``.
+        A new sink gets the run's connector and checks its stream in ``setup()``. The SDK's
+        ``add_sink`` is final and cannot pass the connector; its SQL targets add ``add_sqlsink``.
 
         Args:
             stream_name: The stream (after stream maps).
@@ -210,21 +192,6 @@ class TargetRJMetrics(Target):
                 return existing
             self.logger.info("Schema or key properties for '%s' stream have changed", stream_name)
             self._sinks_to_clear.append(self._sinks_active.pop(stream_name))
-        return self.add_rjmetrics_sink(stream_name, schema, key_properties)
-
-    def add_rjmetrics_sink(
-        self, stream_name: str, schema: dict[str, t.Any], key_properties: t.Sequence[str] | None = None
-    ) -> Sink:
-        """Create a sink with the run's connector, check its stream (``setup``), register it.
-
-        Args:
-            stream_name: The stream (after stream maps).
-            schema: Its schema.
-            key_properties: Its key properties.
-
-        Returns:
-            The sink.
-        """
         sink_class = t.cast("type[RJMetricsSink]", self.get_sink_class(stream_name=stream_name))
         sink = sink_class(
             target=self, stream_name=stream_name, schema=schema, key_properties=key_properties, connector=self.connector
@@ -249,11 +216,12 @@ class TargetRJMetrics(Target):
             connector.start()
             super().listen(file_input)
         except BaseException as exc:
-            connector.stop(self._pending_signal)
-            if self._pending_signal is not None and not isinstance(exc, TerminationRequested):
+            pending_signal = self.main_thread.pending_signal
+            connector.stop(pending_signal)
+            if pending_signal is not None and not isinstance(exc, TerminationRequested):
                 # Whatever the stop interrupted (a wait for room to send, a retry), the run
                 # ends because of the signal.
-                raise TerminationRequested(self._pending_signal) from None
+                raise TerminationRequested(pending_signal) from None
             if isinstance(exc, KeyboardInterrupt) and connector.failure is not None:
                 raise connector.failure from None  # the ticker woke a main thread waiting on a quiet tap
             raise
@@ -272,8 +240,7 @@ class TargetRJMetrics(Target):
         if "stream" not in message_dict or "record" not in message_dict:
             self._assert_line_requires(message_dict, requires={"stream", "record"})  # raises, naming it
         connector = self.connector
-        with connector.input_lock:
-            self._in_message = True
+        with connector.input_lock, self.main_thread.handling_message():
             stream = str(message_dict["stream"])
             connector.cursor.next_record(stream)
             try:
@@ -282,7 +249,7 @@ class TargetRJMetrics(Target):
                     msg = f"Cannot load {self._where(stream)}: the record is not a JSON object."
                     raise RJMetricsInputError(msg)
                 sink = self._plain_streams.get(stream)
-                if sink is not None and _SDC_FIELDS.isdisjoint(record):
+                if sink is not None and SDC_FIELDS.isdisjoint(record):
                     sink.load(record)
                     if connector.cursor.records_read % _MAX_AGE_CHECK_EVERY == 0:
                         self._handle_max_record_age()
@@ -294,15 +261,12 @@ class TargetRJMetrics(Target):
                 if exc is connector.failure:
                     raise  # sending failed (raised by the dispatcher): not this record's fault
                 raise input_error(self._where(stream), exc, self.logger) from None
-            finally:
-                self._in_message = False
             if connector.flush_due:
                 connector.seal_all()
-        self._after_message()
+        self.main_thread.after_message()
 
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
-        with self.connector.input_lock:
-            self._in_message = True
+        with self.connector.input_lock, self.main_thread.handling_message():
             stream = message_dict.get("stream")
             try:
                 self._assert_line_requires(message_dict, requires={"stream", "schema"})
@@ -313,31 +277,14 @@ class TargetRJMetrics(Target):
                 for stream_map in self.mapper.stream_maps[str(stream)]:
                     self.connector.tables.claim_alias(stream_map.stream_alias, str(stream))
                 self._plain_streams.pop(str(stream), None)
-                if self.fast_path and self._is_plain(str(stream)):
-                    self._plain_streams[str(stream)] = t.cast("RJMetricsSink", self._sinks_active[str(stream)])
+                sink = self._sinks_active.get(str(stream))
+                if self.fast_path and type(sink) is RJMetricsSink and sink.is_plain(self.mapper.stream_maps):
+                    self._plain_streams[str(stream)] = sink
             except (RJMetricsError, TerminationRequested):
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise input_error(f"SCHEMA of stream '{stream}'", exc, self.logger) from None
-            finally:
-                self._in_message = False
-        self._after_message()
-
-    def _is_plain(self, stream: str) -> bool:
-        """Tell whether a stream's records can skip the SDK's per-record machinery (the fast path).
-
-        Its only stream map is the identity under its own name, nothing is flattened, no
-        record metadata is added, and its sink is ours.
-        """
-        maps = self.mapper.stream_maps.get(stream, [])
-        return (
-            len(maps) == 1
-            and type(maps[0]) is SameRecordTransform
-            and maps[0].stream_alias == stream
-            and not maps[0].flattening_enabled
-            and not self.config.get("add_record_metadata")
-            and type(self._sinks_active.get(stream)) is RJMetricsSink
-        )
+        self.main_thread.after_message()
 
     def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
@@ -345,20 +292,15 @@ class TargetRJMetrics(Target):
         if not value:
             self.logger.debug("Ignoring an empty STATE message.")
             return
-        self._in_message = True
-        try:
+        with self.main_thread.handling_message():
             self.connector.add_state(value, getattr(self.message_reader, "line_number", "?"))
-        finally:
-            self._in_message = False
-        self._after_message()
+        self.main_thread.after_message()
 
     def _process_batch_message(self, message_dict: dict[str, t.Any]) -> None:
         """Load every record of a BATCH message's files exactly as a RECORD message of its stream.
 
-        The SDK's own handling (0.54) reads each file whole and hands the records to
-        ``Sink.process_batch`` without validation, stream maps or a place in the input; this
-        streams them through the same path as RECORD messages instead, so keys, key order,
-        positions, counts and the STATE rules are the same whichever way a tap sends records.
+        The SDK's (0.54) hands whole files to ``Sink.process_batch``, skipping validation, stream
+        maps and input positions; see :func:`~target_rjmetrics.batch_files.load_batch`.
         """
         self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
         load_batch(message_dict, self.connector.settings.batch_storage, self._process_record_message)
@@ -368,13 +310,6 @@ class TargetRJMetrics(Target):
             "ACTIVATE_VERSION for stream '%s' ignored: the Import API has no delete.",
             message_dict.get("stream"),
         )
-
-    def _after_message(self) -> None:
-        if self._pending_signal is not None:
-            raise TerminationRequested(self._pending_signal)
-        failure = self.connector.failure
-        if failure is not None:
-            raise failure
 
     def _where(self, stream: str) -> str:
         return self.connector.cursor.where(stream, self.connector.tables)
@@ -388,34 +323,7 @@ class TargetRJMetrics(Target):
             signum: The signal.
             frame: Unused.
         """
-        connector = self.connector
-        if self._waking_for_failure:
-            self._waking_for_failure = False
-            failure = connector.failure
-            if failure is not None and not self._in_message and connector.phase is Phase.RUNNING:
-                raise failure
-            return  # the message being processed, or the stop under way, sees the failure
-        self._pending_signal = signum
-        if not self._in_message:
-            connector.request_stop()
-            raise TerminationRequested(signum)
-        # Busy with a message, perhaps waiting for room to send while requests retry: stop
-        # retrying and stop accepting batches, so it returns soon and sees the signal.
-        connector.request_stop()
-
-    def _wake_main_thread(self) -> None:
-        """Sending failed while the main thread may be blocked reading a quiet tap: wake it.
-
-        A real SIGINT aimed at the main thread interrupts its blocking read; our handler
-        then raises the failure instead of treating it as a termination request.
-        """
-        if self._in_message or self.connector.phase is not Phase.RUNNING:
-            return  # the main thread is busy, or already stopping, and sees the failure itself
-        self._waking_for_failure = True
-        if signal.getsignal(signal.SIGINT) == self._handle_termination:
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-        else:  # embedded without our handler (e.g. in tests): the flag wakes it at the next line
-            _thread.interrupt_main()
+        self.main_thread.on_signal(signum)
 
     # -- the command line ---------------------------------------------------------------
 

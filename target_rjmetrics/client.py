@@ -76,7 +76,7 @@ SANDBOX_URL = "https://sandbox-connect.rjmetrics.com/v2"
 
 #: The API refuses arrays of more than 100 data points.
 MAX_POINTS_PER_REQUEST = 100
-#: Bodies over 5 MiB are refused with 413 (see the contract in shared/import-api.md).
+#: Bodies over 5 MiB are refused with 413 (the Import API's limit; docs/local-api.md lists the rules).
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 
 #: First retry waits up to this long; each later one doubles the bound (full jitter).

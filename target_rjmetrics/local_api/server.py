@@ -4,7 +4,7 @@
 request handler sees the server only through :class:`~target_rjmetrics.local_api.state.ServerState`
 (credentials, faults, storage, the request log and their bookkeeping).
 
-API endpoints (the real Import API's, see ``shared/import-api.md``)::
+API endpoints (the real Import API's; docs/local-api.md describes them and the rules)::
 
     GET  /                                      status, 200
     GET  /v2/client/{cid}/authenticate          200 valid key, 401 otherwise

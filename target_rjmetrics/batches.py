@@ -121,6 +121,20 @@ class Batch:
         self.duplicates += 1
         return True
 
+    def remove(self, key: Hashable) -> None:
+        """Take the point of a key out of the batch (its first record's place goes with it).
+
+        Args:
+            key: A key the batch holds.
+        """
+        encoded = self.points.pop(key)
+        del self.point_positions[key]
+        del self.point_seqs[key]
+        self.body_bytes -= len(encoded) + (1 if self.points else 0)
+        if self.points:
+            self.first_seq = min(self.point_seqs.values())
+            self.first_position = min(self.point_positions.values())
+
     def body(self, keys: Iterable[Hashable] | None = None) -> bytes:
         """The request body: the JSON array of the points (of ``keys``, in the batch's order).
 

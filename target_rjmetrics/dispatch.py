@@ -12,7 +12,10 @@ A key is *busy* from the moment a batch holding it is submitted until that batch
 When a batch is submitted, its points whose key is busy go to the key's *slot* (one point per
 busy key: a later version replaces the one waiting there, counted as merged), and the rest go
 out at once: a request never waits for another as a whole. When a key is released, the point
-waiting in its slot goes out in the next request (the slots released together form one). When
+waiting in its slot joins its table's *released* points: the next batch of that table submitted
+takes them in place of the points it gave to slots (so requests stay full), and a sending thread
+with nothing else to send takes them as a request of their own. A released point whose key comes
+again in a batch being submitted is merged into that newer version. When
 a try of a batch was abandoned without an answer (and so may still be applied late), its keys
 stay busy until that late apply can no longer happen (``late_apply_seconds`` after the try
 was abandoned). Memory stays bounded: slots hold at most one point per key in flight.
@@ -82,6 +85,8 @@ class Dispatcher:
         self._running = 0  # handed to the sending threads, not finished
         self._owner: dict[_Slot, Batch] = {}  # busy keys -> the batch that holds them
         self._slots: dict[_Slot, Batch] = {}  # busy keys -> a one-point batch of the next version
+        self._released: dict[str, list[Batch]] = {}  # table -> batches of released points, oldest first
+        self._released_at: dict[_Slot, Batch] = {}  # released keys -> the batch holding the point
         self._cooling: dict[Batch, float] = {}  # landed batches whose keys wait out late applies
         self._failure: BaseException | None = None
         self._accepting = True
@@ -133,9 +138,9 @@ class Dispatcher:
 
     @property
     def waiting_in_slots(self) -> int:
-        """Points waiting for their key to be released."""
+        """Points waiting for their key to be released, or released and not sent yet."""
         with self._cond:
-            return len(self._slots)
+            return len(self._slots) + len(self._released_at)
 
     def submit(self, batch: Batch) -> None:
         """Seal a registered batch: its points with busy keys go to their slots, the rest go out now.
@@ -155,6 +160,8 @@ class Dispatcher:
             if not self._accepting:
                 raise DispatcherStopped
             table = batch.table
+            if self._released_at:
+                self._merge_released(batch)
             owner = self._owner
             busy = {key for key in batch.points if (table, key) in owner}
             if busy:
@@ -164,7 +171,90 @@ class Dispatcher:
                 self._to_slots(waiting)
                 if waiting is batch:
                     return
+            if table in self._released:
+                self._refill(batch)
             self._start_owning(batch)
+
+    def _merge_released(self, batch: Batch) -> None:
+        """Merge released points whose key ``batch`` holds into its newer versions (lock held)."""
+        table = batch.table
+        for key in [key for key in batch.points if (table, key) in self._released_at]:
+            holder = self._released_at.pop((table, key))
+            seq = holder.point_seqs[key]
+            batch.duplicates += 1 + self._take_point(holder, key)
+            batch.point_seqs[key] = min(batch.point_seqs[key], seq)
+            batch.first_seq = min(batch.first_seq, seq)
+
+    def _refill(self, batch: Batch) -> None:
+        """Fill ``batch`` up to the limits with its table's released points, oldest first (lock held)."""
+        table = batch.table
+        queue = self._released[table]
+        while queue and len(batch.points) < self._max_points:
+            holder = queue[0]
+            for key in list(holder.points):
+                encoded = holder.points[key]
+                if not batch.fits(len(encoded), self._max_points, self._max_bytes):
+                    return
+                position, seq = holder.point_positions[key], holder.point_seqs[key]
+                del self._released_at[(table, key)]
+                batch.duplicates += self._take_point(holder, key)
+                last = batch.last_position
+                batch.add(key, encoded, position, seq)
+                batch.last_position = max(last, position)
+                batch.first_seq = min(batch.first_seq, seq)
+                batch.first_position = min(batch.first_position, position)
+                if not holder.points:
+                    break
+
+    def _take_point(self, holder: Batch, key: Hashable) -> int:
+        """Remove a released point from the batch holding it; drop that batch once empty (lock held).
+
+        Returns:
+            The records merged in the batch, when it was dropped (they go with its last point).
+        """
+        holder.remove(key)
+        if holder.points:
+            return 0
+        queue = self._released[holder.table]
+        queue.remove(holder)
+        if not queue:
+            del self._released[holder.table]
+        self._unlanded.discard(holder)
+        return holder.duplicates
+
+    def _release(self, slots: list[Batch]) -> None:
+        """Add the points of released slots (of one table) to its released points (lock held)."""
+        for slot in sorted(slots, key=lambda s: s.first_seq):
+            self._unlanded.discard(slot)
+            ((key, encoded),) = slot.points.items()
+            queue = self._released.setdefault(slot.table, [])
+            current = queue[-1] if queue else None
+            if current is None or not current.fits(len(encoded), self._max_points, self._max_bytes):
+                current = Batch(
+                    stream=slot.stream, table=slot.table, first_seq=slot.first_seq, first_position=slot.first_position
+                )
+                queue.append(current)
+                self._unlanded.add(current)
+            last = current.last_position
+            current.add(key, encoded, slot.point_positions[key], slot.first_seq)
+            current.last_position = max(last, current.last_position)
+            current.first_seq = min(current.first_seq, slot.first_seq)
+            current.first_position = min(current.first_position, slot.first_position)
+            current.duplicates += slot.duplicates
+            self._released_at[(slot.table, key)] = current
+
+    def _next_released(self) -> Batch:
+        """Take the oldest batch of released points to send as it is (lock held)."""
+        table, holder = min(
+            ((table, queue[0]) for table, queue in self._released.items()), key=lambda p: p[1].first_seq
+        )
+        queue = self._released[table]
+        queue.pop(0)
+        if not queue:
+            del self._released[table]
+        for key in holder.points:
+            del self._released_at[(table, key)]
+        return holder
 
     def _to_slots(self, waiting: Batch) -> None:
         """Put each point of ``waiting`` in its key's slot (called with the lock held)."""
@@ -187,24 +277,35 @@ class Dispatcher:
 
     def _start_owning(self, batch: Batch) -> None:
         """Make ``batch`` the owner of its keys and hand it to a sending thread (lock held)."""
+        self._own(batch)
+        self._ready.append(batch)
+        self._work_ready.notify()  # one sending thread is enough
+
+    def _own(self, batch: Batch) -> None:
+        """Make ``batch`` the owner of its keys, counted as sealed and running (lock held)."""
         table = batch.table
         for key in batch.points:
             self._owner[(table, key)] = batch
         self._sealed_unlanded += 1
         self._running += 1
-        self._ready.append(batch)
-        self._work_ready.notify()  # one sending thread is enough
 
     def _work(self) -> None:
         """A sending thread: take ready batches until the dispatcher is closed."""
         while True:
             with self._cond:
-                while not self._ready and not self._closed:
+                while not self._ready and not self._closed and not (self._released and self._sending_allowed()):
                     self._work_ready.wait()
                 if self._closed:
                     return
-                batch = self._ready.popleft()
+                if self._ready:
+                    batch = self._ready.popleft()
+                else:  # nothing else to send: released points go as a request of their own
+                    batch = self._next_released()
+                    self._own(batch)
             self._run(batch)
+
+    def _sending_allowed(self) -> bool:
+        return self._failure is None and self._accepting
 
     def _run(self, batch: Batch) -> None:
         with self._cond:
@@ -258,27 +359,8 @@ class Dispatcher:
             for slot in released:  # nothing more is sent: they stay unlanded, as their records
                 self._slots[(table, next(iter(slot.points)))] = slot
             return
-        for part in self._combine(released):
-            self._unlanded.add(part)
-            self._start_owning(part)
-
-    def _combine(self, slots: list[Batch]) -> list[Batch]:
-        """Make requests of released slots (of one table), as full as the limits allow."""
-        parts: list[Batch] = []
-        current: Batch | None = None
-        for slot in sorted(slots, key=lambda s: s.first_seq):
-            self._unlanded.discard(slot)
-            ((key, encoded),) = slot.points.items()
-            if current is None or not current.fits(len(encoded), self._max_points, self._max_bytes):
-                current = Batch(
-                    stream=slot.stream, table=slot.table, first_seq=slot.first_seq, first_position=slot.first_position
-                )
-                parts.append(current)
-            current.add(key, encoded, slot.point_positions[key], slot.first_seq)
-            current.first_seq = min(current.first_seq, slot.first_seq)
-            current.first_position = min(current.first_position, slot.first_position)
-            current.duplicates += slot.duplicates
-        return parts
+        self._release(released)
+        self._work_ready.notify_all()  # an idle sending thread takes them now
 
     def _cool(self, batch: Batch, until: float, delay: float) -> None:
         """Keep the keys of a landed batch busy until an abandoned try of it can no longer apply.
@@ -313,7 +395,9 @@ class Dispatcher:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._running > 0 or (
-                self._failure is None and self._accepting and (self._sealed_unlanded > 0 or self._slots)
+                self._failure is None
+                and self._accepting
+                and (self._sealed_unlanded > 0 or self._slots or self._released)
             ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:

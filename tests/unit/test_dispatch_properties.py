@@ -4,6 +4,7 @@ A fake ``send`` holds each request until the test lets it land or fail, so Hypot
 the order in which requests finish. Whatever it chooses:
 
 - two batches of one table that share a key are never in flight together;
+- an older version of a key never lands after a newer one, and each key ends at its newest;
 - no STATE is written before every record that came before it has landed;
 - STATE messages come out in input order, and after a failure nothing new is sent.
 """
@@ -74,6 +75,8 @@ def _send(world: World) -> t.Callable[[Batch], float | None]:
             # that landed also covers the older versions of its key merged into it.
             for key, position in batch.point_positions.items():
                 slot = (batch.table, t.cast("int", key))
+                if world.landed.get(slot, -1) > position - 1:
+                    world.problems.append(f"key {slot}: version #{position} landed after a newer one")
                 world.landed[slot] = max(world.landed.get(slot, -1), position - 1)
         return None
 
@@ -158,7 +161,15 @@ def test_no_shared_keys_in_flight_no_state_ahead_states_in_order(
     finally:
         dispatcher.close()
 
+    _check(world, dispatcher, states)
+
+
+def _check(world: World, dispatcher: Dispatcher, states: list[int]) -> None:
+    """What the run must have kept to, whatever order requests finished in."""
     assert not world.problems, world.problems[:5]
+    if dispatcher.failure is None:
+        newest = {slot: seq for seq, slot in sorted(world.record_keys.items())}
+        assert world.landed == newest, "a key did not end at its newest version"
     assert world.written == sorted(world.written), "states came out of input order"
     assert set(world.written) <= set(states)
     if dispatcher.failure is None and states:

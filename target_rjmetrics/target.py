@@ -240,7 +240,9 @@ class TargetRJMetrics(Target):
         if "stream" not in message_dict or "record" not in message_dict:
             self._assert_line_requires(message_dict, requires={"stream", "record"})  # raises, naming it
         connector = self.connector
-        with connector.input_lock, self.main_thread.handling_message():
+        main_thread = self.main_thread
+        with connector.input_lock:
+            main_thread.in_message = True  # not the context manager: this runs once per record
             stream = str(message_dict["stream"])
             connector.cursor.next_record(stream)
             try:
@@ -261,9 +263,11 @@ class TargetRJMetrics(Target):
                 if exc is connector.failure:
                     raise  # sending failed (raised by the dispatcher): not this record's fault
                 raise input_error(self._where(stream), exc, self.logger) from None
+            finally:
+                main_thread.in_message = False
             if connector.flush_due:
                 connector.seal_all()
-        self.main_thread.after_message()
+        main_thread.after_message()
 
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         with self.connector.input_lock, self.main_thread.handling_message():

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import typing as t
@@ -33,6 +31,7 @@ from target_rjmetrics.transport import MAX_ANSWER_BYTES
 from tests.support.checks import upserts
 from tests.support.scripted import Reply, ScriptedServer
 from tests.support.servers import free_port
+from tests.support.tls import self_signed_cert
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -184,41 +183,10 @@ def test_an_answer_trickling_in_fails_the_try_within_request_timeout(scripted: t
     assert error.abandoned_at is not None, "a try cut mid-answer may still be applied"
 
 
-def _self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed, so no self-signed certificate can be made")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    return cert, key
-
-
 def test_an_answer_trickling_in_over_tls_is_bounded_too(
     scripted: t.Any, clients: t.Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert, key = _self_signed_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # trust this server (requests reads it)
     server = scripted(Reply(how="trickle", interval=0.5, bound=20), tls=(cert, key))
     working = scripted(Reply(status=201), tls=(cert, key))

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import ssl
-import subprocess
 import threading
 import typing as t
 
@@ -24,6 +22,7 @@ from tests.support.config import SCENARIO_SETTINGS, target_config
 from tests.support.expected import sanitise
 from tests.support.servers import free_port, start_local_api
 from tests.support.targets import TargetProcess, clean_env, run_target
+from tests.support.tls import self_signed_cert
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -153,39 +152,8 @@ def test_a_stream_name_never_changes_the_request_path_or_query(tmp_path: Path) -
     _assert_no_key(proc.stdout + proc.stderr, "output")
 
 
-def _self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed, so no self-signed certificate can be made")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    return cert, key
-
-
 def test_tls_certificates_are_verified(tmp_path: Path) -> None:
-    cert, key = _self_signed_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     handled: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):

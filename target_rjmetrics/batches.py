@@ -98,6 +98,26 @@ class Batch:
         self.point_seqs[key] = seq
         self.last_position = position
 
+    def take(self, key: Hashable, encoded: bytes, position: int, seq: int, first_position: int | None = None) -> None:
+        """Add the point of a key the batch does not hold, from anywhere in the input.
+
+        As :meth:`add` (which the per-record path uses, records coming in input order), but the
+        batch's first and last positions and first sequence number widen to cover the point.
+
+        Args:
+            key: The point's key identity.
+            encoded: The point.
+            position: Its record's position in its stream.
+            seq: Its first record's sequence number in the input.
+            first_position: Position of its first record, when earlier versions were merged into it.
+        """
+        first_position = position if first_position is None else first_position
+        last = self.last_position
+        self.add(key, encoded, position, seq)
+        self.last_position = max(last, position)
+        self.first_seq = min(self.first_seq, seq)
+        self.first_position = min(self.first_position, first_position)
+
     def replace(self, key: Hashable, encoded: bytes, position: int, max_bytes: int) -> bool:
         """Replace the point of a key the batch holds with a later version, if it fits.
 

@@ -198,11 +198,7 @@ class Dispatcher:
                 position, seq = holder.point_positions[key], holder.point_seqs[key]
                 del self._released_at[(table, key)]
                 batch.duplicates += self._take_point(holder, key)
-                last = batch.last_position
-                batch.add(key, encoded, position, seq)
-                batch.last_position = max(last, position)
-                batch.first_seq = min(batch.first_seq, seq)
-                batch.first_position = min(batch.first_position, position)
+                batch.take(key, encoded, position, seq)
                 if not holder.points:
                     break
 
@@ -235,11 +231,7 @@ class Dispatcher:
                 )
                 queue.append(current)
                 self._unlanded.add(current)
-            last = current.last_position
-            current.add(key, encoded, slot.point_positions[key], slot.first_seq)
-            current.last_position = max(last, current.last_position)
-            current.first_seq = min(current.first_seq, slot.first_seq)
-            current.first_position = min(current.first_position, slot.first_position)
+            current.take(key, encoded, slot.point_positions[key], slot.first_seq, slot.first_position)
             current.duplicates += slot.duplicates
             self._released_at[(slot.table, key)] = current
 

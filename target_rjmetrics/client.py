@@ -33,7 +33,7 @@ import os
 import threading
 import time
 import typing as t
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import backoff
 import requests
@@ -45,9 +45,10 @@ from requests.utils import (
     get_auth_from_url,
     get_environ_proxies,
     get_netrc_auth,
+    select_proxy,
 )
 
-from target_rjmetrics import __version__
+from target_rjmetrics import __version__, redaction
 from target_rjmetrics.exceptions import (
     RJMetricsConnectError,
     RJMetricsError,
@@ -56,7 +57,7 @@ from target_rjmetrics.exceptions import (
     RJMetricsUnreachableError,
 )
 from target_rjmetrics.outcomes import check_answer, host_port, transport_failure
-from target_rjmetrics.redaction import protect_library_logs, redact
+from target_rjmetrics.redaction import SCRUBBER
 from target_rjmetrics.transport import (
     CURRENT_TRY,
     DryRunAdapter,
@@ -86,9 +87,6 @@ RETRY_MAX_WAIT_SECONDS = 30.0
 #: When the credentials are checked at start, a host that refuses connections or whose name
 #: does not resolve is retried this long (a server still starting), then the run fails.
 CONNECT_RETRY_SECONDS_AT_START = 10.0
-
-#: A password of the base URL shorter than this is removed only where it stands in a URL.
-_MIN_LITERAL_SECRET = 4
 
 
 def _retry_waits() -> Generator[float, RJMetricsTransientError, None]:
@@ -210,40 +208,35 @@ class RJMetricsClient:
         self.timeout = timeout
         self.max_retry_seconds = max_retry_seconds
         self.host_port = host_port(self.base_url)
-        self._secrets = [api_key]
-        try:
-            password = urlsplit(self.base_url).password
-        except ValueError:
-            password = None
-        if password and len(unquote(password)) >= _MIN_LITERAL_SECRET:
-            self._secrets += [password, unquote(password)]
+        redaction.install()
+        SCRUBBER.learn(api_key=api_key, url=base_url)
         self._dry_run = DryRunAdapter(dry_run_file) if dry_run_file else None
         self._on_try = on_try
         self._local = threading.local()
         self._adapters: list[BaseAdapter] = []
         self._adapters_lock = threading.Lock()
         self._environment = _Environment(self.base_url)
+        proxy = select_proxy(self.base_url, self._environment.proxies)
+        #: ``HOST:PORT`` of the proxy requests go through (from the environment), for messages.
+        self.proxy_host_port = host_port(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
         self._key_query = "apikey=" + quote(api_key, safe="")
         self._cancelled = threading.Event()
         self._watchdog = Watchdog()
         self._abandoned_lock = threading.Lock()
         self._last_abandoned_at: float | None = None
-        protect_library_logs()
 
     # -- plumbing -----------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        """Remove this client's API key, and any password of a URL, from ``text``.
+        """Remove every secret of the process (this client's key, URL passwords) from ``text``.
 
         Args:
             text: Text about to be logged or raised.
 
         Returns:
-            The redacted text.
+            The scrubbed text.
         """
-        for secret in self._secrets:
-            text = redact(text, secret)
-        return text
+        return SCRUBBER.scrub(text)
 
     def shown_url(self, url: str) -> str:
         """A URL of this client as messages show it: the key as ``***``, no password.

@@ -9,6 +9,7 @@ most a few KB of an answer and never a secret.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
@@ -27,7 +28,7 @@ from target_rjmetrics.exceptions import (
     RJMetricsTransientError,
     RJMetricsUnexpectedAnswerError,
 )
-from target_rjmetrics.redaction import shorten
+from target_rjmetrics.redaction import SCRUBBER, shorten
 
 if t.TYPE_CHECKING:
     import logging
@@ -47,6 +48,7 @@ class Shown(t.Protocol):
     logger: logging.Logger
     timeout: float
     host_port: str
+    proxy_host_port: str | None
 
     def redact(self, text: str) -> str:
         """Remove the client's secrets from ``text``."""
@@ -70,7 +72,8 @@ def transport_failure(exc: BaseException, attempt: Try, method: str, url: str, c
         connect error (nothing was sent), or a fatal error (a certificate that does not verify).
     """
     client.logger.debug("%s %s failed: %s", method, client.shown_url(url), shorten(client.redact(repr(exc)), 1000))
-    via_proxy = " through the proxy" if isinstance(exc, requests.exceptions.ProxyError) else ""
+    proxy = client.proxy_host_port
+    via_proxy = f" through the proxy {proxy}" if proxy else ""
     reached, expired = attempt.outcome()
     if expired and reached:
         msg = (
@@ -82,14 +85,21 @@ def transport_failure(exc: BaseException, attempt: Try, method: str, url: str, c
         if isinstance(exc, requests.exceptions.SSLError) and is_certificate_failure(exc):
             # A certificate that does not verify will not verify on a retry either.
             msg = client.redact(
-                f"{method} {url} failed TLS verification: {shorten(str(exc), 500)}. Check `api_url` "
-                "(TLS verification is always on)."
+                f"{method} {url} failed TLS verification: {shorten(client.redact(str(exc)), 500)}. Check "
+                "`api_url` (TLS verification is always on)."
             )
             return RJMetricsError(msg)
         if isinstance(exc, (requests.ConnectionError, requests.Timeout, OSError)) or expired:
             reason = f"no answer within {client.timeout:g}s" if expired else connect_failure(exc, client.timeout)
-            return RJMetricsConnectError(f"cannot connect to {client.host_port}{via_proxy} ({reason})")
-        msg = client.redact(f"{method} {url} failed: {shorten(str(exc), 500)}")
+            msg = f"cannot connect to {client.host_port}{via_proxy} ({reason})"
+            if not expired and tunnel_refused_for_good(exc):
+                # The proxy's policy, or its credentials: a retry meets the same answer.
+                return RJMetricsError(
+                    f"{msg}. Check HTTPS_PROXY/HTTP_PROXY (and the user and password in it), or add the "
+                    "API's host to NO_PROXY."
+                )
+            return RJMetricsConnectError(msg)
+        msg = client.redact(f"{method} {url} failed: {shorten(client.redact(str(exc)), 500)}")
         return RJMetricsError(msg)
     # The request went out (or may have, in part): the API may have it.
     if any(isinstance(c, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)) for c in causes(exc)):
@@ -178,9 +188,14 @@ def check_answer(  # noqa: PLR0913
 def error_detail(response: requests.Response, body: bytes) -> tuple[str, list[str], int]:
     """The message of an error answer, its first ``SHOWN_REASONS`` reasons, and how many there are.
 
-    The message and each reason are cut to ``SHOWN_CHARS``.
+    The message and each reason are scrubbed (an answer may echo the URL, key and all), then
+    cut to ``SHOWN_CHARS``.
     """
-    reason = shorten(" ".join((response.reason or "").split()))
+
+    def shown(text: str) -> str:
+        return shorten(SCRUBBER.scrub(text))
+
+    reason = shown(" ".join((response.reason or "").split()))
     text = body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
@@ -188,14 +203,14 @@ def error_detail(response: requests.Response, body: bytes) -> tuple[str, list[st
         # Not the API's JSON (a proxy's page, or an answer cut at MAX_ANSWER_BYTES): show its
         # start, on one line.
         excerpt = " ".join(text.split())
-        return (f"{reason}: {shorten(excerpt)}" if excerpt else reason), [], 0
+        return (f"{reason}: {shown(excerpt)}" if excerpt else reason), [], 0
     if not isinstance(parsed, dict):
         return reason, [], 0
-    message = shorten(str(parsed.get("message") or reason).strip())
+    message = shown(str(parsed.get("message") or reason).strip())
     raw_reasons = parsed.get("reasons")
     if not isinstance(raw_reasons, list):
         return message, [], 0
-    return message, [shorten(str(r)) for r in raw_reasons[:SHOWN_REASONS]], len(raw_reasons)
+    return message, [shown(str(r)) for r in raw_reasons[:SHOWN_REASONS]], len(raw_reasons)
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -223,23 +238,50 @@ def causes(exc: BaseException) -> Generator[BaseException, None, None]:
         pending.extend(inner for inner in inners if isinstance(inner, BaseException))
 
 
+#: Why no connection was made, by what the HTTP library raised (first match wins).
+_CONNECT_FAILURES: tuple[tuple[t.Callable[[BaseException], bool], str], ...] = (
+    (lambda c: isinstance(c, socket.gaierror) or type(c).__name__ == "NameResolutionError", "name not resolved"),
+    (lambda c: isinstance(c, ConnectionRefusedError), "connection refused"),
+    (lambda c: isinstance(c, ConnectionResetError), "connection reset"),
+    (lambda c: isinstance(c, http.client.RemoteDisconnected), "the connection was closed without an answer"),
+    (
+        lambda c: (
+            isinstance(c, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError, TimeoutError))
+            and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        ),
+        "no answer within {timeout:g}s",
+    ),
+)
+
+
 def connect_failure(exc: BaseException, timeout: float) -> str:
-    """Say in a few words why no connection was made."""
+    """Say in a few words why no connection was made (foreign text scrubbed: it may quote the URL)."""
     chain = list(causes(exc))
-    if any(isinstance(c, socket.gaierror) or type(c).__name__ == "NameResolutionError" for c in chain):
-        return "name not resolved"
-    if any(isinstance(c, ConnectionRefusedError) for c in chain):
-        return "connection refused"
-    if any(
-        isinstance(c, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError, TimeoutError))
-        and not isinstance(c, urllib3.exceptions.NewConnectionError)
-        for c in chain
-    ):
-        return f"no answer within {timeout:g}s"
-    for cause in chain:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror.lower()
-    return shorten(str(exc), 200)
+    refusal = tunnel_refusal(exc)
+    if refusal is not None and not any(_CONNECT_FAILURES[0][0](c) or _CONNECT_FAILURES[1][0](c) for c in chain):
+        return f"the proxy refused the tunnel: {refusal}"
+    for matches, words in _CONNECT_FAILURES:
+        if any(matches(c) for c in chain):
+            return words.format(timeout=timeout)
+    cause = next((c for c in chain if isinstance(c, OSError) and c.strerror), None)
+    if cause is not None and cause.strerror:
+        return cause.strerror.lower()
+    return shorten(SCRUBBER.scrub(str(exc)), 200)
+
+
+def tunnel_refusal(exc: BaseException) -> str | None:
+    """The status a proxy answered CONNECT with (http.client's words), e.g. ``403 Forbidden``."""
+    for cause in causes(exc):
+        text = str(cause)
+        if isinstance(cause, OSError) and text.startswith("Tunnel connection failed:"):
+            return shorten(SCRUBBER.scrub(text.partition(":")[2].strip()), 100)
+    return None
+
+
+def tunnel_refused_for_good(exc: BaseException) -> bool:
+    """Whether a proxy answered CONNECT with a 4xx (403 by policy, 407 for credentials)."""
+    status = (tunnel_refusal(exc) or "").split()[:1]
+    return bool(status) and status[0].isdigit() and 400 <= int(status[0]) < 500  # noqa: PLR2004
 
 
 def is_certificate_failure(exc: BaseException) -> bool:

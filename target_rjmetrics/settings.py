@@ -25,6 +25,7 @@ from target_rjmetrics.client import (
     PRODUCTION_URL,
     SANDBOX_URL,
 )
+from target_rjmetrics.redaction import redact_url
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -617,7 +618,7 @@ def _destination_note(config: Mapping[str, t.Any], name: str, closest: str | Non
     """Where data goes, for an unknown name that looks like it meant to choose the host."""
     if closest not in _HOST_SETTINGS and not any(word in name.lower() for word in _HOST_WORDS):
         return ""
-    url = base_url(config)
+    url = redact_url(base_url(config))  # never a password of `api_url`
     if config.get("api_url"):
         where = f"the `api_url` host {url}"
     elif config.get("sandbox"):

@@ -24,7 +24,10 @@ overridden or read, each for the reason given where it is used:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pathlib
 import sys
 import typing as t
 
@@ -34,6 +37,7 @@ from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.target_base import Target
 
+from target_rjmetrics import redaction
 from target_rjmetrics.batch_files import load_batch
 from target_rjmetrics.connector import ImportAPIConnector
 from target_rjmetrics.exceptions import (
@@ -49,6 +53,7 @@ from target_rjmetrics.settings import (
     CONFIG_SCHEMA,
     Settings,
     env_setting_problems,
+    env_var_name,
     read_config_file,
     settings_error,
     validate_config,
@@ -94,6 +99,9 @@ class TargetRJMetrics(Target):
                 ``setup_mapper``, ``message_reader``.
         """
         self._settings_from_env = bool(kwargs.get("parse_env_config"))  # read by _validate_config
+        # Before anything is checked or logged: the settings' warnings may quote `api_url`.
+        redaction.install()
+        _learn_secrets(kwargs.get("config"), os.environ if self._settings_from_env else {})
         try:
             super().__init__(**kwargs)
         except ValueError:
@@ -103,6 +111,7 @@ class TargetRJMetrics(Target):
             if not (self._settings_from_env and problems):
                 raise
             raise settings_error(problems) from None
+        _learn_secrets(self.config, {})
         self.max_parallelism = 1  # sinks are drained in order; sending is concurrent anyway
         self.connector = ImportAPIConnector(Settings.from_config(self.config), self.logger)
         self.main_thread = MainThread(self.connector)
@@ -377,6 +386,7 @@ class TargetRJMetrics(Target):
         if about:
             super().invoke(about=about, about_format=about_format, config=config, file_input=file_input)
             return
+        redaction.log_uncaught_exceptions()
         cls.print_version(print_fn=cls.logger.info)
         # The sending threads wait for the GIL while the main thread turns records into data
         # points; at the default 5 ms switch interval each request lost ~15 ms that way
@@ -388,3 +398,23 @@ class TargetRJMetrics(Target):
             target.listen(file_input)
         except (Exception, KeyboardInterrupt, TerminationRequested) as exc:  # noqa: BLE001 (every failure is reported as a sentence)
             sys.exit(report(exc, cls.logger))
+
+
+def _learn_secrets(config: object, environ: t.Mapping[str, str]) -> None:
+    """Tell the scrubber the API key and any password of ``api_url``, wherever they were set.
+
+    Args:
+        config: The ``config`` the target was given: settings, or config file paths.
+        environ: The environment, when settings are read from it.
+    """
+    sources: list[t.Mapping[str, t.Any]] = []
+    if isinstance(config, t.Mapping):
+        sources.append(config)
+    elif isinstance(config, (str, os.PathLike, list, tuple)):
+        for path in [config] if isinstance(config, (str, os.PathLike)) else config:
+            with contextlib.suppress(Exception):  # unreadable: the SDK says so, quoting nothing
+                sources.append(json.loads(pathlib.Path(path).read_text(encoding="utf-8")))
+    sources.append({"api_key": environ.get(env_var_name("api_key")), "api_url": environ.get(env_var_name("api_url"))})
+    for source in sources:
+        if isinstance(source, t.Mapping):
+            redaction.SCRUBBER.learn(api_key=source.get("api_key"), url=source.get("api_url"))

@@ -40,52 +40,54 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class Try:
-    """One try of one request: its deadline, the connection it uses, and how far it got.
+    """One try of one request: its deadline, the socket it uses, and how far it got.
 
     The connection classes below report to the try running on their thread (found through
-    a context variable); the watchdog calls :meth:`expire` at the deadline.
+    a context variable) as soon as a socket exists, before any proxy tunnel or TLS handshake;
+    the watchdog calls :meth:`expire` at the deadline, which shuts that socket down.
     """
 
-    __slots__ = ("connection", "deadline", "expired", "lock", "overdue", "reached")
+    __slots__ = ("deadline", "expired", "lock", "overdue", "reached", "sock")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.lock = threading.Lock()
-        self.connection: HTTPConnection | None = None
+        self.sock: socket.socket | None = None  # the OS socket under any TLS or tunnel
         # True once a connection to the host is up and the request is about to go out on
         # it: from then on, a failure leaves the request's fate unknown.
         self.reached = False
         self.overdue = False  # the deadline passed
-        self.expired = False  # ...and the watchdog cut a connection this try was using
+        self.expired = False  # ...and the watchdog cut a socket this try was using
 
-    def use(self, connection: HTTPConnection, *, connected: bool) -> None:
-        """Note the connection this try uses (called by the connection itself).
+    def attach(self, sock: t.Any) -> None:  # noqa: ANN401 (a socket, an SSL socket, urllib3's TLS-in-TLS)
+        """Note the socket this try uses (a new one, or a pooled connection's).
 
         Args:
-            connection: The connection.
-            connected: Whether it is connected (and a request about to be written on it).
+            sock: The socket, or anything wrapping one.
         """
+        # A TLS socket (or urllib3's TLS-in-TLS transport) wraps the OS socket: keep the OS
+        # socket itself, so a read blocked in the TLS layer sees the end of the stream.
+        while sock is not None and not isinstance(sock, socket.socket):
+            sock = getattr(sock, "socket", None)
         with self.lock:
-            self.connection = connection
-            if self.overdue:  # connected just after the deadline: nothing was sent yet
+            self.sock = sock
+            if self.overdue:  # made just after the deadline: nothing was sent yet
                 self._cut()
-                return
-            if connected:
+
+    def connected(self) -> None:
+        """The connection is up (proxy tunnel and TLS included): the request goes out now."""
+        with self.lock:
+            if not self.overdue:
                 self.reached = True
 
     def expire(self) -> None:
-        """The deadline passed: shut the connection down so that no read or write goes on."""
+        """The deadline passed: shut the socket down so that no read or write goes on."""
         with self.lock:
             self.overdue = True
             self._cut()
 
     def _cut(self) -> None:
-        connection = self.connection
-        sock = getattr(connection, "sock", None) if connection is not None else None
-        # A TLS socket (or urllib3's TLS-in-TLS transport) wraps the OS socket: shut down the
-        # OS socket itself, so a read blocked in the TLS layer sees the end of the stream.
-        while sock is not None and not isinstance(sock, socket.socket):
-            sock = getattr(sock, "socket", None)
+        sock = self.sock
         if sock is None:
             return
         # Set before the shutdown: the thread it wakes may read it at once (under the lock).
@@ -107,22 +109,31 @@ CURRENT_TRY: contextvars.ContextVar[Try | None] = contextvars.ContextVar("rjmetr
 
 
 class _WatchedConnectionMixin:
-    """Reports the connection to the try running on this thread, when it connects or is reused."""
+    """Reports its socket to the try running on this thread: when made, connected, or reused."""
 
     sock: t.Any
+
+    def _new_conn(self) -> socket.socket:
+        # The socket exists before any proxy tunnel or TLS handshake: from here on the
+        # watchdog can cut the try, however slowly a proxy answers CONNECT.
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        current = CURRENT_TRY.get()
+        if current is not None:
+            current.attach(sock)
+        return sock
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         current = CURRENT_TRY.get()
         if current is not None:
-            current.use(self, connected=True)  # type: ignore[arg-type]
+            current.connected()
 
     def putrequest(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 (http.client's signature)
         current = CURRENT_TRY.get()
-        if current is not None:
-            # A pooled connection being reused is already connected; a new one connects
-            # later, when the request is written (plain HTTP) or has connected already (TLS).
-            current.use(self, connected=self.sock is not None)  # type: ignore[arg-type]
+        if current is not None and self.sock is not None:
+            # A pooled connection being reused: already connected, the request goes out on it.
+            current.attach(self.sock)
+            current.connected()
         super().putrequest(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -26,7 +26,7 @@ from target_rjmetrics.exceptions import (
     RJMetricsUnreachableError,
 )
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
-from target_rjmetrics.redaction import redact, redact_url
+from target_rjmetrics.redaction import Scrubber, redact_url
 from target_rjmetrics.transport import MAX_ANSWER_BYTES
 from tests.support.checks import upserts
 from tests.support.scripted import Reply, ScriptedServer
@@ -511,7 +511,7 @@ def test_a_push_retries_refused_connections_saying_so_and_lands_once_the_api_is_
 )
 def test_redact_url_removes_userinfo_and_the_key(text: str, expected: str) -> None:
     assert redact_url(text) == expected
-    assert redact(text, None) == expected
+    assert Scrubber().scrub(text) == expected
 
 
 def test_a_huge_error_answer_is_shown_bounded(scripted: t.Any, clients: t.Any) -> None:

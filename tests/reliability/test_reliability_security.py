@@ -7,10 +7,13 @@ or wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
+import signal
 import ssl
 import threading
+import time
 import typing as t
 
 import pytest
@@ -20,6 +23,9 @@ from tests.reliability.scenarios import Workload
 from tests.support.checks import SECRET_KEY, leaked
 from tests.support.config import SCENARIO_SETTINGS, target_config
 from tests.support.expected import sanitise
+from tests.support.processes import PIPE
+from tests.support.proxy import HostileProxy, Mode
+from tests.support.scripted import Reply, ScriptedServer
 from tests.support.servers import free_port, start_local_api
 from tests.support.targets import TargetProcess, clean_env, run_target
 from tests.support.tls import self_signed_cert
@@ -190,3 +196,98 @@ def test_tls_certificates_are_verified(tmp_path: Path) -> None:
         httpd.shutdown()
         httpd.server_close()
     assert handled == [], f"requests got through an unverified TLS connection: {handled}"
+
+
+# -- every failure path, at INFO and DEBUG ------------------------------------------------------
+
+#: A password of `api_url` that must not show either (its fragments are distinctive).
+URL_PASSWORD = "pw-Q7x!r9"
+PASSWORD_FRAGMENTS = ("Q7x", "r9", "Q7x%21r9")
+FAKE_HOST = f"https://etl:{URL_PASSWORD}@api.example.test/v2"
+
+
+@dataclasses.dataclass
+class FailurePath:
+    """A way a run fails: what it talks to, and words proving the path was really taken."""
+
+    proxy: Mode | None = None
+    proxy_status: int = 403
+    api_url: str = FAKE_HOST
+    settings: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    expect: tuple[str, ...] = ()
+    exit_code: int = 1
+    sigterm_after: str | None = None  # send SIGTERM once stderr holds this
+
+
+FAILURE_PATHS: dict[str, FailurePath] = {
+    "proxy refuses CONNECT 403 (authenticate)": FailurePath(proxy="refuse", expect=("refused the tunnel: 403",)),
+    "proxy refuses CONNECT 407 (upsert)": FailurePath(
+        proxy="refuse", proxy_status=407, settings={"authenticate_on_start": False}, expect=("407",)
+    ),
+    "proxy refuses CONNECT 502 (retried)": FailurePath(
+        proxy="refuse", proxy_status=502, expect=("Retrying", "refused the tunnel: 502")
+    ),
+    "proxy resets": FailurePath(proxy="reset", expect=("Retrying", "connection reset")),
+    "proxy trickles the tunnel": FailurePath(proxy="trickle", expect=("no answer within",)),
+    "proxy echoes the URL in a 400": FailurePath(
+        proxy="echo", proxy_status=400, api_url="http://etl:pw-Q7x!r9@api.example.test/v2", expect=("answered 400",)
+    ),
+    "proxy echoes the URL in a 503": FailurePath(
+        proxy="echo", proxy_status=503, api_url="http://api.example.test/v2", expect=("Retrying", "503")
+    ),
+    "name not resolved": FailurePath(
+        api_url=f"https://etl:{URL_PASSWORD}@rjm-test.invalid/v2", expect=("name not resolved",)
+    ),
+    "TLS certificate not trusted": FailurePath(api_url="tls", expect=("TLS verification",)),
+    "timeout": FailurePath(api_url="hang", settings={"authenticate_on_start": False}, expect=("timed out",)),
+    "SIGTERM mid-retry": FailurePath(
+        proxy="refuse", proxy_status=502, settings={"max_retry_seconds": 5}, exit_code=143, sigterm_after="Retrying"
+    ),
+}
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+@pytest.mark.parametrize("name", list(FAILURE_PATHS))
+def test_the_key_and_url_password_never_appear_on_any_failure_path(name: str, level: str, tmp_path: Path) -> None:
+    path = FAILURE_PATHS[name]
+    stops: list[t.Callable[[], None]] = []
+    env = clean_env(TARGET_RJMETRICS_LOGLEVEL=level)
+    api_url = path.api_url
+    if path.proxy is not None:
+        proxy = HostileProxy(path.proxy, status=path.proxy_status, interval=1.0)
+        stops.append(proxy.stop)
+        env.update(proxy.env())
+    if api_url == "tls":
+        server = ScriptedServer(Reply(status=200), tls=self_signed_cert(tmp_path))
+        stops.append(server.stop)
+        api_url = server.base_url.replace("https://", f"https://etl:{URL_PASSWORD}@")
+    elif api_url == "hang":
+        server = ScriptedServer(Reply(how="hang", bound=30))
+        stops.append(server.stop)
+        api_url = server.base_url.replace("http://", f"http://etl:{URL_PASSWORD}@")
+    settings = {"max_retry_seconds": 2, "request_timeout": 1.5, "late_apply_seconds": 0, **path.settings}
+    config = target_config(api_url, SCENARIO_SETTINGS, api_key=SECRET_KEY, **settings)
+    try:
+        proc = TargetProcess(config, tmp_path, stdin=WORKLOAD.text(0) if path.sigterm_after is None else PIPE, env=env)
+        if path.sigterm_after is not None:
+            proc.send([*WORKLOAD.schemas(), *list(WORKLOAD.messages())[2:40]])
+            deadline = time.monotonic() + 30
+            while path.sigterm_after not in proc.stderr and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+    finally:
+        for stop in stops:
+            stop()
+    output = proc.stdout + proc.stderr
+    _assert_no_key(output, f"the output at {level}")
+    shown = [fragment for fragment in PASSWORD_FRAGMENTS if fragment in output]
+    assert not shown, f"the password of api_url leaked at {level}: {shown}"
+    # ...and the path was really taken, within the bounds the settings give.
+    assert proc.exit_code == path.exit_code, output[-2000:]
+    bound = settings["max_retry_seconds"] + 2 * settings["request_timeout"] + 10  # 10 s for start-up
+    assert proc.wall is not None and proc.wall < bound, f"the run took {proc.wall:.0f}s, over {bound:.0f}s"
+    for words in path.expect:
+        assert words in output, f"the failure path was not taken (no {words!r}): {output[-2000:]}"
+    if level == "DEBUG":
+        assert "DEBUG" in proc.stderr, "DEBUG logging was not on"

@@ -36,6 +36,7 @@ import typing as t
 from singer_sdk.exceptions import (
     ConfigValidationError,
     FatalAPIError,
+    MappingError,
     RetriableAPIError,
     SingerSDKError,
 )
@@ -180,6 +181,9 @@ class TerminationRequested(BaseException):
 
 def input_error(where: str, exc: Exception, logger: logging.Logger) -> Exception:
     """Put the input position in front of an error, keeping the SDK's class where it has one."""
+    if isinstance(exc, MappingError):
+        msg = f"Cannot load {where}: {exc} Check `stream_maps`."
+        return RJMetricsInputError(msg)
     if isinstance(exc, (SingerSDKError, InvalidInputLine)):
         msg = f"Cannot load {where}: {exc}"
         try:
@@ -209,10 +213,9 @@ def report(exc: BaseException, logger: logging.Logger) -> int:
         return 128 + signal.SIGINT
     if isinstance(exc, ConfigValidationError):
         logger.error("Invalid settings: %s", exc)
-    elif isinstance(exc, (RJMetricsError, InvalidInputLine)):
+    elif isinstance(exc, (SingerSDKError, InvalidInputLine)):
+        # Each of these is a sentence naming what is wrong and where; the SDK's own words too.
         logger.error("%s", exc)
-    elif isinstance(exc, SingerSDKError):
-        logger.error("%s: %s", type(exc).__name__, exc)
     else:  # a bug of ours or of a library: its words could quote values
         logger.error(
             "Stopped by an unexpected %s; the last STATE written is safe to resume from. Run with "

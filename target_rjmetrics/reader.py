@@ -18,6 +18,45 @@ from singer_sdk.singerlib.json import deserialize_json
 
 #: Bytes read from the input at a time.
 _READ_BUFFER_BYTES = 1 << 20
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def json_type(value: object) -> str:
+    """Name the JSON type of a value read from the input (``a number``, ``an object``...)."""
+    return _JSON_TYPES.get(type(value), "a number")
+
+
+def schema_message_problem(message: dict[str, t.Any]) -> str | None:
+    """Say what makes a SCHEMA message unusable, in words naming its stream and field, or None.
+
+    The SDK reads these fields as they come: a ``key_properties`` of ``"id"`` is read letter
+    by letter, ``"properties": []`` ends in a TypeError, a stream that is not a string in a
+    KeyError or a TypeError.
+
+    Args:
+        message: A SCHEMA message (its ``stream`` and ``schema`` are present).
+
+    Returns:
+        The problem, or None when the message can be loaded.
+    """
+    stream = message["stream"]
+    if type(stream) is not str:
+        return f"the SCHEMA message's 'stream' is {json_type(stream)}, not a string naming the stream"
+    where = f"the SCHEMA of stream '{stream}'"
+    schema = message["schema"]
+    if type(schema) is not dict:
+        return f"{where} has a 'schema' that is {json_type(schema)}, not a JSON Schema object"
+    if "properties" not in schema:
+        return f"{where} has no 'properties' in its schema (a stream's schema is an object listing its fields)"
+    properties = schema["properties"]
+    if type(properties) is not dict:
+        return f"{where} has 'properties' that is {json_type(properties)}, not an object of field schemas"
+    keys = message.get("key_properties")
+    if keys is not None and (type(keys) is not list or not all(type(k) is str for k in keys)):
+        what = json_type(keys) if type(keys) is not list else "an array holding something other than strings"
+        example = f'["{keys}"]' if type(keys) is str else '["id"]'
+        return f"{where} has 'key_properties' that is {what}, not an array of field names (such as {example})"
+    return None
 
 
 class RJMetricsReader(MsgSpecReader):

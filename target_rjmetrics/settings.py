@@ -14,7 +14,9 @@ import json
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import jsonschema
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._batch import BatchConfig, StorageTarget
@@ -29,8 +31,6 @@ from target_rjmetrics.redaction import redact_url
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
-
-    import jsonschema
 
 #: Prefix of the settings' environment variables (``--config ENV``).
 ENV_PREFIX = "TARGET_RJMETRICS_"
@@ -147,6 +147,8 @@ def setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, st
     path = [str(p) for p in error.absolute_path]
     rule = str(error.validator)
     expected: t.Any = error.validator_value
+    if rule in {"anyOf", "oneOf"} and error.context:
+        return _alternatives_problems(error, sources)
     if rule == "required":
         given = error.instance if isinstance(error.instance, dict) else {}
         return [f"`{'.'.join([*path, name])}` is required" for name in expected if name not in given]
@@ -175,6 +177,46 @@ def setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, st
     if source:
         text += f", as set by {source}"
     return [f"`{setting}` {text}"]
+
+
+def _alternatives_problems(error: jsonschema.ValidationError, sources: Mapping[str, str]) -> list[str]:
+    """Word an ``anyOf``/``oneOf`` error: the one alternative of the kind given, or all of them."""
+    kind = _json_kind(error.instance)
+    alternatives: t.Any = error.validator_value
+    # One alternative of the kind given (an object for an object) says more than all of them.
+    fitting = [
+        i
+        for i, branch in enumerate(alternatives)
+        if kind in _branch_kinds(branch) and not (isinstance(branch, dict) and "const" in branch)
+    ]
+    if len(fitting) == 1:
+        inner = [e for e in error.context or [] if e.relative_schema_path and e.relative_schema_path[0] == fitting[0]]
+        if inner:
+            return setting_problems(jsonschema.exceptions.best_match(inner), sources)
+    choices = " or ".join(dict.fromkeys(_branch_words(branch) for branch in alternatives))
+    setting = ".".join(str(p) for p in error.absolute_path) or "the settings"
+    return [f"`{setting}` must be {choices} (got {_json_type_name(error.instance)})"]
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null", int: "integer"}
+    return kinds.get(type(value), "number")
+
+
+def _branch_kinds(branch: t.Any) -> set[str]:  # noqa: ANN401 (a JSON Schema)
+    if not isinstance(branch, dict):
+        return set()
+    if "const" in branch:
+        return {_json_kind(branch["const"])}
+    kinds = _schema_types(branch)
+    return kinds | ({"integer"} if "number" in kinds else set())
+
+
+def _branch_words(branch: t.Any) -> str:  # noqa: ANN401 (a JSON Schema)
+    if isinstance(branch, dict) and "const" in branch:
+        return json.dumps(branch["const"])
+    kinds = sorted(_branch_kinds(branch) - {"integer"} if "number" in _branch_kinds(branch) else _branch_kinds(branch))
+    return " or ".join(_TYPE_WORDS.get(k, k) for k in kinds) or "what its schema allows"
 
 
 def _is_seconds(schema: t.Any) -> bool:  # noqa: ANN401
@@ -526,12 +568,48 @@ def check_settings(config: Mapping[str, t.Any]) -> None:
         )
         raise ConfigValidationError(msg, errors=[msg])
     api_url = config.get("api_url")
-    if api_url is not None and not str(api_url).startswith(("http://", "https://")):
-        msg = f"`api_url` must start with http:// or https:// (got a value of {len(str(api_url))} characters)."
+    problem = api_url_problem(str(api_url)) if api_url is not None else None
+    if problem is not None:
+        msg = f"`api_url` {problem} (got a value of {len(str(api_url))} characters)."
+        raise ConfigValidationError(msg, errors=[msg])
+    if config.get("api_key") == "":
+        msg = "`api_key` is empty: set it to the Import API key of `client_id`."
         raise ConfigValidationError(msg, errors=[msg])
     if config.get("load_method") == "overwrite":
         msg = "`load_method` 'overwrite' is not possible: the Import API cannot delete rows. Use 'upsert'."
         raise ConfigValidationError(msg, errors=[msg])
+
+
+def api_url_problem(url: str) -> str | None:
+    """Say what keeps ``url`` from being an Import API base URL, never quoting it (it may hold a password).
+
+    Args:
+        url: The ``api_url`` setting.
+
+    Returns:
+        The rule it breaks, or None.
+    """
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bracket left open, a port that is no number or out of range
+        reason = (
+            "its port is not a number from 1 to 65535"
+            if "Port" in str(exc)
+            else "a '[' of an IPv6 address is not closed"
+            if "IPv6" in str(exc)
+            else "it is not a valid URL"
+        )
+        return f"must be a URL such as https://host/v2, but {reason}"
+    if not parts.hostname:
+        return "must name a host, as in https://host/v2"
+    if port == 0:
+        return "must be a URL such as https://host/v2, but its port is not a number from 1 to 65535"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment: the key goes in the query the target builds"
+    return None
 
 
 def validate_config(

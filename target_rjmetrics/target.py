@@ -48,7 +48,7 @@ from target_rjmetrics.exceptions import (
     report,
 )
 from target_rjmetrics.main_thread import MainThread
-from target_rjmetrics.reader import RJMetricsReader
+from target_rjmetrics.reader import RJMetricsReader, json_type, schema_message_problem
 from target_rjmetrics.settings import (
     CONFIG_SCHEMA,
     Settings,
@@ -252,7 +252,15 @@ class TargetRJMetrics(Target):
         main_thread = self.main_thread
         with connector.input_lock:
             main_thread.in_message = True  # not the context manager: this runs once per record
-            stream = str(message_dict["stream"])
+            stream = message_dict["stream"]
+            if type(stream) is not str:
+                main_thread.in_message = False
+                line = getattr(self.message_reader, "line_number", "?")
+                msg = (
+                    f"Input line {line}: the RECORD message's 'stream' is {json_type(stream)}, not a string "
+                    "naming the stream. Check the tap's output."
+                )
+                raise RJMetricsInputError(msg)
             connector.cursor.next_record(stream)
             try:
                 record = message_dict["record"]
@@ -283,8 +291,10 @@ class TargetRJMetrics(Target):
             stream = message_dict.get("stream")
             try:
                 self._assert_line_requires(message_dict, requires={"stream", "schema"})
-                if type(message_dict["schema"]) is not dict:
-                    msg = f"Cannot load the SCHEMA of stream '{stream}': its 'schema' is not a JSON object."
+                problem = schema_message_problem(message_dict)
+                if problem is not None:
+                    line = getattr(self.message_reader, "line_number", "?")
+                    msg = f"Input line {line}: {problem}. Check the tap's output."
                     raise RJMetricsInputError(msg)
                 super()._process_schema_message(message_dict)
                 for stream_map in self.mapper.stream_maps[str(stream)]:

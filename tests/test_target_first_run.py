@@ -345,3 +345,40 @@ def test_streams_removed_by_a_null_stream_map_claim_no_table_and_stay_out_of_the
     assert not any("audit" in line for line in summary)
     assert "no key properties" not in run.stderr
     assert run.states == [{"b": 1}]
+
+
+# -- every mistake a sentence: the cases users met ---------------------------------------------
+
+
+def test_a_malformed_api_url_is_a_sentence_naming_the_setting(local_api: LocalImportAPI) -> None:
+    run = run_cli(target_config(local_api, api_url="http://etl:PW-secret@[::1/v2"), INPUT)
+
+    assert_refused_before_start(run, local_api)
+    (error,) = error_lines(run)
+    assert "`api_url` must be a URL such as https://host/v2" in error, error
+    assert "unexpected" not in run.output and "ValueError" not in run.output
+    assert "PW-secret" not in run.output
+
+
+def test_key_properties_given_as_a_string_are_not_read_letter_by_letter(local_api: LocalImportAPI) -> None:
+    message = {**schema("users", {"id": {"type": "integer"}}, ["id"]), "key_properties": "id"}
+
+    run = run_cli(target_config(local_api), [message, *users(2)])
+
+    assert run.exit_code == 1 and run.stdout == ""
+    (error,) = error_lines(run)
+    assert "Input line 1: the SCHEMA of stream 'users' has 'key_properties' that is a string" in error, error
+    assert 'such as ["id"]' in error
+    assert "'i'" not in run.output and "Traceback" not in run.output
+    assert [e for e in local_api.request_log() if e.method == "POST"] == []
+
+
+def test_properties_given_as_an_array_is_a_sentence_not_a_type_error(local_api: LocalImportAPI) -> None:
+    message = {"type": "SCHEMA", "stream": "users", "schema": {"properties": []}, "key_properties": ["id"]}
+
+    run = run_cli(target_config(local_api), [message, *users(1)])
+
+    assert run.exit_code == 1 and run.stdout == ""
+    (error,) = error_lines(run)
+    assert "the SCHEMA of stream 'users' has 'properties' that is an array" in error, error
+    assert "TypeError" not in run.output and "Traceback" not in run.output

@@ -84,32 +84,30 @@ class HostileProxy:
             return
         method, target = head
         self.requests.append(ProxyRequest(method, target))
-        mode = self.mode
-        if mode == "reset":
+        if self.mode == "reset":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return
-        if mode == "refuse":
+        elif self.mode == "refuse":
             sock.sendall(_answer(self.status, b"<html><body>Access denied by policy</body></html>"))
-            return
-        if mode == "echo":
+        elif self.mode == "echo":
             page = f"<html><body>Cannot serve {method} {target}: denied</body></html>".encode()
             sock.sendall(_answer(self.status, page))
-            return
-        if mode == "trickle" and method == "CONNECT":
-            data = b"HTTP/1.1 200 Connection established\r\n\r\n"
-            for i in range(len(data)):
-                if self._stopping.wait(self.interval):
-                    return
-                sock.sendall(data[i : i + 1])
-            self._stopping.wait(self.bound)
-            return
-        if mode == "tunnel" and method == "CONNECT":
+        elif method != "CONNECT":
+            sock.sendall(_answer(502, b"not a tunnel"))
+        elif self.mode == "trickle":
+            self._trickle(sock)
+        else:
             host, _, port = target.rpartition(":")
             with socket.create_connection((host.strip("[]"), int(port)), timeout=10) as upstream:
                 sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 self._relay(sock, upstream)
-            return
-        sock.sendall(_answer(502, b"not a tunnel"))
+
+    def _trickle(self, sock: socket.socket) -> None:
+        data = b"HTTP/1.1 200 Connection established\r\n\r\n"
+        for i in range(len(data)):
+            if self._stopping.wait(self.interval):
+                return
+            sock.sendall(data[i : i + 1])
+        self._stopping.wait(self.bound)
 
     def _relay(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}

@@ -15,7 +15,7 @@ from target_rjmetrics import redaction
 from target_rjmetrics.redaction import SCRUBBER, Scrubber, redact_url
 
 KEY = "rjm/Unit+K3y=secret"
-PASSWORD = "pw:Q7x!r9"  # noqa: S105
+PASSWORD = "pw:Q7x!r9"
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_every_record_of_every_logger_is_scrubbed_message_arguments_traceback_an
     logger.warning("Retrying %s", f"https://h/v2/client/1/authenticate?apikey={KEY}")
     logger.debug("url=%(url)s", {"url": f"/x?apikey={KEY}"})
     try:
-        raise ValueError(f"Max retries exceeded with url: /v2?apikey={KEY}")  # noqa: TRY301
+        raise ValueError(f"Max retries exceeded with url: /v2?apikey={KEY}")
     except ValueError:
         logger.exception("request failed")
     logger.info(KEY)  # a message that is the key itself, no arguments
@@ -164,7 +164,9 @@ def test_the_uncaught_exception_hooks_log_through_logging(monkeypatch: pytest.Mo
         redaction.log_uncaught_exceptions()
         error = RuntimeError(f"boom ?apikey={KEY}")
         sys.excepthook(RuntimeError, error, None)
-        args: t.Any = type("Args", (), {"exc_type": RuntimeError, "exc_value": error, "exc_traceback": None, "thread": None})
+        args: t.Any = type(
+            "Args", (), {"exc_type": RuntimeError, "exc_value": error, "exc_traceback": None, "thread": None}
+        )
         threading.excepthook(args)
     finally:
         logger.removeHandler(handler)

@@ -179,7 +179,7 @@ def _jsonl_rows(
 def _decode_row(stream: str, url: str, number: int, line: bytes) -> dict[str, t.Any]:
     try:
         record = decoder.decode(line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec 0.22 and 0.23 say "not UTF-8" differently
         try:  # Python writes NaN and Infinity, which only the standard library reads
             record = deserialize_json(line.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):

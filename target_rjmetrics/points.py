@@ -44,8 +44,11 @@ RENAMED_KEYS_FIELD = "keys_"
 #: Key field of streams without key properties when ``keyless_streams`` is ``hash``.
 RECORD_HASH_FIELD = "_record_hash"
 
-# Decimals at or beyond 1e308 overflow the doubles that JSON readers parse numbers into.
+# Numbers beyond the largest double (about 1.8e308) overflow the doubles that JSON readers parse
+# numbers into: a decimal from exponent 308 is checked as a reader would round it, an integer of
+# 2**1024 - 2**970 or more rounds to infinity.
 _DOUBLE_MAX_EXPONENT = 308
+_INT_LIMIT = 2**1024 - 2**970
 _UNSAFE_TABLE_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 #: The SDK's parsers: the standard library's, made to read every ISO 8601 form on Python 3.10.
@@ -145,7 +148,10 @@ def key_part(value: t.Any) -> Hashable:  # noqa: ANN401
 
 
 def finite_decimal(value: decimal.Decimal) -> bool:
-    """Tell whether a decimal is finite and within a double's range, as JSON readers need.
+    """Tell whether a decimal is finite and rounds to a finite double, as JSON readers need.
+
+    ``1.7976931348623157e308`` (the largest double, which PostgreSQL taps emit) is one;
+    ``1.8e308`` rounds to infinity and is not.
 
     Args:
         value: A decimal.
@@ -153,7 +159,24 @@ def finite_decimal(value: decimal.Decimal) -> bool:
     Returns:
         True when it can be sent as a number.
     """
-    return value.is_finite() and value.adjusted() < _DOUBLE_MAX_EXPONENT
+    if not value.is_finite():
+        return False
+    exponent = value.adjusted()
+    if exponent != _DOUBLE_MAX_EXPONENT:
+        return exponent < _DOUBLE_MAX_EXPONENT
+    return math.isfinite(float(value))  # at the edge: as a JSON reader would round it
+
+
+def finite_int(value: int) -> bool:
+    """Tell whether an integer rounds to a finite double (``|value| < 2**1024 - 2**970``).
+
+    Args:
+        value: An integer.
+
+    Returns:
+        True when it can be sent as a number.
+    """
+    return -_INT_LIMIT < value < _INT_LIMIT
 
 
 def format_datetime(value: datetime.datetime) -> str:
@@ -201,8 +224,11 @@ def datelike_text(kind: str, value: str) -> str:
 
 
 _API_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d"
-#: Values sent as they are read (``bool`` is listed apart: ``type(True)`` is not ``int``).
-_PLAIN = frozenset({str, int, bool, type(None)})
+#: Whether a number of each type can be sent as a number (else it becomes null).
+_FINITE: dict[type, Callable[[t.Any], bool]] = {int: finite_int, decimal.Decimal: finite_decimal, float: math.isfinite}
+#: Values sent as they are read (``bool`` is listed apart: ``type(True)`` is not ``int``); an
+#: ``int`` is too, unless no double can hold it.
+_PLAIN = frozenset({str, bool, type(None)})
 _DATE_TIME_SEPARATORS = ("T", " ")
 
 
@@ -231,7 +257,8 @@ class PointMapper:
             stream: The stream.
             table: Its table.
             key_properties: Its key properties (empty: keyed by content hash).
-            on_nonfinite: Called with (field, position) for each NaN or infinite value sent as null.
+            on_nonfinite: Called with (field, position) for each number sent as null: NaN, an
+                infinity, or a number no double can hold.
             on_renamed_keys: Called for each record whose field ``keys`` is sent as ``keys_``.
         """
         self.stream = stream
@@ -297,11 +324,14 @@ class PointMapper:
             for name, value in record.items():
                 if name == KEYS_FIELD:
                     name = self._renamed_keys_field(record, position)  # noqa: PLW2901
-                point[name] = value if type(value) in _PLAIN else self._value(name, value, position)
+                cls = type(value)
+                plain = cls in _PLAIN or (cls is int and -_INT_LIMIT < value < _INT_LIMIT)
+                point[name] = value if plain else self._value(name, value, position)
         else:
             point.update(record)  # in one step; then only values that are not plain are replaced
             for name, value in record.items():
-                if type(value) not in _PLAIN:
+                cls = type(value)
+                if cls not in _PLAIN and (cls is not int or not -_INT_LIMIT < value < _INT_LIMIT):
                     point[name] = self._value(name, value, position)
         if self.hashed:
             point[RECORD_HASH_FIELD] = hashlib.sha256(serialize_json(point, sort_keys=True).encode()).hexdigest()
@@ -310,10 +340,9 @@ class PointMapper:
     def _value(self, name: str, value: t.Any, position: int) -> t.Any:  # noqa: ANN401
         """A value that is not a string, an integer, a boolean or null, as the API surely takes it."""
         cls = type(value)
-        if cls is decimal.Decimal:
-            return value if finite_decimal(value) else self._nonfinite(name, position)
-        if cls is float:
-            return value if math.isfinite(value) else self._nonfinite(name, position)
+        finite = _FINITE.get(cls)
+        if finite is not None:
+            return value if finite(value) else self._nonfinite(name, position)
         if cls is datetime.datetime:
             return self._datetime_text(value, name, position)
         if cls is datetime.date or cls is datetime.time:
@@ -348,7 +377,11 @@ class PointMapper:
             return {k: self._clean_nested(v, name, position) for k, v in value.items()}
         if cls is list:
             return [self._clean_nested(v, name, position) for v in value]
-        if (cls is float and not math.isfinite(value)) or (cls is decimal.Decimal and not finite_decimal(value)):
+        if (
+            (cls is float and not math.isfinite(value))
+            or (cls is decimal.Decimal and not finite_decimal(value))
+            or (cls is int and not finite_int(value))
+        ):
             self._nonfinite(name, position)
             return None
         if cls is datetime.datetime:
@@ -369,11 +402,19 @@ class PointMapper:
     def _key_of(self, point: dict[str, t.Any], record: dict[str, t.Any], position: int) -> Hashable:
         if self._single_key is not None:
             value = record.get(self._single_key)
-            if type(value) is int or type(value) is str:  # the usual key: sent as read, its own identity
+            # The usual key, sent as read: its own identity.
+            if type(value) is str or (type(value) is int and -_INT_LIMIT < value < _INT_LIMIT):
                 return value
         parts = []
         for name, source in self._key_sources:
             value = point.get(name)
+            if value is None and record.get(source) is not None:
+                msg = (
+                    f"{self.where(position)}: key property '{source}' is a number no double can hold "
+                    "(NaN, infinite, or beyond about 1.8e308), which the API cannot key on. Fix the source, "
+                    "or change the stream's key properties with `stream_maps` (`__key_properties__`)."
+                )
+                raise RJMetricsInputError(msg)
             if value is None:
                 msg = (
                     f"{self.where(position)}: key property '{source}' is missing or null, so the data "

@@ -59,6 +59,14 @@ def schema_message_problem(message: dict[str, t.Any]) -> str | None:
     return None
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class RJMetricsReader(MsgSpecReader):
     """The SDK's msgspec reader (numbers with a fraction become exact ``Decimal``)."""
 
@@ -91,6 +99,8 @@ class RJMetricsReader(MsgSpecReader):
             )
             raise InvalidInputLine(msg) from None
         except msgspec.DecodeError as exc:
+            if isinstance(line, bytes) and not _is_utf8(line):  # msgspec 0.23 says so with a DecodeError
+                raise InvalidInputLine(self._not_utf8(line)) from None
             # Python taps write NaN and Infinity by default (json.dumps allows them), which
             # msgspec refuses; the standard library reads them.
             try:

@@ -292,8 +292,8 @@ class RJMetricsSink(BatchSink):
         if not self._nonfinite_warned:
             self._nonfinite_warned = True
             self.logger.warning(
-                "%s: field '%s' is NaN or infinite, which JSON cannot carry; sent as null "
-                "(further cases are counted in the summary).",
+                "%s: field '%s' is NaN, infinite or beyond what a double can hold (about 1.8e308), which "
+                "the API cannot store as a number; sent as null (further cases are counted in the summary).",
                 record_place(self.stream_name, self.table, position),
                 name,
             )

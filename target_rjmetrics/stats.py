@@ -11,8 +11,8 @@ SDK's structured logging read:
   (counters) per table, every few seconds and at the end; records count when they *land*
   (the SDK's own ``record_count`` counts records as they are read, even those that never
   land, so it is replaced);
-- ``load_summary``, one per table at the end: records, requests, retries, merged, NaN or
-  infinite values sent as null, seconds.
+- ``load_summary``, one per table at the end: records, requests, retries, merged, numbers
+  sent as null (NaN, infinite, beyond a double's range), seconds.
 
 Neither metrics, nor the progress line, nor the summary ever show a record value or the key.
 """
@@ -49,7 +49,7 @@ class TableStats:
         requests: Requests the API accepted.
         retries: Tries that failed and were retried.
         duplicates: Records merged into a later version of their key in one request.
-        nonfinite: NaN or infinite values sent as null.
+        nonfinite: Numbers sent as null: NaN, infinities, and numbers no double can hold.
         first_read: Monotonic time of its first record.
         last_landed: Monotonic time its last accepted request came back.
     """
@@ -98,7 +98,7 @@ class LoadStats:
             return stats
 
     def nonfinite(self, stats: TableStats) -> None:
-        """Count a NaN or infinite value sent as null.
+        """Count a number sent as null (NaN, an infinity, or beyond a double's range).
 
         Args:
             stats: Its table's counters.
@@ -257,7 +257,7 @@ class LoadStats:
         )
         nonfinite = sum(s.nonfinite for _, s in rows)
         if nonfinite:
-            totals += f" {nonfinite:,} NaN or infinite values were sent as null."
+            totals += f" {nonfinite:,} numbers that are NaN, infinite or beyond a double's range were sent as null."
         lines.append(totals)
         return lines
 

@@ -6,6 +6,7 @@ landed there, what the server's request log recorded, and what the target printe
 
 from __future__ import annotations
 
+import decimal
 import json
 import logging
 import typing as t
@@ -18,6 +19,9 @@ from tests.support.checks import keys_of, landed_by_id, points_of, upserts
 from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, record, schema, state, users
 from tests.support.targets import about, run_cli, run_in_process
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 CID = DEMO_CLIENT_ID
 ID_AND_VALUE = {"id": {"type": "integer"}, "v": {"type": ["string", "null"]}}
@@ -463,10 +467,38 @@ def test_nan_and_infinities_become_null_with_one_warning_and_a_count_in_the_summ
     rows = landed_by_id(local_api, "m")
     assert [rows[i]["x"] for i in range(1, 6)] == [None, None, None, None, 2.5]
     assert json.loads(rows[5]["o"]) == {"inner": None, "ok": 1}
-    warning_lines = [line for line in run.stderr.splitlines() if "WARNING" in line and "NaN or infinite" in line]
+    warning_lines = [line for line in run.stderr.splitlines() if "WARNING" in line and "NaN, infinite or" in line]
     assert len(warning_lines) == 1
-    assert "5 NaN or infinite values were sent as null" in run.stderr
+    assert "5 numbers that are NaN, infinite or beyond a double's range were sent as null" in run.stderr
     assert run.states == [{"done": True}]
+
+
+def test_the_largest_doubles_are_sent_as_numbers_and_only_what_no_double_holds_becomes_null(
+    local_api: LocalImportAPI, tmp_path: Path
+) -> None:
+    # PostgreSQL's largest double, as tap-postgres writes it, is finite: it must land as a number.
+    props = {"id": {"type": "integer"}, "x": {"type": ["number", "null"]}}
+    raw = '{{"type": "RECORD", "stream": "m", "record": {{"id": {i}, "x": {x}}}}}'
+    values = ["1.7976931348623157e308", "-1.7976931348623157e308", "1.7976931348623158e308", "2.2250738585072014e-308"]
+    beyond = ["1.8e308", "-1e309", "1" + "0" * 400]
+    dry_run = tmp_path / "dry.jsonl"
+    messages = [schema("m", props, ["id"]), *(raw.format(i=i, x=x) for i, x in enumerate(values + beyond))]
+
+    run = run_cli(target_config(local_api, dry_run_file=str(dry_run)), messages)
+
+    assert run.exit_code == 0, run.stderr
+    sent = {
+        point["id"]: point["x"]
+        for line in dry_run.read_text().splitlines()
+        for point in json.loads(line, parse_float=decimal.Decimal)["body"]
+    }
+    for i, text in enumerate(values):
+        assert sent[i] == decimal.Decimal(text), (text, sent[i])
+    for i in range(len(values), len(values) + len(beyond)):
+        assert sent[i] is None, (i, sent[i])
+    assert f"{len(beyond)} numbers that are NaN, infinite or beyond a double's range were sent as null" in run.stderr
+    assert "record #1:" not in run.stderr  # the first warning names the first value sent as null
+    assert f"record #{len(values) + 1}: field 'x' is NaN, infinite or beyond" in run.stderr
 
 
 NESTED_SCHEMA = schema(

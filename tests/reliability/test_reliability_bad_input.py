@@ -128,7 +128,7 @@ EXPECTED: dict[str, Lands | Fails | Either] = {
                 {"id": 2, "x": None, "y": 1.5, "z": float("12345678901234567890.123456789")},
             ]
         },
-        stderr=r"NaN or infinite",
+        stderr=r"NaN, infinite or beyond what a double can hold",
         check=_numbers_keep_digits,
     ),
     "26_deeply_nested_value": Lands(check=_deep_value_lands),

@@ -127,13 +127,49 @@ def test_values_become_what_the_api_surely_takes(record: dict[str, t.Any], point
 
 
 @pytest.mark.parametrize(
-    "bad", [float("nan"), float("inf"), -float("inf"), decimal.Decimal("NaN"), decimal.Decimal("1e400")]
+    "bad",
+    [
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        decimal.Decimal("NaN"),
+        decimal.Decimal("1e400"),
+        decimal.Decimal("1.8e308"),  # rounds to infinity as a double
+        decimal.Decimal("-1.7976931348623159e308"),
+        2**1024,
+        -(2**1024 - 2**970),  # halfway to 2**1024 rounds to it
+    ],
 )
 def test_nonfinite_numbers_become_null_and_are_reported(bad: t.Any) -> None:
     seen: list[tuple[str, t.Any]] = []
     _, encoded = _mapper(["id"], seen).to_point({"id": 1, "x": bad, "nested": [bad]}, 7)
     assert json.loads(encoded) == {"keys": ["id"], "id": 1, "x": None, "nested": "[null]"}
     assert seen == [("nonfinite", ("x", 7)), ("nonfinite", ("nested", 7))]
+
+
+@pytest.mark.parametrize(
+    "finite",
+    [
+        decimal.Decimal("1.7976931348623157e308"),  # the largest double, as PostgreSQL writes it
+        decimal.Decimal("-1.7976931348623157e308"),
+        decimal.Decimal("1.7976931348623158e308"),  # rounds down to the largest double
+        decimal.Decimal("9.99e307"),
+        decimal.Decimal("4.9e-324"),
+        2**1024 - 2**970 - 1,
+        1.7976931348623157e308,
+    ],
+)
+def test_every_number_a_double_can_hold_is_sent_as_a_number(finite: t.Any) -> None:
+    seen: list[tuple[str, t.Any]] = []
+    _, encoded = _mapper(["id"], seen).to_point({"id": 1, "x": finite}, 7)
+    assert seen == []
+    sent = json.loads(encoded, parse_float=decimal.Decimal)["x"]
+    assert (float(sent) if isinstance(finite, float) else sent) == finite
+
+
+def test_a_key_no_double_can_hold_is_named_as_such() -> None:
+    with pytest.raises(RJMetricsInputError, match="key property 'id' is a number no double can hold"):
+        _mapper(["id"]).to_point({"id": 2**1100}, 3)
 
 
 def test_composite_keys_and_the_keys_field() -> None:

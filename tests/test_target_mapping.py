@@ -482,7 +482,8 @@ def test_the_largest_doubles_are_sent_as_numbers_and_only_what_no_double_holds_b
     values = ["1.7976931348623157e308", "-1.7976931348623157e308", "1.7976931348623158e308", "2.2250738585072014e-308"]
     beyond = ["1.8e308", "-1e309", "1" + "0" * 400]
     dry_run = tmp_path / "dry.jsonl"
-    messages = [schema("m", props, ["id"]), *(raw.format(i=i, x=x) for i, x in enumerate(values + beyond))]
+    messages: list[dict[str, t.Any] | str] = [schema("m", props, ["id"])]
+    messages += [raw.format(i=i, x=x) for i, x in enumerate(values + beyond)]
 
     run = run_cli(target_config(local_api, dry_run_file=str(dry_run)), messages)
 

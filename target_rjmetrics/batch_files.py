@@ -21,11 +21,11 @@ from urllib.request import url2pathname
 import msgspec
 from singer_sdk.contrib.msgspec import decoder
 from singer_sdk.exceptions import SingerSDKError
-from singer_sdk.helpers._batch import StorageTarget
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
 from target_rjmetrics.exceptions import RJMetricsError, RJMetricsInputError
+from target_rjmetrics.sdk import StorageTarget
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator

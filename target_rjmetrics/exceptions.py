@@ -8,11 +8,11 @@ the SDK's retriable/fatal split reads ours the same way::
     │   └── RJMetricsError                      every fatal error of this target
     │       ├── RJMetricsAPIError               the API refused a request (4xx other than 408/429)
     │       │   ├── RJMetricsAuthError          401: wrong client id or API key
-    │       │   ├── RJMetricsRequestTooLargeError   413: the sender splits and resends
-    │       │   └── RJMetricsUnexpectedAnswerError  not a landing: a redirect, another 2xx, a 1xx
+    │       │   └── RJMetricsRequestTooLargeError   413: the sender splits and resends
+    │       ├── RJMetricsUnexpectedAnswerError  not the API's answer: a redirect, another 2xx, a 1xx
     │       ├── RJMetricsUnreachableError       cannot connect to the API's host at start
-    │       ├── RJMetricsRetriesExhausted       transient failures outlasted ``max_retry_seconds``,
-    │       │                                   or the run stopped before they were retried
+    │       ├── RJMetricsRetriesExhausted       transient failures outlasted ``max_retry_seconds``
+    │       ├── RJMetricsStopped                the run stopped before a request could be sent or retried
     │       ├── RJMetricsInputError             the input cannot become valid data points
     │       └── RJMetricsOutputError            a STATE could not be written to standard output
     └── RetriableAPIError
@@ -30,7 +30,6 @@ Messages never contain the API key, a password of the API URL, or record values.
 from __future__ import annotations
 
 import signal
-import time
 import typing as t
 
 from singer_sdk.exceptions import (
@@ -87,14 +86,24 @@ class RJMetricsRequestTooLargeError(RJMetricsAPIError):
     """The API refused a request body as too large (413); the sender splits and resends."""
 
 
-class RJMetricsUnexpectedAnswerError(RJMetricsAPIError):
+class RJMetricsUnexpectedAnswerError(RJMetricsError):
     """An answer that is not the API's: not a landing, and not one of its documented errors.
 
     A redirect (never followed, so the key and the data go nowhere but the configured host),
     a 2xx other than the one expected (201 for an upsert, 200 for authenticate), or a 1xx:
     something between the target and the API (a proxy, a captive portal, a load balancer)
-    answered for it, or ``api_url`` names the wrong place.
+    answered for it, or ``api_url`` names the wrong place. Its fate is unknown: whatever
+    answered may have passed the request on.
+
+    Attributes:
+        status: The HTTP status code.
+        reasons: Always empty (kept so that code reading an API error's reasons reads this too).
     """
+
+    def __init__(self, message: str, *, status: int, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reasons = reasons or []
 
 
 class RJMetricsUnreachableError(RJMetricsError):
@@ -102,7 +111,11 @@ class RJMetricsUnreachableError(RJMetricsError):
 
 
 class RJMetricsRetriesExhausted(RJMetricsError):  # noqa: N818 (a public name since the first release)
-    """Transient failures went on for longer than the retry bound allows, or the run stopped."""
+    """Transient failures went on for longer than the retry bound allows."""
+
+
+class RJMetricsStopped(RJMetricsError):  # noqa: N818 (says what happened to the run)
+    """The run stopped (a signal, or a failure elsewhere) before a request could be sent or retried."""
 
 
 class RJMetricsInputError(RJMetricsError):
@@ -140,14 +153,12 @@ class RJMetricsTransientError(RetriableAPIError):
             message: What happened, already redacted.
             retry_after: Seconds the server asked us to wait, if it said.
             maybe_applied: Whether the API may still apply the failed try.
-            abandoned_at: When that try was given up (``time.monotonic()``); now by default
-                when ``maybe_applied``.
+            abandoned_at: When that try was given up (the clock's time); the client sets it
+                when the transport could not.
         """
         super().__init__(message)
         self.retry_after = retry_after
         self.maybe_applied = maybe_applied
-        if maybe_applied and abandoned_at is None:
-            abandoned_at = time.monotonic()
         self.abandoned_at = abandoned_at if maybe_applied else None
 
 

@@ -1,10 +1,11 @@
-"""What a try's outcome means: an answer other than the expected one, or a try without an answer.
+"""What a try's outcome means: an answer other than the one expected, or a try without an answer.
 
 Each failure becomes an exception of :mod:`target_rjmetrics.exceptions`, classified by its
-fate: certain (nothing was applied, e.g. a refused connection, 429, 500, 503, 4xx) or unknown
-(the API may apply it later: a timeout after the request went out, a connection lost before
-a complete answer, a gateway's 502/504, an answer that was not the API's). Messages show at
-most a few KB of an answer and never a secret.
+fate: certain (nothing was applied: a refused connection, 429, 500, 503, a 4xx) or unknown (the
+API may apply it later: a timeout after the request went out, a connection lost before a
+complete answer, a gateway's 502/504, an answer that was not the API's). This is where foreign
+text (an HTTP library's error, a proxy's page) enters our messages: it is scrubbed, then cut to
+a few hundred characters.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import ssl
 import typing as t
 from urllib.parse import urljoin, urlsplit
 
-import requests
 import urllib3
 
 from target_rjmetrics.exceptions import (
@@ -31,10 +31,9 @@ from target_rjmetrics.exceptions import (
 from target_rjmetrics.redaction import SCRUBBER, shorten
 
 if t.TYPE_CHECKING:
-    import logging
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
-    from target_rjmetrics.transport import Try
+    from target_rjmetrics.transport import Answer, TryFailed
 
 #: ...and at most this many reasons of an error answer are shown.
 SHOWN_REASONS = 5
@@ -43,66 +42,58 @@ _CERTAIN_RETRYABLE_STATUSES = frozenset({408, 429, 500, 503})
 
 
 class Shown(t.Protocol):
-    """How a client shows what it sends: its timeout, host, URLs and secrets redacted."""
+    """How a client names what it sends: its timeout, host, proxy, and URLs without the key."""
 
-    logger: logging.Logger
     timeout: float
     host_port: str
     proxy_host_port: str | None
 
-    def redact(self, text: str) -> str:
-        """Remove the client's secrets from ``text``."""
-
     def shown_url(self, url: str) -> str:
         """A URL of the client as shown in messages, with the key as ``***``."""
+        ...
 
 
-def transport_failure(exc: BaseException, attempt: Try, method: str, url: str, client: Shown) -> Exception:
-    """Turn a failed try without an answer into our exception, classified by its fate.
+def transport_failure(failed: TryFailed, method: str, url: str, client: Shown) -> Exception:
+    """Turn a try without an answer into our exception, classified by its fate.
 
     Args:
-        exc: What the HTTP library raised.
-        attempt: The try.
+        failed: How the try failed.
         method: Its method.
         url: Its URL, without the key.
-        client: How the client shows URLs and secrets.
+        client: How the client names things.
 
     Returns:
         A transient error (``maybe_applied`` when the request may have reached the API), a
-        connect error (nothing was sent), or a fatal error (a certificate that does not verify).
+        connect error (nothing was sent), or a fatal error (a certificate that does not verify,
+        a proxy that refuses the tunnel by policy).
     """
-    client.logger.debug("%s %s failed: %s", method, client.shown_url(url), shorten(client.redact(repr(exc)), 1000))
+    exc = failed.cause
     proxy = client.proxy_host_port
     via_proxy = f" through the proxy {proxy}" if proxy else ""
-    reached, expired = attempt.outcome()
-    if expired and reached:
+    if failed.expired and failed.reached:
         msg = (
             f"{method} {client.shown_url(url)} timed out: no complete answer within {client.timeout:g}s "
             "(`request_timeout` bounds each try as a whole)"
         )
         return RJMetricsTransientError(msg, maybe_applied=True)
-    if not reached:
-        if isinstance(exc, requests.exceptions.SSLError) and is_certificate_failure(exc):
+    if not failed.reached:
+        if is_certificate_failure(exc):
             # A certificate that does not verify will not verify on a retry either.
-            msg = client.redact(
-                f"{method} {url} failed TLS verification: {shorten(client.redact(str(exc)), 500)}. Check "
+            return RJMetricsError(
+                f"{method} {client.shown_url(url)} failed TLS verification: {_foreign(exc, 500)}. Check "
                 "`api_url` (TLS verification is always on)."
             )
-            return RJMetricsError(msg)
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout, OSError)) or expired:
-            reason = f"no answer within {client.timeout:g}s" if expired else connect_failure(exc, client.timeout)
-            msg = f"cannot connect to {client.host_port}{via_proxy} ({reason})"
-            if not expired and tunnel_refused_for_good(exc):
-                # The proxy's policy, or its credentials: a retry meets the same answer.
-                return RJMetricsError(
-                    f"{msg}. Check HTTPS_PROXY/HTTP_PROXY (and the user and password in it), or add the "
-                    "API's host to NO_PROXY."
-                )
-            return RJMetricsConnectError(msg)
-        msg = client.redact(f"{method} {url} failed: {shorten(client.redact(str(exc)), 500)}")
-        return RJMetricsError(msg)
+        reason = f"no answer within {client.timeout:g}s" if failed.expired else connect_failure(exc, client.timeout)
+        msg = f"cannot connect to {client.host_port}{via_proxy} ({reason})"
+        if not failed.expired and tunnel_refused_for_good(exc):
+            # The proxy's policy, or its credentials: a retry meets the same answer.
+            return RJMetricsError(
+                f"{msg}. Check HTTPS_PROXY/HTTP_PROXY (and the user and password in it), or add the "
+                "API's host to NO_PROXY."
+            )
+        return RJMetricsConnectError(msg)
     # The request went out (or may have, in part): the API may have it.
-    if any(isinstance(c, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)) for c in causes(exc)):
+    if any(isinstance(c, (urllib3.exceptions.ReadTimeoutError, TimeoutError)) for c in causes(exc)):
         reason = f"timed out: no answer within {client.timeout:g}s"
     else:
         cause = next((c for c in causes(exc) if isinstance(c, OSError) and c.strerror), None)
@@ -111,26 +102,18 @@ def transport_failure(exc: BaseException, attempt: Try, method: str, url: str, c
     return RJMetricsTransientError(f"{method} {client.shown_url(url)} {reason}", maybe_applied=True)
 
 
-def check_answer(  # noqa: PLR0913
-    response: requests.Response,
-    body: bytes,
-    answered_at: float,
-    *,
-    expected: int,
-    what: str,
-    url: str,
-    client: Shown,
+def check_answer(  # noqa: PLR0913 (the answer and what it answered)
+    answer: Answer, *, method: str, expected: int, what: str, url: str, client: Shown
 ) -> None:
     """Raise unless the answer is ``expected``; classify the failure by its fate.
 
     Args:
-        response: The answer.
-        body: Its body (at most ``MAX_ANSWER_BYTES``).
-        answered_at: When it came (``time.monotonic()``).
+        answer: The answer.
+        method: The request's method.
         expected: 201 for an upsert, 200 for a credential check.
         what: The request, for messages (``upsert into table 'users'``).
         url: Its URL, without the key.
-        client: How the client shows URLs and secrets.
+        client: How the client names things.
 
     Raises:
         RJMetricsUnexpectedAnswerError: A redirect, another 1xx/2xx/3xx (fate unknown).
@@ -139,14 +122,13 @@ def check_answer(  # noqa: PLR0913
         RJMetricsRequestTooLargeError: 413.
         RJMetricsAPIError: Any other refusal (a 404 says the base URL must end in /v2).
     """
-    status = response.status_code
+    status = answer.status
     if status == expected:
         return
-    method = response.request.method if response.request is not None else "GET"
     if status < 200 or 200 <= status < 400 or status >= 600:  # noqa: PLR2004
         if 300 <= status < 400:  # noqa: PLR2004
             msg = (
-                f"{what} was answered {status}{location_shown(response, url)} instead of {expected}: a "
+                f"{what} was answered {status}{location_shown(answer, url)} instead of {expected}: a "
                 "redirect, never followed (the key and the data go only to `api_url`'s host). Set "
                 "`api_url` to the final URL of the Import API (it ends in /v2)"
             )
@@ -156,22 +138,21 @@ def check_answer(  # noqa: PLR0913
                 f"the API (a proxy, a captive portal, a load balancer) answered for it, and only a {expected} "
                 "counts. Check `api_url` and proxies (HTTPS_PROXY, HTTP_PROXY)"
             )
-        error = RJMetricsUnexpectedAnswerError(client.redact(msg), status=status)
+        error = RJMetricsUnexpectedAnswerError(SCRUBBER.scrub(msg), status=status)
         # Whatever answered may have passed the request on: its fate is unknown.
-        error.abandoned_at = answered_at
+        error.abandoned_at = answer.answered_at
         raise error
-    message, reasons, total = error_detail(response, body)
+    message, reasons, total = error_detail(answer)
     detail = f"{what} answered {status}{f' {message}' if message else ''}"
     if reasons:
         more = total - len(reasons)
         detail += f" ({'; '.join(reasons)}{f'; and {more:,} more reasons' if more > 0 else ''})"
-    detail = client.redact(detail)
     if status in _CERTAIN_RETRYABLE_STATUSES:
-        raise RJMetricsTransientError(detail, retry_after=retry_after_seconds(response))
+        raise RJMetricsTransientError(detail, retry_after=retry_after_seconds(answer))
     if status >= 500:  # noqa: PLR2004
         # 502, 504 and the like: a gateway answered for the API, which may still apply it.
         raise RJMetricsTransientError(
-            detail, retry_after=retry_after_seconds(response), maybe_applied=True, abandoned_at=answered_at
+            detail, retry_after=retry_after_seconds(answer), maybe_applied=True, abandoned_at=answer.answered_at
         )
     if status == 401:  # noqa: PLR2004
         raise RJMetricsAuthError(detail, status=status, reasons=reasons)
@@ -185,37 +166,42 @@ def check_answer(  # noqa: PLR0913
     raise RJMetricsAPIError(detail, status=status, reasons=reasons)
 
 
-def error_detail(response: requests.Response, body: bytes) -> tuple[str, list[str], int]:
+def _shown(text: str, limit: int | None = None) -> str:
+    """Foreign text as shown: scrubbed first (a cut could split a secret), then cut."""
+    scrubbed = SCRUBBER.scrub(text)
+    return shorten(scrubbed) if limit is None else shorten(scrubbed, limit)
+
+
+def _foreign(exc: BaseException, limit: int) -> str:
+    return _shown(str(exc), limit)
+
+
+def error_detail(answer: Answer) -> tuple[str, list[str], int]:
     """The message of an error answer, its first ``SHOWN_REASONS`` reasons, and how many there are.
 
-    The message and each reason are scrubbed (an answer may echo the URL, key and all), then
-    cut to ``SHOWN_CHARS``.
+    Each is scrubbed (an answer may echo the URL, key and all), then cut to ``SHOWN_CHARS``.
     """
-
-    def shown(text: str) -> str:
-        return shorten(SCRUBBER.scrub(text))
-
-    reason = shown(" ".join((response.reason or "").split()))
-    text = body.decode("utf-8", "replace")
+    reason = _shown(" ".join(answer.reason.split()))
+    text = answer.body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
     except ValueError:
-        # Not the API's JSON (a proxy's page, or an answer cut at MAX_ANSWER_BYTES): show its
-        # start, on one line.
+        # Not the API's JSON (a proxy's page, or an answer cut at MAX_ANSWER_BYTES): its start,
+        # on one line.
         excerpt = " ".join(text.split())
-        return (f"{reason}: {shown(excerpt)}" if excerpt else reason), [], 0
+        return (f"{reason}: {_shown(excerpt)}" if excerpt else reason), [], 0
     if not isinstance(parsed, dict):
         return reason, [], 0
-    message = shown(str(parsed.get("message") or reason).strip())
+    message = _shown(str(parsed.get("message") or reason).strip())
     raw_reasons = parsed.get("reasons")
     if not isinstance(raw_reasons, list):
         return message, [], 0
-    return message, [shown(str(r)) for r in raw_reasons[:SHOWN_REASONS]], len(raw_reasons)
+    return message, [_shown(str(r)) for r in raw_reasons[:SHOWN_REASONS]], len(raw_reasons)
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
+def retry_after_seconds(answer: Answer) -> float | None:
     """The seconds a ``Retry-After`` header asks for, or None when absent or an HTTP-date."""
-    value = response.headers.get("Retry-After")
+    value = answer.header("Retry-After")
     if value is None:
         return None
     try:
@@ -239,14 +225,14 @@ def causes(exc: BaseException) -> Generator[BaseException, None, None]:
 
 
 #: Why no connection was made, by what the HTTP library raised (first match wins).
-_CONNECT_FAILURES: tuple[tuple[t.Callable[[BaseException], bool], str], ...] = (
+_CONNECT_FAILURES: tuple[tuple[Callable[[BaseException], bool], str], ...] = (
     (lambda c: isinstance(c, socket.gaierror) or type(c).__name__ == "NameResolutionError", "name not resolved"),
     (lambda c: isinstance(c, ConnectionRefusedError), "connection refused"),
     (lambda c: isinstance(c, ConnectionResetError), "connection reset"),
     (lambda c: isinstance(c, http.client.RemoteDisconnected), "the connection was closed without an answer"),
     (
         lambda c: (
-            isinstance(c, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError, TimeoutError))
+            isinstance(c, (urllib3.exceptions.ConnectTimeoutError, TimeoutError))
             and not isinstance(c, urllib3.exceptions.NewConnectionError)
         ),
         "no answer within {timeout:g}s",
@@ -266,7 +252,7 @@ def connect_failure(exc: BaseException, timeout: float) -> str:
     cause = next((c for c in chain if isinstance(c, OSError) and c.strerror), None)
     if cause is not None and cause.strerror:
         return cause.strerror.lower()
-    return shorten(SCRUBBER.scrub(str(exc)), 200)
+    return _foreign(exc, 200)
 
 
 def tunnel_refusal(exc: BaseException) -> str | None:
@@ -274,7 +260,7 @@ def tunnel_refusal(exc: BaseException) -> str | None:
     for cause in causes(exc):
         text = str(cause)
         if isinstance(cause, OSError) and text.startswith("Tunnel connection failed:"):
-            return shorten(SCRUBBER.scrub(text.partition(":")[2].strip()), 100)
+            return _shown(text.partition(":")[2].strip(), 100)
     return None
 
 
@@ -304,9 +290,9 @@ def host_port(url: str) -> str:
     return f"{host}:{port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def location_shown(response: requests.Response, url: str) -> str:
+def location_shown(answer: Answer, url: str) -> str:
     """Where a redirect points, without its userinfo, query or fragment (they may hold secrets)."""
-    location = response.headers.get("Location")
+    location = answer.header("Location")
     if not location:
         return " (without a Location)"
     try:

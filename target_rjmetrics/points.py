@@ -24,15 +24,15 @@ import re
 import typing as t
 
 import msgspec
-from singer_sdk.helpers._compat import (
-    date_fromisoformat,
-    datetime_fromisoformat,
-    time_fromisoformat,
-)
-from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.singerlib.json import serialize_json
 
 from target_rjmetrics.exceptions import RJMetricsInputError
+from target_rjmetrics.sdk import (
+    date_fromisoformat,
+    datetime_fromisoformat,
+    get_datelike_property_type,
+    time_fromisoformat,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Sequence
@@ -145,6 +145,41 @@ def key_part(value: t.Any) -> Hashable:  # noqa: ANN401
     if type(value) is bool:
         return _JSON_TRUE if value else _JSON_FALSE
     return t.cast("Hashable", value)
+
+
+#: Integers up to this size are exact as doubles: such an integer is its own order key.
+EXACT_INT = 2**53
+
+
+def order_key(key: Hashable) -> Hashable:
+    """The key as the API might read it: numbers as doubles, each part of a composite key alike.
+
+    The API's documentation does not say how its JSON reader holds numbers; most readers use
+    doubles, so ``0.1`` and ``0.1000000000000000055511151231257827``, or ``12345678901234567.0``
+    and ``12345678901234568``, may be one row there. Versions whose order keys are equal are
+    sent in input order, never at once; only equal keys (:func:`key_part`) may be merged.
+
+    Args:
+        key: A point's key identity (one part, or a tuple of parts).
+
+    Returns:
+        A hashable equal for every key the API could read as the same.
+    """
+    if type(key) is tuple:
+        return tuple(_order_part(part) for part in key)
+    return _order_part(key)
+
+
+def _order_part(part: Hashable) -> Hashable:
+    cls = type(part)
+    if cls is str or cls is _JSONBool or (cls is int and -EXACT_INT <= part <= EXACT_INT):  # type: ignore[operator]
+        return part
+    if cls is int or cls is float or cls is decimal.Decimal:
+        try:
+            return float(part)  # type: ignore[arg-type]
+        except OverflowError:  # no double holds it: as one, they would all be infinite
+            return math.inf
+    return part
 
 
 def finite_decimal(value: decimal.Decimal) -> bool:

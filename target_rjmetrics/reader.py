@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
+import os
+import queue
 import sys
+import threading
 import typing as t
 
 import msgspec
@@ -16,8 +20,11 @@ from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
-#: Bytes read from the input at a time.
+from target_rjmetrics.lifecycle import POLL_SECONDS
+
+#: Bytes read from the input at a time, and blocks read ahead of the messages being handled.
 _READ_BUFFER_BYTES = 1 << 20
+_QUEUED_BLOCKS = 4
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
 
@@ -65,6 +72,51 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _blocks_from(fd: int, check: t.Callable[[], None] | None) -> t.Iterator[bytes]:
+    """The input's bytes in blocks, read by a thread of its own; ``check`` runs while none comes."""
+    blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_QUEUED_BLOCKS)
+
+    def read() -> None:
+        try:
+            while block := os.read(fd, _READ_BUFFER_BYTES):
+                blocks.put(block)
+        except BaseException as exc:  # noqa: BLE001 (handed to the reading thread)
+            blocks.put(exc)
+        else:
+            blocks.put(None)
+
+    threading.Thread(target=read, name="rjmetrics-input", daemon=True).start()
+    while True:
+        try:
+            item = blocks.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if check is not None:
+                check()
+            continue
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _split_lines(blocks: t.Iterable[bytes]) -> t.Iterator[bytes]:
+    """The lines (without their newlines) of a stream of blocks."""
+    pieces: list[bytes] = []  # the start of a line longer than a block: joined once, not per block
+    for block in blocks:
+        lines = block.split(b"\n")
+        tail = lines.pop()  # after the block's last newline: the start of the next line
+        if lines and pieces:
+            pieces.append(lines[0])
+            lines[0] = b"".join(pieces)
+            pieces = []
+        yield from lines
+        if tail:
+            pieces.append(tail)
+    if pieces:
+        yield b"".join(pieces)
 
 
 class RJMetricsReader(MsgSpecReader):
@@ -127,6 +179,14 @@ class RJMetricsReader(MsgSpecReader):
             "the Singer spec requires UTF-8: check the tap's output encoding."
         )
 
+    def watch(self, check: t.Callable[[], None]) -> None:
+        """Call ``check`` while the input is quiet, at least every tenth of a second.
+
+        ``check`` raises what ends the run (a stop, a failure) and seals batches for a STATE
+        that waits; reading never blocks the thread that handles messages longer than that.
+        """
+        self._check = check
+
     def process_lines(
         self,
         file_input: t.IO[str] | None,
@@ -134,9 +194,11 @@ class RJMetricsReader(MsgSpecReader):
     ) -> t.Counter[str]:
         """Read every message and hand it to its handler.
 
-        The SDK's loop (``GenericSingerReader.process_lines``), reading the bytes under a text
-        stream when there are any: no decoding into text first (msgspec reads UTF-8 itself),
-        and a line that is not UTF-8 is named by its number, which the text layer cannot do.
+        The SDK's loop (``GenericSingerReader.process_lines``), reading bytes when there are
+        any: no decoding into text first (msgspec reads UTF-8 itself), and a line that is not
+        UTF-8 is named by its number, which the text layer cannot do. Input with a file
+        descriptor (a pipe, a file) is read by a thread of its own, in blocks of 1 MiB, so the
+        thread handling messages waits for input only in slices (see :meth:`watch`).
 
         Args:
             file_input: Where to read; standard input by default.
@@ -145,22 +207,24 @@ class RJMetricsReader(MsgSpecReader):
         Returns:
             How many messages of each type were read.
         """
-        source: t.Iterable[str | bytes] = file_input or self.default_input
-        binary = getattr(source, "buffer", None)
-        if binary is not None:
-            source = binary
-            with contextlib.suppress(OSError, ValueError):
-                # Nothing has read the input yet: read its file descriptor through a larger
-                # buffer, so fewer reads (each lets the sending threads take the interpreter).
-                source = open(binary.fileno(), "rb", buffering=_READ_BUFFER_BYTES, closefd=False)  # noqa: SIM115
-        else:
+        source: t.Any = file_input or self.default_input
+        lines: t.Iterable[str | bytes]
+        binary = getattr(source, "buffer", source if isinstance(source, (io.RawIOBase, io.BufferedIOBase)) else None)
+        try:
+            fd = binary.fileno() if binary is not None else None
+        except (OSError, ValueError, AttributeError):
+            fd = None
+        if fd is not None:
+            lines = _split_lines(_blocks_from(fd, getattr(self, "_check", None)))
+        else:  # text of the program embedding us (a StringIO): nothing to wait for
             reconfigure = getattr(source, "reconfigure", None)
             if reconfigure is not None:
                 with contextlib.suppress(Exception):  # a stream that cannot change its error handler
                     reconfigure(errors="surrogateescape")
+            lines = source
         stats: dict[str, int] = collections.defaultdict(int)
         deserialize = self.deserialize_json
-        for line in source:
+        for line in lines:
             message = deserialize(line)
             kind = message.get("type")
             if kind is None:

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import jsonschema
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._batch import BatchConfig, StorageTarget
 
 from target_rjmetrics.client import (
     MAX_POINTS_PER_REQUEST,
@@ -28,6 +27,7 @@ from target_rjmetrics.client import (
     SANDBOX_URL,
 )
 from target_rjmetrics.redaction import redact_url
+from target_rjmetrics.sdk import BatchConfig, StorageTarget
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping

@@ -1,9 +1,9 @@
-"""The SDK sinks: one per stream, turning each record into a data point handed to the connector.
+"""The SDK sinks: one per stream, turning each record into a data point handed to the run.
 
 A sink checks its stream once (``setup``: its table, its keys), validates each record with
 messages that never carry values, maps it to a data point with a
-:class:`~target_rjmetrics.points.PointMapper` and hands it to the
-:class:`~target_rjmetrics.connector.ImportAPIConnector`, which batches and sends. It knows
+:class:`~target_rjmetrics.points.PointMapper` and hands it to
+the run (:class:`~target_rjmetrics.run.LoadRun`), which batches and sends. It knows
 nothing of HTTP or of batching.
 """
 
@@ -13,7 +13,6 @@ import typing as t
 
 from singer_sdk import metrics
 from singer_sdk.exceptions import InvalidRecord, MissingKeyPropertiesError
-from singer_sdk.helpers._typing import handle_invalid_timestamp_in_record
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
@@ -26,6 +25,7 @@ from target_rjmetrics.points import (
     datelike_text,
     record_place,
 )
+from target_rjmetrics.sdk import handle_invalid_timestamp_in_record
 from target_rjmetrics.validation import ValueFreeValidator
 
 if t.TYPE_CHECKING:
@@ -33,10 +33,10 @@ if t.TYPE_CHECKING:
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
     from singer_sdk.target_base import Target
 
-    from target_rjmetrics.connector import ImportAPIConnector
+    from target_rjmetrics.run import LoadRun
 
 
-#: The context of every record: batches are the connector's, not the SDK's.
+#: The context of every record: batches are the run's, not the SDK's.
 _NO_CONTEXT: dict[str, t.Any] = {}
 #: Record metadata fields the SDK removes from records (``Sink._remove_sdc_metadata_from_record``):
 #: a record holding one takes the SDK's path.
@@ -63,7 +63,7 @@ class RJMetricsSink(BatchSink):
         schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
         *,
-        connector: ImportAPIConnector,
+        run: LoadRun,
     ) -> None:
         """Create the sink; its stream is checked in ``setup``.
 
@@ -72,10 +72,10 @@ class RJMetricsSink(BatchSink):
             stream_name: The stream (after stream maps).
             schema: Its JSON Schema.
             key_properties: Its key properties.
-            connector: The run's connector.
+            run: The run.
         """
-        self._connector = connector
-        self.table = connector.tables.table_for(stream_name)
+        self._run = run
+        self.table = run.tables.table_for(stream_name)
         super().__init__(target, stream_name, schema, key_properties)
         properties = self.schema.get("properties", {})
         self._schema_fields = frozenset(properties)
@@ -92,10 +92,10 @@ class RJMetricsSink(BatchSink):
             RJMetricsInputError: The table is taken or invalid, or the stream has no key
                 properties and ``keyless_streams`` is ``fail``.
         """
-        connector = self._connector
-        self.table = connector.tables.claim(self.stream_name, self.key_properties)
+        run = self._run
+        self.table = run.tables.claim(self.stream_name, self.key_properties)
         if not self.key_properties:
-            if connector.settings.keyless_streams == "fail":
+            if run.settings.keyless_streams == "fail":
                 msg = (
                     f"Stream '{self.stream_name}' (table '{self.table}') has no key_properties, and the Import "
                     "API upserts on keys. Add key properties in the tap (or with a stream map's "
@@ -108,7 +108,7 @@ class RJMetricsSink(BatchSink):
                 self.stream_name,
                 RECORD_HASH_FIELD,
             )
-        self._stats = connector.stats.table(self.table, self.stream_name)
+        self._stats = run.stats.table(self.table, self.stream_name)
         self._treatment = self.datetime_error_treatment  # read from the settings once, not per record
         self._mapper = PointMapper(
             stream=self.stream_name,
@@ -147,7 +147,7 @@ class RJMetricsSink(BatchSink):
                 record[name] = datelike_text(kind, value)
             except OverflowError:
                 msg = (
-                    f"{record_place(self.stream_name, self.table, self._connector.cursor.position)}: field "
+                    f"{record_place(self.stream_name, self.table, self._run.cursor.position)}: field "
                     f"'{name}' is a date-time that falls outside the years 0001-9999 once converted to UTC, "
                     "which the API's YYYY-MM-DD HH:MM:SS cannot write. Fix the source, or replace the field "
                     "with `stream_maps`."
@@ -192,7 +192,7 @@ class RJMetricsSink(BatchSink):
         """
         if not self.validate_schema:
             return None
-        cursor = self._connector.cursor
+        cursor = self._run.cursor
         return ValueFreeValidator(
             self.schema, where=lambda: record_place(self.stream_name, self.table, cursor.position)
         )
@@ -200,7 +200,7 @@ class RJMetricsSink(BatchSink):
     def get_sink_record_counter(self) -> metrics.Counter:
         """The SDK's ``record_count`` would count records as they are read, even those that never land.
 
-        The connector counts records when they land instead (see :mod:`target_rjmetrics.stats`).
+        The run counts records when they land instead (see :mod:`target_rjmetrics.stats`).
 
         Returns:
             A counter that logs nothing.
@@ -219,7 +219,7 @@ class RJMetricsSink(BatchSink):
 
     @property
     def is_full(self) -> bool:
-        """Batches are sealed by the connector as they fill.
+        """Batches are sealed by the run as they fill.
 
         Returns:
             Always False.
@@ -227,15 +227,15 @@ class RJMetricsSink(BatchSink):
         return False
 
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:  # noqa: ARG002
-        """Turn a record into an encoded data point and hand it to the connector.
+        """Turn a record into an encoded data point and hand it to the run.
 
         Args:
             record: The validated record.
-            context: Unused; batches are the connector's.
+            context: Unused; batches are the run's.
         """
-        cursor = self._connector.cursor
+        cursor = self._run.cursor
         key, encoded = self._mapper.to_point(record, cursor.position)  # type: ignore[union-attr]  # set by setup()
-        self._connector.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
+        self._run.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
         self._stats.read += 1  # only this thread writes it (readers see an int, old or new)
 
     def is_plain(self, stream_maps: t.Mapping[str, t.Sequence[StreamMap]]) -> bool:
@@ -283,12 +283,12 @@ class RJMetricsSink(BatchSink):
         Args:
             context: Unused.
         """
-        self._connector.seal(self.table)
+        self._run.seal(self.table)
 
     # -- what the mapper reports --------------------------------------------------------
 
     def _nonfinite(self, name: str, position: int) -> None:
-        self._connector.stats.nonfinite(self._stats)
+        self._run.stats.nonfinite(self._stats)
         if not self._nonfinite_warned:
             self._nonfinite_warned = True
             self.logger.warning(
@@ -321,7 +321,7 @@ class RemovedStreamSink(BatchSink):
         schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
         *,
-        connector: ImportAPIConnector,  # noqa: ARG002 (no record reaches it)
+        run: LoadRun,  # noqa: ARG002 (no record reaches it)
     ) -> None:
         """Create the sink.
 
@@ -330,7 +330,7 @@ class RemovedStreamSink(BatchSink):
             stream_name: The stream.
             schema: Its JSON Schema.
             key_properties: Its key properties.
-            connector: Unused.
+            run: Unused.
         """
         super().__init__(target, stream_name, schema, key_properties)
 

@@ -23,11 +23,12 @@ import collections
 import enum
 import os
 import threading
-import time
 import typing as t
 from dataclasses import dataclass
 
 from singer_sdk import metrics
+
+from target_rjmetrics.lifecycle import Clock
 
 
 class LoadMetric(str, enum.Enum):
@@ -68,11 +69,16 @@ class TableStats:
 class LoadStats:
     """The counters of every table of a run, and their metrics."""
 
-    def __init__(self) -> None:
-        """Start with no table."""
+    def __init__(self, clock: Clock | None = None) -> None:
+        """Start with no table.
+
+        Args:
+            clock: The run's clock.
+        """
+        self._clock = clock or Clock()
         self._lock = threading.Lock()
         self._tables: dict[str, TableStats] = {}
-        self._started = time.monotonic()
+        self._started = self._clock.now()
         self._metrics = metrics.get_metrics_logger()
         self._pid = os.getpid()
         self._tries: collections.Counter[tuple[str, str, int]] = collections.Counter()  # (endpoint, table, status)
@@ -92,7 +98,7 @@ class LoadStats:
         with self._lock:
             stats = self._tables.get(table)
             if stats is None:
-                stats = self._tables[table] = TableStats(stream=stream, first_read=time.monotonic())
+                stats = self._tables[table] = TableStats(stream=stream, first_read=self._clock.now())
             elif stream and not stats.stream:
                 stats.stream = stream
             return stats
@@ -162,7 +168,7 @@ class LoadStats:
         with self._lock:
             stats.landed += points + merged
             stats.duplicates += merged
-            stats.last_landed = time.monotonic()
+            stats.last_landed = self._clock.now()
             unreported = self._unreported[table]
             unreported["record_count"] += points + merged
             unreported["merged_record_count"] += merged
@@ -225,7 +231,7 @@ class LoadStats:
             parts = [f"{table} {s.landed:,}/{s.read:,}" for table, s in sorted(self._tables.items())]
             landed = sum(s.landed for s in self._tables.values())
             retries = self.retries
-        elapsed = max(time.monotonic() - self._started, 1e-9)
+        elapsed = max(self._clock.now() - self._started, 1e-9)
         return (
             f"Progress: landed/read {', '.join(parts) or '(no records yet)'} | in flight {in_flight} | "
             f"retries {retries} | {landed / elapsed:.0f} records/s landed"

@@ -1,25 +1,10 @@
 """The RJMetrics target: SDK glue. Settings and wiring, the message hooks, signals, the command line.
 
-The machinery of a run lives in :class:`~target_rjmetrics.connector.ImportAPIConnector`, built
-once from the settings and handed to every sink (as the SDK's SQL targets hand theirs); how a
-signal or a sending failure reaches the main thread, in :mod:`target_rjmetrics.main_thread`. This
-class reads messages into them and decides how a run ends.
-
-SDK 0.54 leaves no public hook for some of what this needs; these private parts of it are
-overridden or read, each for the reason given where it is used:
-
-- ``PluginBase._validate_config`` (overridden): word each settings error by setting and rule,
-  never with its value; warn of unknown settings; read setting variables strictly.
-- ``PluginBase._handle_termination`` (overridden): SIGTERM/SIGINT settle and exit 128+N.
-- ``Target._process_record_message``, ``_process_schema_message``, ``_process_state_message``,
-  ``_process_batch_message``, ``_process_activate_version_message`` (overridden, calling the
-  SDK's own where it does the work): a record's place in the input, errors that name it,
-  STATE written only once its records landed, BATCH files read as RECORD messages.
-- ``Target._sinks_active``, ``Target._sinks_to_clear`` (``get_sink`` creates sinks with the
-  connector; the SDK's ``add_sink`` is final), ``PluginBase._config``,
-  ``PluginBase._env_var_prefix`` (read; ``_config`` gets the numbers read from setting variables).
-- ``Sink._parse_timestamps_in_record``, ``Sink._warned_missing_fields`` and
-  ``Sink._key_properties`` (in :mod:`target_rjmetrics.sinks`).
+The machinery of a run lives in :class:`~target_rjmetrics.run.LoadRun`, built once from the
+settings and handed to every sink (as the SDK's SQL targets hand theirs their connector). This
+class reads messages into it and decides how a run ends. The private parts of the SDK it
+overrides or reads are listed, with the reason and the SDK change that would let each go, in
+:mod:`target_rjmetrics.sdk`.
 """
 
 from __future__ import annotations
@@ -34,12 +19,10 @@ import typing as t
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
-from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.target_base import Target
 
 from target_rjmetrics import redaction
 from target_rjmetrics.batch_files import load_batch
-from target_rjmetrics.connector import ImportAPIConnector
 from target_rjmetrics.exceptions import (
     RJMetricsError,
     RJMetricsInputError,
@@ -47,8 +30,9 @@ from target_rjmetrics.exceptions import (
     input_error,
     report,
 )
-from target_rjmetrics.main_thread import MainThread
 from target_rjmetrics.reader import RJMetricsReader, json_type, schema_message_problem
+from target_rjmetrics.run import LoadRun
+from target_rjmetrics.sdk import ConfigInput
 from target_rjmetrics.settings import (
     CONFIG_SCHEMA,
     Settings,
@@ -92,12 +76,14 @@ class TargetRJMetrics(Target):
     fast_path = True
 
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401
-        """Create the target and its connector; nothing is sent until input is read.
+        """Create the target and its run; nothing is sent until input is read.
 
         Args:
-            kwargs: The SDK's: ``config``, ``parse_env_config``, ``validate_config``,
-                ``setup_mapper``, ``message_reader``.
+            kwargs: The SDK's (``config``, ``parse_env_config``, ``validate_config``,
+                ``setup_mapper``, ``message_reader``), and ``transport``: how tries are sent
+                (tests give their own).
         """
+        transport = kwargs.pop("transport", None)
         self._settings_from_env = bool(kwargs.get("parse_env_config"))  # read by _validate_config
         # Before anything is checked or logged: the settings' warnings may quote `api_url`.
         redaction.install()
@@ -113,10 +99,9 @@ class TargetRJMetrics(Target):
             raise settings_error(problems) from None
         _learn_secrets(self.config, {})
         self.max_parallelism = 1  # sinks are drained in order; sending is concurrent anyway
-        self.connector = ImportAPIConnector(Settings.from_config(self.config), self.logger)
-        self.main_thread = MainThread(self.connector)
-        self.connector.on_failure = lambda: self.main_thread.wake_for_failure(self._handle_termination)
+        self.run = LoadRun(Settings.from_config(self.config), self.logger, transport=transport)
         self._plain_streams: dict[str, RJMetricsSink] = {}  # input stream -> its sink, for the fast path
+        self.message_reader.watch(self.run.check)  # type: ignore[attr-defined]
 
     # -- settings ---------------------------------------------------------------------
 
@@ -131,12 +116,6 @@ class TargetRJMetrics(Target):
 
         Overrides SDK 0.54's private hook (called once settings are merged), which quotes each
         offending value, the API key's too. See :func:`~target_rjmetrics.settings.validate_config`.
-
-        Args:
-            raise_errors: Raise, naming every problem, instead of warning.
-
-        Returns:
-            The problems, one sentence each.
 
         Raises:
             ConfigValidationError: A setting is missing or breaks its rule.
@@ -156,14 +135,8 @@ class TargetRJMetrics(Target):
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """Give a stream that stream maps remove (``__NULL__``) a sink that loads nothing.
 
-        SDK 0.54 makes a sink for such a stream too; ours would claim its table, warn or
-        fail about its keys, and list it in the summary.
-
-        Args:
-            stream_name: The stream (after stream maps).
-
-        Returns:
-            The sink class.
+        SDK 0.54 makes a sink for such a stream too; ours would claim its table, warn or fail
+        about its keys, and list it in the summary.
         """
         maps = [m for ms in self.mapper.stream_maps.values() for m in ms if m.stream_alias == stream_name]
         if maps and all(isinstance(m, RemoveRecordTransform) for m in maps):
@@ -180,17 +153,8 @@ class TargetRJMetrics(Target):
     ) -> Sink:
         """The stream's sink; a new one when a SCHEMA brings a new schema or key properties.
 
-        A new sink gets the run's connector and checks its stream in ``setup()``. The SDK's
-        ``add_sink`` is final and cannot pass the connector; its SQL targets add ``add_sqlsink``.
-
-        Args:
-            stream_name: The stream (after stream maps).
-            record: Unused (the SDK's signature).
-            schema: The stream's schema, when a SCHEMA message asks for the sink.
-            key_properties: Its key properties.
-
-        Returns:
-            The sink.
+        A new sink gets the run and checks its stream in ``setup()``: the SDK's ``add_sink`` is
+        final and cannot pass the run (its SQL targets add ``add_sqlsink`` for the same reason).
         """
         del record
         if schema is None:
@@ -203,7 +167,7 @@ class TargetRJMetrics(Target):
             self._sinks_to_clear.append(self._sinks_active.pop(stream_name))
         sink_class = t.cast("type[RJMetricsSink]", self.get_sink_class(stream_name=stream_name))
         sink = sink_class(
-            target=self, stream_name=stream_name, schema=schema, key_properties=key_properties, connector=self.connector
+            target=self, stream_name=stream_name, schema=schema, key_properties=key_properties, run=self.run
         )
         sink.setup()
         self._sinks_active[stream_name] = sink
@@ -214,100 +178,85 @@ class TargetRJMetrics(Target):
     def listen(self, file_input: t.IO[str] | None = None) -> None:  # type: ignore[misc]
         """Check credentials, read all input, and settle what was sent.
 
-        SDK 0.54 offers no hook before the first line is read, so this wraps the SDK's
-        ``listen`` (which reads every line, then calls ``process_endofpipe``).
-
-        Args:
-            file_input: Where to read messages; standard input by default.
+        SDK 0.54 offers no hook before the first line is read, so this wraps the SDK's ``listen``
+        (which reads every line, then calls ``process_endofpipe``).
         """
-        connector = self.connector
+        run = self.run
         try:
-            connector.start()
+            run.start()
             super().listen(file_input)
         except BaseException as exc:
-            pending_signal = self.main_thread.pending_signal
-            connector.stop(pending_signal)
-            if pending_signal is not None and not isinstance(exc, TerminationRequested):
+            signum = run.stop.signum
+            run.stop_run(signum)
+            if signum is not None and not isinstance(exc, TerminationRequested):
                 # Whatever the stop interrupted (a wait for room to send, a retry), the run
                 # ends because of the signal.
-                raise TerminationRequested(pending_signal) from None
-            if isinstance(exc, KeyboardInterrupt) and connector.failure is not None:
-                raise connector.failure from None  # the ticker woke a main thread waiting on a quiet tap
+                raise TerminationRequested(signum) from None
             raise
         finally:
-            connector.close()
+            run.close()
 
     def process_endofpipe(self) -> None:
         """Send what is left, wait for it to land, and write the last STATE."""
-        with self.connector.input_lock:
-            super().process_endofpipe()  # the SDK drains every sink: their open batches are sealed
-        self.connector.finish_input()
+        super().process_endofpipe()  # the SDK drains every sink: their open batches are sealed
+        self.run.finish_input()
 
     # -- messages -----------------------------------------------------------------------
 
     def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
         if "stream" not in message_dict or "record" not in message_dict:
             self._assert_line_requires(message_dict, requires={"stream", "record"})  # raises, naming it
-        connector = self.connector
-        main_thread = self.main_thread
-        with connector.input_lock:
-            main_thread.in_message = True  # not the context manager: this runs once per record
-            stream = message_dict["stream"]
-            if type(stream) is not str:
-                main_thread.in_message = False
-                line = getattr(self.message_reader, "line_number", "?")
-                msg = (
-                    f"Input line {line}: the RECORD message's 'stream' is {json_type(stream)}, not a string "
-                    "naming the stream. Check the tap's output."
-                )
+        run = self.run
+        stream = message_dict["stream"]
+        if type(stream) is not str:
+            line = getattr(self.message_reader, "line_number", "?")
+            msg = (
+                f"Input line {line}: the RECORD message's 'stream' is {json_type(stream)}, not a string "
+                "naming the stream. Check the tap's output."
+            )
+            raise RJMetricsInputError(msg)
+        run.cursor.next_record(stream)
+        try:
+            record = message_dict["record"]
+            if type(record) is not dict:
+                msg = f"Cannot load {self._where(stream)}: the record is not a JSON object."
                 raise RJMetricsInputError(msg)
-            connector.cursor.next_record(stream)
-            try:
-                record = message_dict["record"]
-                if type(record) is not dict:
-                    msg = f"Cannot load {self._where(stream)}: the record is not a JSON object."
-                    raise RJMetricsInputError(msg)
-                sink = self._plain_streams.get(stream)
-                if sink is not None and SDC_FIELDS.isdisjoint(record):
-                    sink.load(record)
-                    if connector.cursor.records_read % _MAX_AGE_CHECK_EVERY == 0:
-                        self._handle_max_record_age()
-                else:
-                    super()._process_record_message(message_dict)
-            except (RJMetricsError, TerminationRequested):
-                raise
-            except Exception as exc:
-                if exc is connector.failure:
-                    raise  # sending failed (raised by the dispatcher): not this record's fault
-                raise input_error(self._where(stream), exc, self.logger) from None
-            finally:
-                main_thread.in_message = False
-            if connector.flush_due:
-                connector.seal_all()
-        main_thread.after_message()
+            sink = self._plain_streams.get(stream)
+            if sink is not None and SDC_FIELDS.isdisjoint(record):
+                sink.load(record)
+                if run.cursor.records_read % _MAX_AGE_CHECK_EVERY == 0:
+                    self._handle_max_record_age()
+            else:
+                super()._process_record_message(message_dict)
+        except (RJMetricsError, TerminationRequested):
+            raise
+        except Exception as exc:
+            if exc is run.stop.failure:
+                raise  # sending failed: not this record's fault
+            raise input_error(self._where(stream), exc, self.logger) from None
+        run.check()
 
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
-        with self.connector.input_lock, self.main_thread.handling_message():
-            stream = message_dict.get("stream")
-            try:
-                self._assert_line_requires(message_dict, requires={"stream", "schema"})
-                problem = schema_message_problem(message_dict)
-                if problem is not None:
-                    line = getattr(self.message_reader, "line_number", "?")
-                    msg = f"Input line {line}: {problem}. Check the tap's output."
-                    raise RJMetricsInputError(msg)
-                super()._process_schema_message(message_dict)
-                for stream_map in self.mapper.stream_maps[str(stream)]:
-                    self.connector.tables.claim_alias(stream_map.stream_alias, str(stream))
-                self._plain_streams.pop(str(stream), None)
-                sink = self._sinks_active.get(str(stream))
-                if self.fast_path and type(sink) is RJMetricsSink and sink.is_plain(self.mapper.stream_maps):
-                    self._plain_streams[str(stream)] = sink
-            except (RJMetricsError, TerminationRequested):
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise input_error(f"SCHEMA of stream '{stream}'", exc, self.logger) from None
-        self.main_thread.after_message()
+        stream = message_dict.get("stream")
+        try:
+            self._assert_line_requires(message_dict, requires={"stream", "schema"})
+            problem = schema_message_problem(message_dict)
+            if problem is not None:
+                line = getattr(self.message_reader, "line_number", "?")
+                msg = f"Input line {line}: {problem}. Check the tap's output."
+                raise RJMetricsInputError(msg)
+            super()._process_schema_message(message_dict)
+            for stream_map in self.mapper.stream_maps[str(stream)]:
+                self.run.tables.claim_alias(stream_map.stream_alias, str(stream))
+            self._plain_streams.pop(str(stream), None)
+            sink = self._sinks_active.get(str(stream))
+            if self.fast_path and type(sink) is RJMetricsSink and sink.is_plain(self.mapper.stream_maps):
+                self._plain_streams[str(stream)] = sink
+        except (RJMetricsError, TerminationRequested):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise input_error(f"SCHEMA of stream '{stream}'", exc, self.logger) from None
+        self.run.check()
 
     def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
@@ -315,9 +264,8 @@ class TargetRJMetrics(Target):
         if not value:
             self.logger.debug("Ignoring an empty STATE message.")
             return
-        with self.main_thread.handling_message():
-            self.connector.add_state(value, getattr(self.message_reader, "line_number", "?"))
-        self.main_thread.after_message()
+        self.run.add_state(value, getattr(self.message_reader, "line_number", "?"))
+        self.run.check()
 
     def _process_batch_message(self, message_dict: dict[str, t.Any]) -> None:
         """Load every record of a BATCH message's files exactly as a RECORD message of its stream.
@@ -326,7 +274,7 @@ class TargetRJMetrics(Target):
         maps and input positions; see :func:`~target_rjmetrics.batch_files.load_batch`.
         """
         self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
-        load_batch(message_dict, self.connector.settings.batch_storage, self._process_record_message)
+        load_batch(message_dict, self.run.settings.batch_storage, self._process_record_message)
 
     def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
         self.logger.warning(
@@ -335,18 +283,18 @@ class TargetRJMetrics(Target):
         )
 
     def _where(self, stream: str) -> str:
-        return self.connector.cursor.where(stream, self.connector.tables)
+        return self.run.cursor.where(stream, self.run.tables)
 
     # -- signals ------------------------------------------------------------------------
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
-        """Stop reading on SIGTERM/SIGINT; the listen loop settles and writes the last state.
+        """SIGTERM/SIGINT: ask the run to stop (no lock, no raise: see :mod:`target_rjmetrics.lifecycle`).
 
-        Args:
-            signum: The signal.
-            frame: Unused.
+        The thread that reads input sees the stop within a tenth of a second, wherever it waits.
         """
-        self.main_thread.on_signal(signum)
+        run = getattr(self, "run", None)
+        if run is not None:
+            run.stop.signal(signum)
 
     # -- the command line ---------------------------------------------------------------
 
@@ -356,25 +304,17 @@ class TargetRJMetrics(Target):
         ctx: click.Context,
         param: click.Option,  # noqa: ARG003
         value: tuple[str, ...],
-    ) -> _ConfigInput:
+    ) -> ConfigInput:
         """Read the ``--config`` files; a missing or malformed one is one error line, exit 1.
 
         The SDK's reader lets a traceback out (46 lines for a JSON typo).
-
-        Args:
-            ctx: The click context.
-            param: The ``--config`` option.
-            value: File paths, or ``ENV`` to read ``TARGET_RJMETRICS_*`` variables.
-
-        Returns:
-            The merged settings of the files, and whether to read the environment.
         """
         try:
             config = {k: v for path in value if path != "ENV" for k, v in read_config_file(path).items()}
         except ConfigValidationError as exc:
             cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
             ctx.exit(1)
-        return _ConfigInput(config=config, parse_env="ENV" in value)
+        return ConfigInput(config=config, parse_env="ENV" in value)
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -385,14 +325,7 @@ class TargetRJMetrics(Target):
         config: t.Any = None,  # noqa: ANN401
         file_input: t.IO[str] | None = None,
     ) -> None:
-        """Run from the command line: clear one-paragraph errors and a non-zero exit on failure.
-
-        Args:
-            about: Print the settings and capabilities, then exit.
-            about_format: text, json or markdown.
-            config: Config file paths, or ENV.
-            file_input: A file to read instead of standard input.
-        """
+        """Run from the command line: clear one-paragraph errors and a non-zero exit on failure."""
         if about:
             super().invoke(about=about, about_format=about_format, config=config, file_input=file_input)
             return
@@ -402,7 +335,7 @@ class TargetRJMetrics(Target):
         # points; at the default 5 ms switch interval each request lost ~15 ms that way
         # (measured at 50 ms latency with 4 in flight: 13% more throughput at 1 ms).
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
-        config = config or _ConfigInput()
+        config = config or ConfigInput()
         try:
             target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
             target.listen(file_input)
@@ -417,7 +350,7 @@ def _learn_secrets(config: object, environ: t.Mapping[str, str]) -> None:
         config: The ``config`` the target was given: settings, or config file paths.
         environ: The environment, when settings are read from it.
     """
-    sources: list[t.Mapping[str, t.Any]] = []
+    sources: list[t.Any] = []
     if isinstance(config, t.Mapping):
         sources.append(config)
     elif isinstance(config, (str, os.PathLike, list, tuple)):

@@ -22,6 +22,7 @@ from target_rjmetrics.exceptions import (
     RJMetricsAuthError,
     RJMetricsError,
     RJMetricsRetriesExhausted,
+    RJMetricsStopped,
     RJMetricsUnexpectedAnswerError,
     RJMetricsUnreachableError,
 )
@@ -285,9 +286,9 @@ def test_cancel_retries_ends_a_retry_after_3600_wait_at_once_and_nothing_is_sent
 
     assert not pusher.is_alive(), "the wait did not end on cancel_retries()"
     assert ended - cancelled_at < 1
-    assert isinstance(outcome[0], RJMetricsRetriesExhausted)
+    assert isinstance(outcome[0], RJMetricsStopped)
     assert "not retried because the run is stopping" in str(outcome[0])
-    with pytest.raises(RJMetricsRetriesExhausted, match="not sent because the run is stopping"):
+    with pytest.raises(RJMetricsStopped, match="not sent because the run is stopping"):
         client.push("users", BODY)
     time.sleep(0.5)
     assert len(upserts(server, status=None)) == 1, "a request was sent after the stop"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -246,3 +248,53 @@ def test_a_state_that_cannot_be_written_fails_the_run_after_settling(
     sent = upserts(server, status=None)
     assert sent and all(entry.status == 201 for entry in sent)
     assert sum(points_of(entry) for entry in sent) == len(landed_by_id(server, "users"))
+
+
+def test_sigterm_ends_the_run_when_nothing_reads_its_output(local_api: LocalImportAPI, tmp_path: Path) -> None:
+    # A pipe nobody drains and STATE lines of ~100 KB: the first one fills the pipe (64 KB) and
+    # the writing blocks for good. A signal must still end the run, saying what happened.
+    config_path = tmp_path / "config.json"
+    config = target_config(local_api, max_points_per_request=5, state_flush_seconds=1)
+    config_path.write_text(json.dumps(config))
+    big = "x" * 100_000
+    messages: list[t.Any] = [USERS_SCHEMA]
+    for i in range(20):
+        messages += [*users(5, start=5 * i + 1), state({"after": 5 * (i + 1), "pad": big})]
+    reader, writer = os.pipe()
+    log = tmp_path / "stderr.log"
+    try:
+        with log.open("wb") as stderr_file:
+            proc = subprocess.Popen(  # stdout: a pipe whose reader never reads
+                [str(TARGET_BIN), "--config", str(config_path)],
+                stdin=subprocess.PIPE,
+                stdout=writer,
+                stderr=stderr_file,
+                env=clean_env(),
+            )
+        os.close(writer)
+        assert proc.stdin is not None
+        proc.stdin.write(lines(messages).encode())
+        proc.stdin.flush()  # the input stays open: the tap is still there
+        deadline = time.monotonic() + 20
+        while len(landed_by_id(local_api, "users")) < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(landed_by_id(local_api, "users")) == 100, "the records never landed"
+        time.sleep(0.5)  # STATE lines are being written now, into the full pipe
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("SIGTERM was not acted on within 20 s while standard output was blocked")
+        took = time.monotonic() - signalled
+        stderr = log.read_text()
+    finally:
+        os.close(reader)
+        with contextlib.suppress(OSError, AttributeError):
+            proc.stdin.close()  # type: ignore[union-attr]
+    assert code == 143, stderr[-2000:]
+    assert took < 15, f"the run took {took:.1f}s to stop"
+    assert "Cannot write STATE to standard output: whatever reads it stopped reading" in stderr, stderr[-2000:]
+    assert "Stopped by signal 15" in stderr
+    assert "Traceback" not in stderr and "Fatal Python error" not in stderr

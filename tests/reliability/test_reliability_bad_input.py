@@ -187,7 +187,10 @@ def _run(case: str, config_extra: dict[str, t.Any]) -> tuple[Run, LocalImportAPI
 
 def _check_lands(case: str, exp: Lands, proc: Run, server: LocalImportAPI) -> None:
     assert proc.exit_code == 0, f"{case}: exit {proc.exit_code}\n{proc.stderr[-3000:]}"
-    assert proc.states == exp.states
+    # A state superseded before it could be written may be skipped; the last one never is.
+    written = iter(exp.states)
+    assert all(state in written for state in proc.states), f"{case}: states out of order: {proc.states}"
+    assert proc.states[-1:] == exp.states[-1:], f"{case}: the last state was not written: {proc.states}"
     if exp.rows is not None:
         assert server.tables(DEMO_CLIENT_ID) == {table: len(rows) for table, rows in exp.rows.items()}
         for table, rows in exp.rows.items():

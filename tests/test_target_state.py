@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import typing as t
 
@@ -272,9 +273,15 @@ def test_sigterm_ends_the_run_when_nothing_reads_its_output(local_api: LocalImpo
                 env=clean_env(),
             )
         os.close(writer)
-        assert proc.stdin is not None
-        proc.stdin.write(lines(messages).encode())
-        proc.stdin.flush()  # the input stays open: the tap is still there
+        stdin = proc.stdin
+        assert stdin is not None
+
+        def feed() -> None:  # in a thread: a target that stops reading must not hang the test
+            with contextlib.suppress(OSError):
+                stdin.write(lines(messages).encode())
+                stdin.flush()  # the input stays open: the tap is still there
+
+        threading.Thread(target=feed, daemon=True).start()
         deadline = time.monotonic() + 20
         while len(landed_by_id(local_api, "users")) < 100 and time.monotonic() < deadline:
             time.sleep(0.05)

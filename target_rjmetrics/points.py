@@ -235,9 +235,10 @@ def format_datetime(value: datetime.datetime) -> str:
 def datelike_text(kind: str, value: str) -> str:
     """Turn an ISO 8601 date-time, date or time into the text the API takes.
 
-    Date-times become ``YYYY-MM-DD HH:MM:SS`` in UTC, dates ``YYYY-MM-DD``, times
-    ``HH:MM:SS[.ffffff]``. A date-time already in UTC (``Z``, ``+00:00`` or no offset) in the
-    usual layout is cut from the text itself once it parsed, the cheapest way.
+    Date-times become ``YYYY-MM-DD HH:MM:SS`` in UTC, dates ``YYYY-MM-DD``. A time has no
+    documented form at the API (it is text there), so it is checked and sent as the tap wrote
+    it: fractions of a second and an offset kept. A date-time already in UTC (``Z``, ``+00:00``
+    or no offset) in the usual layout is cut from the text itself once it parsed, the cheapest way.
 
     Args:
         kind: ``date-time``, ``date`` or ``time``.
@@ -255,7 +256,8 @@ def datelike_text(kind: str, value: str) -> str:
         if not moment.utcoffset() and value[10:11] in _DATE_TIME_SEPARATORS and value[13:14] == ":" == value[16:17]:
             return f"{value[:10]} {value[11:19]}"
         return _API_DATETIME % moment.utctimetuple()[:6]
-    return DATELIKE_PARSERS[kind](value).isoformat()  # type: ignore[no-any-return]
+    parsed = DATELIKE_PARSERS[kind](value)
+    return value if kind == "time" else parsed.isoformat()  # type: ignore[no-any-return]
 
 
 _API_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d"

@@ -10,7 +10,14 @@ import typing as t
 import pytest
 
 from target_rjmetrics.exceptions import RJMetricsInputError
-from target_rjmetrics.points import PointMapper, datelike_fields, format_datetime, key_part, table_name
+from target_rjmetrics.points import (
+    PointMapper,
+    datelike_fields,
+    datelike_text,
+    format_datetime,
+    key_part,
+    table_name,
+)
 
 UTC = datetime.timezone.utc
 
@@ -226,3 +233,25 @@ def test_date_like_fields_are_found_once_per_schema() -> None:
         }
     }
     assert dict(datelike_fields(schema)) == {"at": "date-time", "day": "date", "t": "time", "odd": "date-time"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "sent"),
+    [
+        ("date-time", "2024-03-10T12:30:45.999+02:00", "2024-03-10 10:30:45"),
+        ("date-time", "2024-03-10T12:30:45Z", "2024-03-10 12:30:45"),
+        ("date-time", "2024-03-10 12:30:45", "2024-03-10 12:30:45"),
+        ("date", "2024-03-10", "2024-03-10"),
+        ("time", "12:30:00.250", "12:30:00.250"),  # a time is text at the API: as the tap wrote it
+        ("time", "12:30", "12:30"),
+        ("time", "23:15:01.123456+02:00", "23:15:01.123456+02:00"),
+    ],
+)
+def test_date_likes_become_the_documented_text(kind: str, text: str, sent: str) -> None:
+    assert datelike_text(kind, text) == sent
+
+
+@pytest.mark.parametrize(("kind", "text"), [("time", "25:00"), ("time", "noon"), ("date", "2024-13-01")])
+def test_a_date_like_that_is_not_iso_8601_is_refused(kind: str, text: str) -> None:
+    with pytest.raises(ValueError, match="."):
+        datelike_text(kind, text)

@@ -21,7 +21,7 @@ from target_rjmetrics.local_api.server import (
     MAX_CLIENT_ID,
     LocalImportAPI,
 )
-from target_rjmetrics.local_api.storage import Storage, database_path
+from target_rjmetrics.local_api.storage import Storage, StorageVersionError, database_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -397,7 +397,7 @@ def _serve(args: argparse.Namespace) -> int:
         if args.ready_file is not None:
             _write_ready_file(args.ready_file, [s.port for s in started])
         stop.wait()
-    except OSError as exc:
+    except (OSError, StorageVersionError) as exc:
         print(f"rjmetrics-local-api: error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -406,18 +406,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_existing(data_dir: str) -> Storage | None:
+def _open_existing(data_dir: str) -> Storage | int:
+    """The database of ``data_dir``, or the exit status when there is none (0) or a newer release wrote it (1)."""
     try:
         return Storage(data_dir, create=False)
     except FileNotFoundError:
         print(f"No data yet: {database_path(data_dir)} does not exist.", file=sys.stderr)
-        return None
+        return 0
+    except StorageVersionError as exc:
+        print(f"rjmetrics-local-api: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _tables(args: argparse.Namespace) -> int:
     storage = _open_existing(args.data_dir)
-    if storage is None:
-        return 0
+    if isinstance(storage, int):
+        return storage
     try:
         listing = storage.tables(args.client_id)
     finally:
@@ -457,10 +461,10 @@ def _no_such_table(table: str, client_id: int, listing: list[tuple[int, str, int
 
 def _dump(args: argparse.Namespace) -> int:
     storage = _open_existing(args.data_dir)
-    if storage is None:
+    if isinstance(storage, int):
         return 1
     try:
-        rows = storage.rows(args.client_id, args.table, with_keys=args.with_keys)
+        rows = storage.rows_json(args.client_id, args.table, with_keys=args.with_keys)
         # A table exists only once a point landed, so no rows means no such table.
         listing = storage.tables() if not rows else []
     finally:

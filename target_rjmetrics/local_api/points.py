@@ -3,22 +3,31 @@
 A body is one data point (a JSON object) or an array of 1 to 100 of them. Each point names
 its primary-key fields in ``keys``; the point is identified by the values of those fields.
 Point indexes in error reasons are 0-based positions in the body (0 for a single object).
+
+A body is read with :mod:`~target_rjmetrics.local_api.jsontext`, so every number keeps the
+text the client wrote, and a point is stored as that text. Its key is identified as the
+contract's "Key identity" says: values equal as JSON values of the same type, numbers equal as
+IEEE doubles (``1``, ``1.0`` and ``1e0`` are one key; ``"1"`` and ``true`` are others).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from target_rjmetrics.local_api import jsontext
+from target_rjmetrics.local_api.jsontext import JSONNumber
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 MAX_POINTS_PER_REQUEST = 100
 TABLE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 #: Error responses list at most this many reasons (one per offending point).
 MAX_REASONS = 20
+# Integers up to this size are doubles exactly; a larger one is identified by the double it reads as.
+_INT_EXACT_AS_DOUBLE = 2**53
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -63,9 +72,10 @@ class DataPoint(NamedTuple):
     """One validated data point.
 
     Attributes:
-        key_json: Canonical JSON of the key values, in ``keys`` order (the storage identity).
+        key_json: Canonical JSON of the key values, in ``keys`` order (the storage identity,
+            see :func:`key_identity_json`).
         keys_json: JSON of the ``keys`` list, kept as metadata.
-        data_json: JSON of the point without its ``keys`` field.
+        data_json: JSON of the point without its ``keys`` field, each number as it was sent.
     """
 
     key_json: str
@@ -78,33 +88,21 @@ def is_valid_table_name(name: str) -> bool:
     return TABLE_NAME_PATTERN.fullmatch(name) is not None
 
 
-def _reject_constant(name: str) -> NoReturn:
-    msg = f"{name} is not valid JSON"
-    raise ValueError(msg)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        msg = f"number {text[:40]} is out of range"
-        raise ValueError(msg)
-    return value
-
-
-def parse_json(body: bytes) -> object:
+def parse_json(body: bytes) -> jsontext.Document:
     """Parse a request body as strict JSON (no NaN/Infinity, no overflowing floats).
 
     Args:
         body: The raw body.
 
     Returns:
-        The parsed document.
+        The parsed document, each number keeping its text (see
+        :func:`~target_rjmetrics.local_api.jsontext.read`).
 
     Raises:
         InvalidUpsertError: The body is not valid JSON.
     """
     try:
-        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+        return jsontext.read(body)
     except RecursionError:
         msg = "body is nested too deeply"
         raise InvalidUpsertError([msg]) from None
@@ -122,10 +120,10 @@ def point_count(doc: object) -> int | None:
     return None
 
 
-def key_values_of(doc: object) -> list[list[Any] | None]:
-    """Return each point's key values in body order, ``None`` where a point has no valid keys.
+def key_values_json(doc: object) -> str:
+    """Return the JSON text of each point's key values in body order (``null`` for a point without valid keys).
 
-    Used by the request log; never raises.
+    Numbers keep the text they were sent with. Used by the request log; never raises.
     """
     points: list[Any] = [doc] if isinstance(doc, dict) else doc if isinstance(doc, list) else []
     out: list[list[Any] | None] = []
@@ -135,14 +133,56 @@ def key_values_of(doc: object) -> list[list[Any] | None]:
             out.append([point.get(k) for k in keys])
         else:
             out.append(None)
-    return out
+    try:
+        return jsontext.dumps(out)
+    except RecursionError:
+        # A key value of an invalid point may be nested too deeply to write: log null for it.
+        return "[" + ",".join(_dumps_or_null(values) for values in out) + "]"
 
 
-def _canonical_key_value(value: object) -> object:
-    # 1 and 1.0 are the same JSON number, so they must name the same point.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+def _dumps_or_null(value: object) -> str:
+    try:
+        return jsontext.dumps(value)
+    except RecursionError:
+        return "null"
+
+
+def _key_identity(value: object) -> object:
+    """The value a key value is identified by: numbers equal as IEEE doubles are one key value.
+
+    ``1``, ``1.0``, ``1e0`` and ``1.0000000000000000001`` are ``1``; ``-0`` is ``0``;
+    ``12345678901234567`` and ``12345678901234568`` are both ``12345678901234568`` (the double
+    both read as). An integer beyond the doubles' range (about 1.8e308) keeps its exact value; a
+    number with a fraction or exponent that far out is refused when read. Strings and booleans
+    are themselves, and stay apart from numbers when encoded (``"1"``, ``true``, ``1``).
+    """
+    if isinstance(value, str) or value is True or value is False:
+        return value
+    if isinstance(value, int):
+        if -_INT_EXACT_AS_DOUBLE <= value <= _INT_EXACT_AS_DOUBLE:
+            return value
+        try:
+            return int(float(value))
+        except OverflowError:
+            return value
+    number = float(value.text) if isinstance(value, JSONNumber) else value
+    if isinstance(number, float):
+        return int(number) if number.is_integer() else number
     return value
+
+
+def key_identity_json(values: Sequence[object]) -> str:
+    """Return the canonical JSON of key values (in ``keys`` order) that identifies a stored point.
+
+    Two points are one when this text is equal: their key values are equal, element-wise, as
+    JSON values of the same type, numbers as IEEE doubles (see :func:`_key_identity`). It is
+    the text earlier releases stored for every key but an integer that is not a double (beyond
+    2**53), which they kept exact and the storage's upgrade re-keys.
+
+    Args:
+        values: The key values, as :func:`~target_rjmetrics.local_api.jsontext.loads` reads them.
+    """
+    return _compact_encode([_key_identity(v) for v in values])
 
 
 def _point_problem(point: object) -> str | None:
@@ -187,14 +227,15 @@ def _points_of(doc: object) -> list[Any]:
     return doc
 
 
-def validate_points(doc: object) -> list[DataPoint]:
+def validate_points(body: jsontext.Document) -> list[DataPoint]:
     """Validate a parsed body and return its points, deduplicated with the later point winning.
 
-    A key seen twice keeps the position of its first occurrence and the content of its last,
-    so new rows appear in the order their keys first appear in the body.
+    A key seen twice (see :func:`key_identity_json`) keeps the position of its first occurrence
+    and the content of its last, key values included, so new rows appear in the order their keys
+    first appear in the body.
 
     Args:
-        doc: The parsed body.
+        body: The parsed body (from :func:`parse_json`).
 
     Returns:
         The points to write, one per distinct key.
@@ -202,7 +243,7 @@ def validate_points(doc: object) -> list[DataPoint]:
     Raises:
         InvalidUpsertError: Any rule is broken; nothing of the body may be written.
     """
-    points = _points_of(doc)
+    points = _points_of(body.value)
     reasons: list[str] = []
     for index, point in enumerate(points):
         problem = _point_problem(point)
@@ -216,17 +257,19 @@ def validate_points(doc: object) -> list[DataPoint]:
 
     by_key: dict[str, DataPoint] = {}
     keys_json_of: dict[tuple[str, ...], str] = {}  # most points of a body share one keys list
-    encode = _compact_encode
+    encode, identity = _compact_encode, _key_identity
+    # A body without a number kept as text (nearly every one) is written by the C encoder alone.
+    write = jsontext.dumps_exact if body.kept_text else jsontext.dumps
     for index, point in enumerate(points):
         keys = point["keys"]
         keys_tuple = tuple(keys)
         keys_json = keys_json_of.get(keys_tuple)
         if keys_json is None:
             keys_json = keys_json_of[keys_tuple] = encode(keys)
-        key_json = encode([_canonical_key_value(point[k]) for k in keys])
+        key_json = encode([identity(point[k]) for k in keys])  # key_identity_json, inlined
         data = {k: v for k, v in point.items() if k != "keys"}
         try:
-            data_json = encode(data)
+            data_json = write(data)
         except (RecursionError, ValueError):
             raise InvalidUpsertError([f"point {index}: is nested too deeply to store"]) from None
         by_key[key_json] = DataPoint(key_json, keys_json, data_json)

@@ -14,7 +14,9 @@ the API key), ``client_id``, ``table``, ``points``, ``body_bytes``, ``status`` (
 connection), ``in_flight`` (requests in flight including this one at arrival), ``fault``
 (``None`` or the name of the fault that produced the answer), ``delay_ms`` (injected latency),
 ``sandbox``, ``key_values`` when the server logs point keys, and, for a ghost only,
-``ghost_due`` and ``ghost_applied`` (see the faults module).
+``ghost_due`` and ``ghost_applied`` (see the faults module). ``key_values`` shows each number as
+the client wrote it (:meth:`RequestLogEntry.to_json`); in Python it holds the values
+:func:`json.loads` reads from that text, and ``key_values_json`` the text itself.
 
 The log is bounded twice: by entry count and by the memory its entries take (estimated when
 an entry is added, see :func:`entry_bytes`); the oldest entries go first.
@@ -23,16 +25,19 @@ an entry is added, see :func:`entry_bytes`); the oldest entries go first.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from target_rjmetrics.local_api import jsontext
+
 DEFAULT_MAX_ENTRIES = 1_000_000
 # The ints CPython keeps one object of (shared by every entry, so not counted).
 _SHARED_INTS = range(-5, 257)
-#: About 145,000 entries of a typical upsert, or 5,000 with the key values of 100 points each.
+#: About 145,000 entries of a typical upsert, or 4,800 with the key values of 100 points each.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
@@ -45,6 +50,11 @@ class RequestLogEntry:
     ``ghost_applied`` are ``None`` unless the request is a ghost (``ghost_applied`` stays
     ``None`` while the ghost is pending, and for ever if the server stopped first).
     ``key_values`` lists are shared with the log: read them, never change them.
+
+    ``key_values`` holds plain Python values (``json.loads`` of the text: a number with a
+    fraction or exponent is a ``float``); ``key_values_json`` is the JSON text of the same
+    lists with each number as the client wrote it, as the server logged it (``None`` in an entry
+    built another way, e.g. by :meth:`from_dict`).
     """
 
     seq: int
@@ -64,6 +74,7 @@ class RequestLogEntry:
     key_values: list[list[Any] | None] | None = None
     ghost_due: float | None = None
     ghost_applied: float | None = None
+    key_values_json: str | None = None
 
     @property
     def is_ghost(self) -> bool:
@@ -88,6 +99,17 @@ class RequestLogEntry:
             data["ghost_applied"] = self.ghost_applied
         return data
 
+    def to_json(self, *, with_key_values: bool) -> str:
+        """The entry as ``/_local/requests`` writes it: :meth:`to_dict` as JSON, each key value's number exact.
+
+        Args:
+            with_key_values: Include ``key_values`` (the server logs point keys).
+        """
+        data: dict[str, Any] = self.to_dict(with_key_values=with_key_values)
+        if with_key_values and self.key_values_json is not None:
+            data["key_values"] = jsontext.loads(self.key_values_json)
+        return jsontext.dumps(data)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestLogEntry:
         """Read an entry from its JSON form (``/_local/requests`` of a server in another process)."""
@@ -98,7 +120,8 @@ class RequestLogEntry:
 
 _OPTIONAL_FIELDS = ("key_values", "ghost_due", "ghost_applied")
 _FIELDS = tuple(f.name for f in dataclasses.fields(RequestLogEntry))
-_JSON_FIELDS = tuple(name for name in _FIELDS if name not in _OPTIONAL_FIELDS)
+# key_values_json is not a field of the JSON form: it is the exact text of its key_values.
+_JSON_FIELDS = tuple(name for name in _FIELDS if name not in {*_OPTIONAL_FIELDS, "key_values_json"})
 
 
 @dataclass(slots=True)
@@ -116,11 +139,12 @@ class PendingEntry:
     points: int | None = None
     body_bytes: int = 0
     delay_ms: float = 0.0
-    key_values: list[list[Any] | None] | None = None
+    key_values_json: str | None = None
     ghost_due: float | None = None
 
     def finish(self, status: int, fault: str | None, completed: float) -> RequestLogEntry:
         """Freeze the entry with its answer (``status`` 0: none was sent)."""
+        key_values_json = self.key_values_json
         return RequestLogEntry(
             seq=self.seq,
             arrived=self.arrived,
@@ -136,8 +160,9 @@ class PendingEntry:
             fault=fault,
             delay_ms=self.delay_ms,
             sandbox=self.sandbox,
-            key_values=self.key_values,
+            key_values=json.loads(key_values_json) if key_values_json is not None else None,
             ghost_due=self.ghost_due,
+            key_values_json=key_values_json,
         )
 
 

@@ -54,11 +54,12 @@ from target_rjmetrics.local_api.faults import (
     Decision,
     Faults,
 )
+from target_rjmetrics.local_api.jsontext import Document
 from target_rjmetrics.local_api.points import (
     DataPoint,
     InvalidUpsertError,
     is_valid_table_name,
-    key_values_of,
+    key_values_json,
     parse_json,
     point_count,
     validate_points,
@@ -122,7 +123,7 @@ class _Route:
 class _Parsed(NamedTuple):
     """An upsert's body as parsed: the document, or why it is not JSON (answered after the faults)."""
 
-    doc: object
+    doc: Document
     error: InvalidUpsertError | None
 
 
@@ -459,7 +460,7 @@ class _Inspection(_Exchange):
             reason = "need /_local/tables/{client_id}/{table}/rows?format=json|jsonl|csv"
             self._respond(400, _error(400, [reason]))
             return
-        text, content_type = render(self.server.state.rows(client_id, table), fmt)
+        text, content_type = render(self.server.state.rows_json(client_id, table), fmt)
         self._respond_raw(200, text.encode("utf-8"), content_type)
 
     def _local_requests(self, _segs: list[str], params: dict[str, str]) -> None:
@@ -472,7 +473,9 @@ class _Inspection(_Exchange):
             self._respond(400, _error(400, ["since must be an integer"]))
             return
         entries = state.log.entries(int(since) if since is not None else None)
-        self._respond(200, [e.to_dict(with_key_values=state.log_point_keys) for e in entries])
+        # Written by each entry, so key values keep the numbers' text (json.dumps would not).
+        text = "[" + ",".join(e.to_json(with_key_values=state.log_point_keys) for e in entries) + "]"
+        self._respond_raw(200, text.encode("utf-8"), "application/json")
 
     def _local_faults(self, _segs: list[str], _params: dict[str, str]) -> None:
         if self.command == "PUT":
@@ -580,11 +583,11 @@ class _Handler(_Inspection):
         try:
             doc = parse_json(body)
         except InvalidUpsertError as exc:
-            return _Parsed(None, exc)
+            return _Parsed(Document(None, kept_text=False), exc)
         entry = self._pending()
-        entry.points = point_count(doc)
+        entry.points = point_count(doc.value)
         if self.server.state.log_point_keys:
-            entry.key_values = key_values_of(doc)
+            entry.key_values_json = key_values_json(doc.value)
         return _Parsed(doc, None)
 
     def _answer_authenticate(self, decision: Decision, query: str) -> None:
@@ -957,6 +960,9 @@ class LocalImportAPI:
     def rows(self, client_id: int, table: str, *, with_keys: bool = False) -> list[dict[str, Any]]:
         """Return the stored points of a table (without ``keys``), in first-insertion order.
 
+        Values are as :func:`json.loads` reads them, so a number with a fraction or exponent is
+        a ``float`` (its exact text is in :meth:`rows_json`).
+
         Args:
             client_id: Owner of the table.
             table: Table name.
@@ -970,6 +976,29 @@ class LocalImportAPI:
             return []
         try:
             return storage.rows(client_id, table, with_keys=with_keys)
+        finally:
+            if temporary:
+                storage.close()
+
+    def rows_json(self, client_id: int, table: str, *, with_keys: bool = False) -> list[str]:
+        """Return the stored points of a table as JSON text, in first-insertion order.
+
+        Each point is the compact JSON the inspection endpoints and ``dump`` show, every number
+        as the client wrote it (``rows()`` gives them as :func:`json.loads` reads this text).
+
+        Args:
+            client_id: Owner of the table.
+            table: Table name.
+            with_keys: Put each point's ``keys`` list back.
+
+        Returns:
+            The points; always empty in sandbox mode.
+        """
+        storage, temporary = self._reader()
+        if storage is None:
+            return []
+        try:
+            return storage.rows_json(client_id, table, with_keys=with_keys)
         finally:
             if temporary:
                 storage.close()

@@ -232,9 +232,9 @@ class ServerState:
         """``(client_id, table, rows)`` of the tables stored now (empty in sandbox mode)."""
         return self.storage.tables(client_id) if self.storage is not None else []
 
-    def rows(self, client_id: int, table: str) -> list[dict[str, Any]]:
-        """The stored points of a table, without ``keys`` (empty in sandbox mode)."""
-        return self.storage.rows(client_id, table) if self.storage is not None else []
+    def rows_json(self, client_id: int, table: str) -> list[str]:
+        """The stored points of a table as their JSON text, without ``keys`` (empty in sandbox mode)."""
+        return self.storage.rows_json(client_id, table) if self.storage is not None else []
 
     # -- Host and Origin -------------------------------------------------------------------
 

@@ -257,7 +257,7 @@ def datelike_text(kind: str, value: str) -> str:
             return f"{value[:10]} {value[11:19]}"
         return _API_DATETIME % moment.utctimetuple()[:6]
     parsed = DATELIKE_PARSERS[kind](value)
-    return value if kind == "time" else parsed.isoformat()  # type: ignore[no-any-return]
+    return value if kind == "time" else str(parsed.isoformat())
 
 
 _API_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d"

@@ -253,5 +253,5 @@ def test_date_likes_become_the_documented_text(kind: str, text: str, sent: str) 
 
 @pytest.mark.parametrize(("kind", "text"), [("time", "25:00"), ("time", "noon"), ("date", "2024-13-01")])
 def test_a_date_like_that_is_not_iso_8601_is_refused(kind: str, text: str) -> None:
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=r"\w"):
         datelike_text(kind, text)

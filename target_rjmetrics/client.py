@@ -140,8 +140,8 @@ class RJMetricsClient:
         self._clock = clock or Clock()
         self._stop = stop or Stop()
         self._key_query = "apikey=" + quote(api_key, safe="")
-        self._abandoned_lock = threading.Lock()
-        self._last_abandoned_at: float | None = None
+        self._unknown_fate_lock = threading.Lock()
+        self._last_unknown_fate_at: float | None = None
 
     # -- what is shown ------------------------------------------------------------------
 
@@ -156,18 +156,18 @@ class RJMetricsClient:
         return f"client id {self.client_id} at {SCRUBBER.scrub(self.base_url)}"
 
     @property
-    def last_abandoned_at(self) -> float | None:
+    def last_unknown_fate_at(self) -> float | None:
         """The clock time at which the latest try of unknown fate of any push was given up (or None).
 
         The API may still apply such a try late.
         """
-        with self._abandoned_lock:
-            return self._last_abandoned_at
+        with self._unknown_fate_lock:
+            return self._last_unknown_fate_at
 
-    def _note_abandoned(self, moment: float) -> None:
-        with self._abandoned_lock:
-            if self._last_abandoned_at is None or moment > self._last_abandoned_at:
-                self._last_abandoned_at = moment
+    def _note_unknown_fate(self, moment: float) -> None:
+        with self._unknown_fate_lock:
+            if self._last_unknown_fate_at is None or moment > self._last_unknown_fate_at:
+                self._last_unknown_fate_at = moment
 
     def cancel_retries(self) -> None:
         """Stop retrying: every wait between tries ends, and no new try starts (for a client of its own)."""
@@ -220,7 +220,7 @@ class RJMetricsClient:
         started = clock.now()
         waits = retry_waits()
         next(waits)
-        abandoned_at: float | None = None
+        unknown_fate_at: float | None = None
         failure: RJMetricsTransientError | None = None
         # At start, a host never reached is a wrong `api_url` or an API that is down: say so
         # soon. Once any try got through, the API is there and the usual bound applies.
@@ -228,20 +228,20 @@ class RJMetricsClient:
         tries = 0
         while True:
             if stop.requested:
-                raise _stopped(what, failure, abandoned_at)
+                raise _stopped(what, failure, unknown_fate_at)
             tries += 1
             try:
                 attempt()
             except RJMetricsTransientError as exc:
                 failure = exc
             except RJMetricsError as exc:
-                if exc.abandoned_at is None:
-                    exc.abandoned_at = abandoned_at
+                if exc.unknown_fate_at is None:
+                    exc.unknown_fate_at = unknown_fate_at
                 raise
             else:
-                return abandoned_at
-            if failure.abandoned_at is not None:
-                abandoned_at = failure.abandoned_at
+                return unknown_fate_at
+            if failure.unknown_fate_at is not None:
+                unknown_fate_at = failure.unknown_fate_at
             never_connected = never_connected and isinstance(failure, RJMetricsConnectError)
             budget = self.max_retry_seconds
             if never_connected:
@@ -250,13 +250,13 @@ class RJMetricsClient:
             wait = waits.send(failure)
             # A Retry-After past the bound: the API said not to come back before it, so stop now.
             if left <= 0 or (failure.retry_after is not None and failure.retry_after > left):
-                raise _exhausted(what, failure, budget, abandoned_at, unreachable=never_connected)
+                raise _exhausted(what, failure, budget, unknown_fate_at, unreachable=never_connected)
             wait = min(wait, left)
             self.logger.warning("Retrying %s in %.2fs (try %d): %s", what, wait, tries + 1, failure)
             if on_retry is not None:
                 on_retry(str(failure), wait)
             if not clock.sleep(wait, stop):
-                raise _stopped(what, failure, abandoned_at)
+                raise _stopped(what, failure, unknown_fate_at)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -304,7 +304,7 @@ class RJMetricsClient:
             RJMetricsRetriesExhausted: Transient failures outlasted the retry bound.
             RJMetricsStopped: The run stopped before the push could be sent or retried.
 
-        Every error raised has ``abandoned_at``, with the meaning of the value returned.
+        Every error raised has ``unknown_fate_at``, with the meaning of the value returned.
         """
         url = self._url("table", table, "data")
         what = f"upsert into table '{table}'"
@@ -314,27 +314,27 @@ class RJMetricsClient:
                 answer = self._try("POST", url, body, _JSON_HEADERS, "upsert", table)
                 check_answer(answer, method="POST", expected=201, what=what, url=url, client=self)
             except (RJMetricsTransientError, RJMetricsError) as exc:
-                if isinstance(exc, RJMetricsTransientError) and exc.maybe_applied and exc.abandoned_at is None:
-                    exc.abandoned_at = self._clock.now()
-                if exc.abandoned_at is not None:
-                    self._note_abandoned(exc.abandoned_at)
+                if isinstance(exc, RJMetricsTransientError) and exc.unknown_fate and exc.unknown_fate_at is None:
+                    exc.unknown_fate_at = self._clock.now()
+                if exc.unknown_fate_at is not None:
+                    self._note_unknown_fate(exc.unknown_fate_at)
                 raise
 
         return self._with_retries(what, attempt, on_retry)
 
 
-def _stopped(what: str, failure: RJMetricsTransientError | None, abandoned_at: float | None) -> RJMetricsStopped:
+def _stopped(what: str, failure: RJMetricsTransientError | None, unknown_fate_at: float | None) -> RJMetricsStopped:
     if failure is None:
         msg = f"{what} not sent because the run is stopping."
     else:
         msg = f"{what} not retried because the run is stopping: {failure}"
     error = RJMetricsStopped(msg)
-    error.abandoned_at = abandoned_at
+    error.unknown_fate_at = unknown_fate_at
     return error
 
 
 def _exhausted(
-    what: str, failure: RJMetricsTransientError, budget: float, abandoned_at: float | None, *, unreachable: bool
+    what: str, failure: RJMetricsTransientError, budget: float, unknown_fate_at: float | None, *, unreachable: bool
 ) -> RJMetricsError:
     error: RJMetricsError
     if unreachable:
@@ -354,5 +354,5 @@ def _exhausted(
             "Raise `max_retry_seconds` to wait longer, or check the API's status."
         )
         error = RJMetricsRetriesExhausted(msg)
-    error.abandoned_at = abandoned_at
+    error.unknown_fate_at = unknown_fate_at
     return error

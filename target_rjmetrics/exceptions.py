@@ -21,8 +21,8 @@ the SDK's retriable/fatal split reads ours the same way::
 
 A request whose fate is unknown (it may have reached the API, but no complete answer came
 back: a timeout, a dropped connection, a gateway's 502/504) may still be applied by the API
-later. ``RJMetricsTransientError.maybe_applied`` says so for one try, and ``abandoned_at``
-(on every error here) gives the ``time.monotonic()`` at which the last such try was given up.
+later. ``RJMetricsTransientError.unknown_fate`` says so for one try, and ``unknown_fate_at``
+(on every error here) gives the clock time (monotonic seconds) at which the last such try was given up.
 
 Messages never contain the API key, a password of the API URL, or record values.
 """
@@ -49,12 +49,12 @@ class RJMetricsError(FatalAPIError):
     """A failure that stops the run: nothing after it is sent and no later STATE is written.
 
     Attributes:
-        abandoned_at: When raised by a request: the ``time.monotonic()`` at which its last try
+        unknown_fate_at: When raised by a request: the clock time (monotonic seconds) at which its last try
             of unknown fate was given up (the API may still apply that try), or None if no try
             of it was of unknown fate.
     """
 
-    abandoned_at: float | None = None
+    unknown_fate_at: float | None = None
 
 
 class RJMetricsAPIError(RJMetricsError):
@@ -131,11 +131,11 @@ class RJMetricsTransientError(RetriableAPIError):
 
     Attributes:
         retry_after: Seconds the server asked us to wait (``Retry-After``), if any.
-        maybe_applied: True when the try may have reached the API but no complete answer
+        unknown_fate: True when the try may have reached the API but no complete answer
             came back (a read timeout, the whole-try bound, a connection closed after the
             request was sent, a gateway's 502 or 504): the API may still apply it, later.
             False when nothing was applied for sure (no connection; 408, 429, 500, 503).
-        abandoned_at: The ``time.monotonic()`` at which a try with ``maybe_applied`` was given
+        unknown_fate_at: The clock time (monotonic seconds) at which a try with ``unknown_fate`` was given
             up; None otherwise.
     """
 
@@ -144,28 +144,28 @@ class RJMetricsTransientError(RetriableAPIError):
         message: str,
         *,
         retry_after: float | None = None,
-        maybe_applied: bool = False,
-        abandoned_at: float | None = None,
+        unknown_fate: bool = False,
+        unknown_fate_at: float | None = None,
     ) -> None:
         """Create the error.
 
         Args:
             message: What happened, already redacted.
             retry_after: Seconds the server asked us to wait, if it said.
-            maybe_applied: Whether the API may still apply the failed try.
-            abandoned_at: When that try was given up (the clock's time); the client sets it
+            unknown_fate: Whether the API may still apply the failed try.
+            unknown_fate_at: When that try was given up (the clock's time); the client sets it
                 when the transport could not.
         """
         super().__init__(message)
         self.retry_after = retry_after
-        self.maybe_applied = maybe_applied
-        self.abandoned_at = abandoned_at if maybe_applied else None
+        self.unknown_fate = unknown_fate
+        self.unknown_fate_at = unknown_fate_at if unknown_fate else None
 
 
 class RJMetricsConnectError(RJMetricsTransientError):
     """No connection to the API's host: refused, name not resolved, or no answer to connect.
 
-    Nothing was sent, so nothing can be applied (``maybe_applied`` is always False).
+    Nothing was sent, so nothing can be applied (``unknown_fate`` is always False).
     """
 
     def __init__(self, message: str) -> None:

@@ -10,7 +10,7 @@ NB: the invariants, each checked by the state-machine test (tests/unit/test_keyo
 
 - an order key of a table is **busy** from the moment a batch holding it is sealed until that
   batch landed and, if a try of it had no answer, its **late apply** window has passed (the
-  batch is **cooling**); no two batches holding one order key are ever in flight together;
+  batch is in its late-apply window); no two batches holding one order key are ever in flight together;
 - a point whose order key is busy, or has points waiting, waits in that order key's **slot**,
   a queue in input order holding at most one point per key: a newer version of a key in the slot
   replaces the older one (**merged**) and goes to the back of the queue, behind the versions of
@@ -88,7 +88,7 @@ class KeyOrder:
         self._released: dict[str, list[tuple[int, int, Hashable]]] = {}  # table -> heap of (seq, n, order)
         self._tiebreak = itertools.count()
         self._ready: collections.deque[Batch] = collections.deque()
-        self._cooling: dict[Batch, float] = {}  # landed batches whose keys wait out a late apply
+        self._windows: dict[Batch, float] = {}  # landed batches in their late-apply window: until
         self.in_flight = 0  # batches taken, not yet landed or failed
         self.sealed = 0  # batches sealed (ready or in flight), not yet landed or failed
         self.halted = False  # a failure or a stop: nothing more is taken
@@ -159,7 +159,7 @@ class KeyOrder:
         for point in batch.points.values():
             self._places.remove(point.seq)
         if late_apply_until is not None and late_apply_until > now:
-            self._cooling[batch] = late_apply_until
+            self._windows[batch] = late_apply_until
         else:
             self._free(batch)
 
@@ -175,10 +175,10 @@ class KeyOrder:
         self.halted = True
 
     def tick(self, now: float) -> None:
-        """Free the order keys of cooling batches whose late-apply window has passed."""
-        if self._cooling:
-            for batch in [b for b, until in self._cooling.items() if until <= now]:
-                del self._cooling[batch]
+        """Free the order keys of landed batches whose late-apply window has passed."""
+        if self._windows:
+            for batch in [b for b, until in self._windows.items() if until <= now]:
+                del self._windows[batch]
                 self._free(batch)
 
     # -- questions ----------------------------------------------------------------------------
@@ -188,8 +188,8 @@ class KeyOrder:
         return self._places.lowest()
 
     def next_wake(self) -> float | None:
-        """When the earliest cooling batch frees its order keys (None when none cools)."""
-        return min(self._cooling.values(), default=None)
+        """When the earliest late-apply window ends (None when no batch is in one)."""
+        return min(self._windows.values(), default=None)
 
     @property
     def waiting(self) -> int:
@@ -203,11 +203,11 @@ class KeyOrder:
 
     @property
     def settled(self) -> bool:
-        """Whether nothing is left to send or in flight (cooling keys aside)."""
+        """Whether nothing is left to send or in flight (keys in a late-apply window aside)."""
         return self.sealed == 0 and not self._slots
 
     def busy(self, table: str, order: Hashable) -> bool:
-        """Whether an order key of a table is held by a batch sealed or in flight (or cooling)."""
+        """Whether an order key of a table is held by a batch sealed or in flight, or in its late-apply window."""
         return (table, order) in self._owner
 
     # -- the rules ----------------------------------------------------------------------------

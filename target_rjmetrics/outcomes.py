@@ -63,7 +63,7 @@ def transport_failure(failed: TryFailed, method: str, url: str, client: Shown) -
         client: How the client names things.
 
     Returns:
-        A transient error (``maybe_applied`` when the request may have reached the API), a
+        A transient error (``unknown_fate`` when the request may have reached the API), a
         connect error (nothing was sent), or a fatal error (a certificate that does not verify,
         a proxy that refuses the tunnel by policy).
     """
@@ -75,7 +75,7 @@ def transport_failure(failed: TryFailed, method: str, url: str, client: Shown) -
             f"{method} {client.shown_url(url)} timed out: no complete answer within {client.timeout:g}s "
             "(`request_timeout` bounds each try as a whole)"
         )
-        return RJMetricsTransientError(msg, maybe_applied=True)
+        return RJMetricsTransientError(msg, unknown_fate=True)
     if not failed.reached:
         if is_certificate_failure(exc):
             # A certificate that does not verify will not verify on a retry either.
@@ -99,7 +99,7 @@ def transport_failure(failed: TryFailed, method: str, url: str, client: Shown) -
         cause = next((c for c in causes(exc) if isinstance(c, OSError) and c.strerror), None)
         detail = f" ({cause.strerror.lower()})" if cause is not None and cause.strerror else ""
         reason = f"lost its connection before a complete answer{detail}"
-    return RJMetricsTransientError(f"{method} {client.shown_url(url)} {reason}", maybe_applied=True)
+    return RJMetricsTransientError(f"{method} {client.shown_url(url)} {reason}", unknown_fate=True)
 
 
 def check_answer(  # noqa: PLR0913 (the answer and what it answered)
@@ -117,7 +117,7 @@ def check_answer(  # noqa: PLR0913 (the answer and what it answered)
 
     Raises:
         RJMetricsUnexpectedAnswerError: A redirect, another 1xx/2xx/3xx (fate unknown).
-        RJMetricsTransientError: 408, 429, 5xx (``maybe_applied`` for a gateway's 5xx).
+        RJMetricsTransientError: 408, 429, 5xx (``unknown_fate`` for a gateway's 5xx).
         RJMetricsAuthError: 401.
         RJMetricsRequestTooLargeError: 413.
         RJMetricsAPIError: Any other refusal (a 404 says the base URL must end in /v2).
@@ -140,7 +140,7 @@ def check_answer(  # noqa: PLR0913 (the answer and what it answered)
             )
         error = RJMetricsUnexpectedAnswerError(SCRUBBER.scrub(msg), status=status)
         # Whatever answered may have passed the request on: its fate is unknown.
-        error.abandoned_at = answer.answered_at
+        error.unknown_fate_at = answer.answered_at
         raise error
     message, reasons, total = error_detail(answer)
     detail = f"{what} answered {status}{f' {message}' if message else ''}"
@@ -152,7 +152,7 @@ def check_answer(  # noqa: PLR0913 (the answer and what it answered)
     if status >= 500:  # noqa: PLR2004
         # 502, 504 and the like: a gateway answered for the API, which may still apply it.
         raise RJMetricsTransientError(
-            detail, retry_after=retry_after_seconds(answer), maybe_applied=True, abandoned_at=answer.answered_at
+            detail, retry_after=retry_after_seconds(answer), unknown_fate=True, unknown_fate_at=answer.answered_at
         )
     if status == 401:  # noqa: PLR2004
         raise RJMetricsAuthError(detail, status=status, reasons=reasons)

@@ -344,17 +344,17 @@ class LoadRun:
     # -- requests the API may still apply late ------------------------------------------------
 
     def _late_apply_deadline(self) -> float | None:
-        """When no request this run abandoned can still be applied (None: none was abandoned)."""
-        abandoned = self.client.last_abandoned_at
-        if abandoned is None or self.settings.late_apply_seconds <= 0:
+        """When no try of unknown fate of this run can still be applied (None: there was none)."""
+        unknown_fate_at = self.client.last_unknown_fate_at
+        if unknown_fate_at is None or self.settings.late_apply_seconds <= 0:
             return None
-        return abandoned + self.settings.late_apply_seconds
+        return unknown_fate_at + self.settings.late_apply_seconds
 
     def _wait_out_late_applies(self) -> None:
-        """Before a normal exit, wait until no abandoned request of this run can still apply.
+        """Before a normal exit, wait until no try of unknown fate of this run can still apply.
 
         Otherwise a run started right after this one could send a newer version of a row that
-        this run's abandoned request then overwrites.
+        this run's try of unknown fate then overwrites.
         """
         until = self._late_apply_deadline()
         remaining = 0.0 if until is None else until - self.clock.now()

@@ -144,7 +144,7 @@ class Sender:
             self._cond.notify_all()
 
     def emit(self) -> None:
-        """Offer the STATE the landed records allow, if any (called after a pause, e.g. cooling)."""
+        """Offer the STATE the landed records allow, if any (when a late-apply window ends)."""
         with self._cond:
             self._core.tick(self._clock.now())
             self._emit()
@@ -243,7 +243,7 @@ def send_batch(
         RJMetricsError: The API refused the batch; the message names its input range.
     """
     pending: list[list[Point]] = [list(batch.points.values())]
-    abandoned: float | None = None
+    unknown_fate_at: float | None = None
     table = batch.table
     while pending:
         points = pending.pop()
@@ -264,11 +264,11 @@ def send_batch(
         except RJMetricsError as exc:
             raise with_positions(exc, batch, points) from None
         if when is not None:
-            abandoned = when if abandoned is None else max(abandoned, when)
+            unknown_fate_at = when if unknown_fate_at is None else max(unknown_fate_at, when)
         stats.request(table)
-    if abandoned is None or late_apply_seconds <= 0:  # the usual case: nothing may apply late
+    if unknown_fate_at is None or late_apply_seconds <= 0:  # the usual case: nothing may apply late
         return None
-    return abandoned + late_apply_seconds
+    return unknown_fate_at + late_apply_seconds
 
 
 def with_positions(exc: RJMetricsError, batch: Batch, points: list[Point]) -> RJMetricsError:
@@ -284,5 +284,5 @@ def with_positions(exc: RJMetricsError, batch: Batch, points: list[Point]) -> RJ
         error = type(exc)(f"Could not send {where}: {exc}")
     else:
         return exc
-    error.abandoned_at = exc.abandoned_at
+    error.unknown_fate_at = exc.unknown_fate_at
     return error

@@ -39,7 +39,7 @@ ENV_PREFIX = "TARGET_RJMETRICS_"
 DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
 #: ``table_prefix`` may hold what a table name may (the API refuses other characters).
 TABLE_PREFIX_PATTERN = r"^[A-Za-z0-9_]*$"
-#: Seconds an abandoned request may still be applied by the API (no source bounds it; see
+#: Seconds a try of unknown fate may still be applied by the API (no source bounds it; see
 #: "Late application" in the API contract). Gateways give up on a request after about 60 s.
 DEFAULT_LATE_APPLY_SECONDS = 120
 
@@ -472,7 +472,7 @@ class Settings:
         max_concurrent_requests: Requests in flight at once.
         request_timeout: Seconds one try may take.
         max_retry_seconds: Seconds to keep retrying transient failures.
-        late_apply_seconds: Seconds an abandoned request may still be applied.
+        late_apply_seconds: Seconds a try of unknown fate may still be applied (the late-apply window).
         keyless_streams: ``hash`` or ``fail``.
         state_flush_seconds: Longest wait of a STATE for its records to be sent.
         authenticate_on_start: Check the credentials before reading input.

@@ -49,7 +49,7 @@ class TableStats:
         landed: Records whose data point (or a later version of it) the API accepted.
         requests: Requests the API accepted.
         retries: Tries that failed and were retried.
-        duplicates: Records merged into a later version of their key in one request.
+        merged: Records merged into a newer version of their key (dropped in its favour).
         nonfinite: Numbers sent as null: NaN, infinities, and numbers no double can hold.
         first_read: Monotonic time of its first record.
         last_landed: Monotonic time its last accepted request came back.
@@ -60,7 +60,7 @@ class TableStats:
     landed: int = 0
     requests: int = 0
     retries: int = 0
-    duplicates: int = 0
+    merged: int = 0
     nonfinite: int = 0
     first_read: float = 0.0
     last_landed: float = 0.0
@@ -167,7 +167,7 @@ class LoadStats:
         stats = self.table(table)
         with self._lock:
             stats.landed += points + merged
-            stats.duplicates += merged
+            stats.merged += merged
             stats.last_landed = self._clock.now()
             unreported = self._unreported[table]
             unreported["record_count"] += points + merged
@@ -207,7 +207,7 @@ class LoadStats:
                 "read": s.read,
                 "requests": s.requests,
                 "retries": s.retries,
-                "merged": s.duplicates,
+                "merged": s.merged,
                 "nonfinite_as_null": s.nonfinite,
                 "seconds": round(seconds, 3),
                 "pid": self._pid,
@@ -255,7 +255,7 @@ class LoadStats:
             seconds = max(0.0, (s.last_landed or s.first_read) - s.first_read)
             lines.append(
                 f"Load summary: table {table}: records {s.landed:,}, requests {s.requests:,}, "
-                f"retries {s.retries:,}, merged {s.duplicates:,}, seconds {seconds:.1f}"
+                f"retries {s.retries:,}, merged {s.merged:,}, seconds {seconds:.1f}"
             )
         totals = (
             f"Load summary: {_count(len(rows), 'table')}, {_count(sum(s.landed for _, s in rows), 'record')}, "

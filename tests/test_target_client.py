@@ -100,7 +100,7 @@ def test_an_upsert_answered_another_2xx_is_a_fatal_error_naming_what_answered(
     assert f"answered {status} instead of 201" in str(error)
     assert "proxy" in str(error) and "`api_url`" in str(error)
     assert len(server.requests) == 1, "an answer that is not a landing must not be retried as one"
-    assert error.abandoned_at is not None, "whatever answered may have passed the request on"
+    assert error.unknown_fate_at is not None, "whatever answered may have passed the request on"
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -181,7 +181,7 @@ def test_an_answer_trickling_in_fails_the_try_within_request_timeout(scripted: t
     assert isinstance(error, RJMetricsRetriesExhausted)
     assert "timed out" in str(error) and "no complete answer within 2s" in str(error)
     assert 1.8 <= took < 4, f"the try took {took:.1f}s"
-    assert error.abandoned_at is not None, "a try cut mid-answer may still be applied"
+    assert error.unknown_fate_at is not None, "a try cut mid-answer may still be applied"
 
 
 def test_an_answer_trickling_in_over_tls_is_bounded_too(
@@ -220,7 +220,7 @@ def test_a_try_through_an_http_proxy_is_bounded_too(
     ], "the request did not go through the proxy"
     assert "no complete answer within 2s" in str(error)
     assert 1.8 <= took < 4, f"the try took {took:.1f}s"
-    assert error.abandoned_at is not None
+    assert error.unknown_fate_at is not None
 
 
 def test_no_try_starts_after_max_retry_seconds_and_a_push_ends_within_it_plus_one_try(
@@ -304,8 +304,8 @@ def test_a_refused_connection_is_certain_and_names_host_and_port(clients: t.Any)
     error = push_failure(client)
 
     assert f"cannot connect to 127.0.0.1:{port} (connection refused)" in str(error)
-    assert error.abandoned_at is None
-    assert client.last_abandoned_at is None
+    assert error.unknown_fate_at is None
+    assert client.last_unknown_fate_at is None
 
 
 def test_a_name_that_does_not_resolve_is_certain(clients: t.Any) -> None:
@@ -314,7 +314,7 @@ def test_a_name_that_does_not_resolve_is_certain(clients: t.Any) -> None:
     error = push_failure(client)
 
     assert "cannot connect to rjmetrics-target-test.invalid:8765 (name not resolved)" in str(error)
-    assert error.abandoned_at is None
+    assert error.unknown_fate_at is None
 
 
 def test_a_connect_timeout_is_certain(clients: t.Any) -> None:
@@ -337,7 +337,7 @@ def test_a_connect_timeout_is_certain(clients: t.Any) -> None:
             sock.close()
 
     assert f"cannot connect to 127.0.0.1:{port} (no answer within 1s)" in str(error)
-    assert error.abandoned_at is None
+    assert error.unknown_fate_at is None
 
 
 @pytest.mark.parametrize(
@@ -359,8 +359,8 @@ def test_a_try_that_got_no_complete_answer_after_sending_is_of_unknown_fate(
 
     assert says in str(error)
     assert server.requests, "the request never reached the server"
-    assert error.abandoned_at is not None and before < error.abandoned_at <= time.monotonic()
-    assert client.last_abandoned_at == error.abandoned_at
+    assert error.unknown_fate_at is not None and before < error.unknown_fate_at <= time.monotonic()
+    assert client.last_unknown_fate_at == error.unknown_fate_at
 
 
 @pytest.mark.parametrize(("status", "unknown"), [(502, True), (504, True), (429, False), (500, False), (503, False)])
@@ -378,8 +378,8 @@ def test_a_gateway_answer_is_of_unknown_fate_and_the_apis_own_refusals_are_certa
     error = push_failure(client)
 
     assert f"answered {status}" in str(error)
-    assert (error.abandoned_at is not None) is unknown
-    assert (client.last_abandoned_at is not None) is unknown
+    assert (error.unknown_fate_at is not None) is unknown
+    assert (client.last_unknown_fate_at is not None) is unknown
 
 
 def test_a_permanent_refusal_is_certain_but_carries_an_earlier_unknown_try(make_api: t.Any, clients: t.Any) -> None:
@@ -397,8 +397,8 @@ def test_a_permanent_refusal_is_certain_but_carries_an_earlier_unknown_try(make_
     statuses = [e.status for e in upserts(server, status=None)]
     assert statuses == [504, 400]
     assert info.value.status == 400
-    assert info.value.abandoned_at is not None, "the 504 before the 400 may still be applied"
-    assert client.last_abandoned_at == info.value.abandoned_at
+    assert info.value.unknown_fate_at is not None, "the 504 before the 400 may still be applied"
+    assert client.last_unknown_fate_at == info.value.unknown_fate_at
 
 
 def test_push_returns_when_its_last_unknown_try_was_abandoned_and_none_after_a_clean_landing(
@@ -416,10 +416,10 @@ def test_push_returns_when_its_last_unknown_try_was_abandoned_and_none_after_a_c
     assert abandoned is not None and before < abandoned < time.monotonic()
     assert [e.status for e in upserts(server, status=None)] == [502, 201]
     assert client.push("users", BODY) is None
-    assert client.last_abandoned_at == abandoned, "a clean push must not move the last abandonment"
+    assert client.last_unknown_fate_at == abandoned, "a clean push must not move the last abandonment"
 
 
-def test_last_abandoned_at_is_the_latest_over_pushes_from_many_threads(make_api: t.Any, clients: t.Any) -> None:
+def test_last_unknown_fate_at_is_the_latest_over_pushes_from_many_threads(make_api: t.Any, clients: t.Any) -> None:
     server = make_api(faults=Faults(error_rate=1.0, error_statuses=(504,)))
     client = clients(server.base_url, api_key=DEMO_API_KEY)
     seen: list[float] = []
@@ -431,7 +431,7 @@ def test_last_abandoned_at_is_the_latest_over_pushes_from_many_threads(make_api:
                 client.push("users", BODY)
             except RJMetricsRetriesExhausted as exc:
                 with lock:
-                    seen.append(t.cast("float", exc.abandoned_at))
+                    seen.append(t.cast("float", exc.unknown_fate_at))
 
     threads = [threading.Thread(target=push) for _ in range(4)]
     for thread in threads:
@@ -440,7 +440,7 @@ def test_last_abandoned_at_is_the_latest_over_pushes_from_many_threads(make_api:
         thread.join(timeout=30)
 
     assert len(seen) == 20 and all(s is not None for s in seen)
-    assert client.last_abandoned_at == max(seen)
+    assert client.last_unknown_fate_at == max(seen)
 
 
 def test_the_dry_run_client_never_has_a_try_of_unknown_fate(tmp_path: Path) -> None:
@@ -449,7 +449,7 @@ def test_the_dry_run_client_never_has_a_try_of_unknown_fate(tmp_path: Path) -> N
     )
     try:
         assert capture.push("users", BODY) is None
-        assert capture.last_abandoned_at is None
+        assert capture.last_unknown_fate_at is None
     finally:
         capture.close()
     written = (tmp_path / "dry.jsonl").read_text()

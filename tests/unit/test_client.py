@@ -96,7 +96,7 @@ class Case:
     raises: type[BaseException] | None = None
     words: tuple[str, ...] = ()
     tries: int | None = None
-    maybe_applied: bool = False
+    unknown_fate: bool = False
 
 
 CASES: dict[str, Case] = {
@@ -122,13 +122,13 @@ CASES: dict[str, Case] = {
     "413": Case([answer(413)], RJMetricsRequestTooLargeError, ("answered 413",), 1),
     "429 then 201": Case([answer(429, Retry_After="3"), answer(201)], tries=2),
     "500 then 201": Case([answer(500), answer(201)], tries=2),
-    "502 then 201: may apply late": Case([answer(502), answer(201)], tries=2, maybe_applied=True),
-    "504 then 201: may apply late": Case([answer(504), answer(201)], tries=2, maybe_applied=True),
+    "502 then 201: may apply late": Case([answer(502), answer(201)], tries=2, unknown_fate=True),
+    "504 then 201: may apply late": Case([answer(504), answer(201)], tries=2, unknown_fate=True),
     "503 for good": Case([answer(503)], RJMetricsRetriesExhausted, ("still failing after retrying for up to 60s",)),
     "refused, then 201": Case([refused(), answer(201)], tries=2),
-    "read timeout after sending: may apply late": Case([read_timeout(), answer(201)], tries=2, maybe_applied=True),
-    "cut at the deadline": Case([cut_at_deadline(), answer(201)], tries=2, maybe_applied=True),
-    "dropped after sending": Case([dropped(), answer(201)], tries=2, maybe_applied=True),
+    "read timeout after sending: may apply late": Case([read_timeout(), answer(201)], tries=2, unknown_fate=True),
+    "cut at the deadline": Case([cut_at_deadline(), answer(201)], tries=2, unknown_fate=True),
+    "dropped after sending": Case([dropped(), answer(201)], tries=2, unknown_fate=True),
     "an untrusted certificate": Case([untrusted()], RJMetricsError, ("failed TLS verification",), 1),
     "a proxy refusing the tunnel (407)": Case(
         [tunnel_refused("407 Proxy Authentication Required")], RJMetricsError, ("HTTPS_PROXY", "407"), 1
@@ -148,7 +148,7 @@ def test_each_outcome_of_a_push(name: str) -> None:
     transport = t.cast("MockTransport", client._transport)
     if case.raises is None:
         abandoned = client.push("users", b"[]")
-        assert (abandoned is not None) is case.maybe_applied, abandoned
+        assert (abandoned is not None) is case.unknown_fate, abandoned
     else:
         with pytest.raises(case.raises) as raised:
             client.push("users", b"[]")
@@ -157,7 +157,7 @@ def test_each_outcome_of_a_push(name: str) -> None:
         for words in case.words:
             assert words in message, message
         assert "k3y" not in message and "For+Unit" not in message
-        assert (raised.value.abandoned_at is not None) is case.maybe_applied  # type: ignore[attr-defined]
+        assert (raised.value.unknown_fate_at is not None) is case.unknown_fate  # type: ignore[attr-defined]
     if case.tries is not None:
         assert len(transport.sent) == case.tries
     assert all(sent.url.endswith("?apikey=k3y%2FFor%2BUnit%3DTests") for sent in transport.sent)
@@ -222,6 +222,6 @@ def test_a_stop_ends_the_wait_between_tries_and_no_try_follows() -> None:
 def test_the_last_abandoned_try_is_remembered_for_late_applies() -> None:
     clock = FakeClock()
     client = _client([read_timeout(), answer(201)], clock)
-    assert client.last_abandoned_at is None
+    assert client.last_unknown_fate_at is None
     when = client.push("users", b"[]")
-    assert when is not None and client.last_abandoned_at == when
+    assert when is not None and client.last_unknown_fate_at == when

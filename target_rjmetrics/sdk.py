@@ -43,6 +43,7 @@ class PrivateName:
             written on an instance), or ``final`` (a ``@final`` method we override anyway).
         why: What we rely on it for.
         until: The SDK change that would let it go.
+        params: For a method or function we override or call: the parameters we rely on.
     """
 
     owner: str
@@ -50,6 +51,7 @@ class PrivateName:
     kind: t.Literal["function", "class", "method", "attribute", "final"]
     why: str
     until: str
+    params: tuple[str, ...] | None = None
 
 
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
@@ -62,6 +64,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "singer_sdk.plugin_base:PluginBase", "_validate_config", "method",
         "words each settings error by setting and rule, never with its value; warns of unknown names",
         "validation errors that never quote values (the SDK quotes the API key's)",
+        ("self", "raise_errors"),
     ),
     PrivateName(
         "singer_sdk.plugin_base:PluginBase", "_config", "attribute",
@@ -77,46 +80,55 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "singer_sdk.plugin_base:PluginBase", "_handle_termination", "method",
         "SIGTERM/SIGINT only ask the run to stop; the run settles and exits 128+N",
         "a public hook for signals",
+        ("self", "signum", "frame"),
     ),
     PrivateName(
-        "singer_sdk.plugin_base:PluginBase", "listen", "final",
+        "singer_sdk.plugin_base:BaseSingerReader", "listen", "final",
         "checks the credentials before the first line and settles the run whatever ends it",
         "a hook before the first line is read and one around the whole run",
+        ("self", "file_input"),
     ),
     PrivateName(
-        "singer_sdk.plugin_base:PluginBase", "_assert_line_requires", "method",
+        "singer_sdk.plugin_base:BaseSingerReader", "_assert_line_requires", "method",
         "a message missing a field is refused naming the line and the field",
         "public message checks",
+        ("self", "message_dict", "requires"),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_process_record_message", "method",
         "a record's place in the input, errors naming it, the fast path for plain streams",
         "a per-record hook that keeps the input position",
+        ("self", "message_dict"),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_process_schema_message", "method",
         "SCHEMA fields checked before the SDK reads them; stream maps' aliases claimed",
         "SCHEMA messages validated by the SDK",
+        ("self", "message_dict"),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_process_state_message", "method",
         "STATE is written only once every record before it landed",
         "a hook for STATE that the SDK would otherwise write at once",
+        ("self", "message_dict"),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_process_batch_message", "method",
         "BATCH files read row by row as RECORD messages (validation, maps, positions)",
         "BATCH rows processed like RECORD messages",
+        ("self", "message_dict"),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_process_activate_version_message", "method",
         "ACTIVATE_VERSION ignored with a warning (the API cannot delete)",
         "a capability flag that makes the SDK ignore it",
+        ("self", "message_dict"),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_handle_max_record_age", "method",
         "the fast path drains sinks as the SDK does every few minutes",
         "the fast path's bookkeeping done by the SDK",
+        ("self",),
     ),
     PrivateName(
         "singer_sdk.target_base:Target", "_sinks_active", "attribute",
@@ -132,6 +144,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "singer_sdk.sinks.core:Sink", "_parse_timestamps_in_record", "method",
         "date-likes checked once per field list and turned straight into the API's text",
         "a public per-record hook for date-times",
+        ("self", "record", "schema", "treatment"),
     ),
     PrivateName(
         "singer_sdk.sinks.core:Sink", "_warned_missing_fields", "attribute",
@@ -162,6 +175,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "singer_sdk.helpers._typing", "get_datelike_property_type", "function",
         "which fields of a schema hold date-times, dates and times",
         "a public schema helper",
+        ("property_schema",),
     ),
     PrivateName(
         "singer_sdk.helpers._typing", "handle_invalid_timestamp_in_record", "function",

@@ -83,7 +83,7 @@ class RJMetricsSink(BatchSink):
         self._datelike_fields = datelike_fields(self.schema)
         self._nonfinite_warned = False
         self._renamed_keys_warned = False
-        self._mapper: PointMapper | None = None
+        self._point_mapper: PointMapper | None = None
 
     def setup(self) -> None:
         """Claim the stream's table and check its keys, before any of its records is read.
@@ -110,7 +110,7 @@ class RJMetricsSink(BatchSink):
             )
         self._stats = run.stats.table(self.table, self.stream_name)
         self._treatment = self.datetime_error_treatment  # read from the settings once, not per record
-        self._mapper = PointMapper(
+        self._point_mapper = PointMapper(
             stream=self.stream_name,
             table=self.table,
             key_properties=self.key_properties,
@@ -234,7 +234,7 @@ class RJMetricsSink(BatchSink):
             context: Unused; batches are the run's.
         """
         cursor = self._run.cursor
-        key, encoded = self._mapper.to_point(record, cursor.position)  # type: ignore[union-attr]  # set by setup()
+        key, encoded = self._point_mapper.to_point(record, cursor.position)  # type: ignore[union-attr]  # set by setup()
         self._run.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
         self._stats.read += 1  # only this thread writes it (readers see an int, old or new)
 

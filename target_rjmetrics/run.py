@@ -25,6 +25,7 @@ from singer_sdk.singerlib.json import serialize_json
 
 from target_rjmetrics.batches import OpenBatches
 from target_rjmetrics.client import RJMetricsClient
+from target_rjmetrics.concurrency import ConcurrencyLimit
 from target_rjmetrics.exceptions import RJMetricsAuthError, RJMetricsInputError, TerminationRequested
 from target_rjmetrics.keyorder import KeyOrder
 from target_rjmetrics.lifecycle import Clock, Phase, Stop
@@ -152,7 +153,7 @@ class LoadRun:
         self.phase = Phase.NEW
         self.tables = TableRegistry(settings.table_prefix)
         self.cursor = InputCursor()
-        self.stats = LoadStats(self.clock)
+        self.stats = LoadStats(self.clock, per_request=settings.metrics_per_request)
         self.client = RJMetricsClient(
             client_id=settings.client_id,
             api_key=settings.api_key,
@@ -162,7 +163,7 @@ class LoadRun:
             logger=logger,
             transport=transport,
             dry_run_file=settings.dry_run_file,
-            on_try=self.stats.try_done,
+            on_try=self._tried,
             clock=self.clock,
             stop=self.stop,
         )
@@ -180,6 +181,7 @@ class LoadRun:
             clock=self.clock,
             stop=self.stop,
             on_landed=self._landed,
+            limit=ConcurrencyLimit(threads, adaptive=settings.adaptive_concurrency),
         )
         self.batches = OpenBatches(
             max_points=settings.points_per_request,
@@ -337,6 +339,11 @@ class LoadRun:
 
     def _send(self, batch: Batch) -> float | None:
         return send_batch(self.client, batch, self.stats, late_apply_seconds=self.settings.late_apply_seconds)
+
+    def _tried(self, endpoint: str, table: str, status: int, seconds: float) -> None:
+        self.stats.try_done(endpoint, table, status, seconds)
+        if endpoint == "upsert":
+            self.sender.observe(status, seconds)
 
     def _landed(self, batch: Batch) -> None:
         self.stats.landed(batch.table, len(batch.points), batch.merged)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import typing as t
 
+from target_rjmetrics.concurrency import ConcurrencyLimit
 from target_rjmetrics.exceptions import (
     RJMetricsAPIError,
     RJMetricsError,
@@ -55,6 +56,7 @@ class Sender:
         clock: The run's clock.
         stop: The run's stop.
         on_landed: Told of each batch that landed (on its sending thread, outside the lock).
+        limit: How many requests may be in flight (all the threads by default).
     """
 
     def __init__(  # noqa: PLR0913
@@ -69,8 +71,10 @@ class Sender:
         clock: Clock,
         stop: Stop,
         on_landed: Callable[[Batch], None],
+        limit: ConcurrencyLimit | None = None,
     ) -> None:
         self._core = core
+        self._limit = limit or ConcurrencyLimit(threads, adaptive=False)
         self._ledger = ledger
         self._output = output
         self._send = send
@@ -149,6 +153,19 @@ class Sender:
             self._core.tick(self._clock.now())
             self._emit()
 
+    def observe(self, status: int, seconds: float) -> None:
+        """A try of an upsert ended (its status, 0 without an answer, and duration): adapt the concurrency."""
+        with self._cond:
+            before = self._limit.limit
+            self._limit.observe(status, seconds, self._core.in_flight)
+            if self._limit.limit > before:
+                self._wake()
+
+    @property
+    def concurrency(self) -> int:
+        """Requests that may be in flight now."""
+        return self._limit.limit
+
     @property
     def in_flight(self) -> int:
         """Requests being sent now."""
@@ -175,7 +192,8 @@ class Sender:
                 while True:
                     if self._stop.requested:
                         core.halt()
-                    batch = None if self._closed else core.take(clock.now())
+                    room = core.in_flight < self._limit.limit
+                    batch = core.take(clock.now()) if room and not self._closed else None
                     if batch is not None or self._closed:
                         break
                     wake = core.next_wake()
@@ -208,7 +226,7 @@ class Sender:
     # -- under the lock ------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        if self._idle and self._core.ready:
+        if self._idle and self._core.ready and self._core.in_flight < self._limit.limit:
             self._cond.notify()  # one idle thread: it takes every batch ready before it waits again
 
     def _emit(self) -> None:

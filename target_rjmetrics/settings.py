@@ -435,6 +435,26 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         description="Check the credentials with the authenticate endpoint before reading any input.",
     ),
     th.Property(
+        "adaptive_concurrency",
+        th.BooleanType,
+        default=False,
+        title="Adaptive Concurrency",
+        description=(
+            "Find how many requests at once the API sustains: start low, add one while requests "
+            "succeed, back off on 429, 503 or growing latency; `max_concurrent_requests` is the ceiling."
+        ),
+    ),
+    th.Property(
+        "metrics_per_request",
+        th.BooleanType,
+        default=False,
+        title="Metrics per Request",
+        description=(
+            "Log an http_request_duration METRIC line for every try of a request; by default tries "
+            "are summarised per table every 5 seconds (count, p50, p95, max)."
+        ),
+    ),
+    th.Property(
         "dry_run_file",
         th.StringType,
         title="Dry Run File",
@@ -476,6 +496,8 @@ class Settings:
         keyless_streams: ``hash`` or ``fail``.
         state_flush_seconds: Longest wait of a STATE for its records to be sent.
         authenticate_on_start: Check the credentials before reading input.
+        adaptive_concurrency: Find the concurrency the API sustains, up to ``max_concurrent_requests``.
+        metrics_per_request: Log each try's duration metric, not a summary per interval.
         dry_run_file: Write requests there instead of sending them.
         batch_storage: Where BATCH files are opened, when ``batch_config`` names a storage.
     """
@@ -493,6 +515,8 @@ class Settings:
     keyless_streams: str
     state_flush_seconds: float
     authenticate_on_start: bool
+    adaptive_concurrency: bool
+    metrics_per_request: bool
     dry_run_file: str | None
     batch_storage: StorageTarget | None
 
@@ -532,6 +556,8 @@ class Settings:
             keyless_streams=str(get("keyless_streams")),
             state_flush_seconds=float(get("state_flush_seconds")),
             authenticate_on_start=bool(get("authenticate_on_start")),
+            adaptive_concurrency=bool(get("adaptive_concurrency")),
+            metrics_per_request=bool(get("metrics_per_request")),
             dry_run_file=str(config["dry_run_file"]) if config.get("dry_run_file") else None,
             batch_storage=BatchConfig.from_dict(batch_config).storage if batch_config else None,
         )

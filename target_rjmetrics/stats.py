@@ -5,8 +5,12 @@ Counters are updated from the reading thread (records read) and from the sending
 Metrics are the SDK's ``METRIC`` log lines (``singer_sdk.metrics``), which Meltano and the
 SDK's structured logging read:
 
-- ``http_request_duration`` (timer), one per try of a request, tagged with its endpoint,
-  table, HTTP status (0: no answer) and whether it succeeded;
+- ``http_request_duration`` (timer): by default one per endpoint and table every few seconds
+  and at the end, summarising the tries of that interval (its value is their median in seconds;
+  its tags give ``count``, ``p50``, ``p95``, ``max`` and the count of each HTTP status, 0 for no
+  answer). With ``metrics_per_request`` (or at DEBUG) one line per try instead, as the SDK's
+  REST streams log it: a line per request would be most of a run's log and a lock taken on every
+  sending thread;
 - ``http_request_count``, ``retry_count``, ``record_count`` and ``merged_record_count``
   (counters) per table, every few seconds and at the end; records count when they *land*
   (the SDK's own ``record_count`` counts records as they are read, even those that never
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import logging
 import os
 import threading
 import typing as t
@@ -69,11 +74,13 @@ class TableStats:
 class LoadStats:
     """The counters of every table of a run, and their metrics."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, *, per_request: bool = False) -> None:
         """Start with no table.
 
         Args:
             clock: The run's clock.
+            per_request: Log each try's ``http_request_duration`` (else a summary per interval);
+                also on when the metrics logger is at DEBUG.
         """
         self._clock = clock or Clock()
         self._lock = threading.Lock()
@@ -82,6 +89,9 @@ class LoadStats:
         self._metrics = metrics.get_metrics_logger()
         self._pid = os.getpid()
         self._tries: collections.Counter[tuple[str, str, int]] = collections.Counter()  # (endpoint, table, status)
+        self._reported_tries: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self._durations: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+        self._per_request = per_request or self._metrics.isEnabledFor(logging.DEBUG)
         self._unreported: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self.retries = 0
 
@@ -113,25 +123,20 @@ class LoadStats:
             stats.nonfinite += 1
 
     def try_done(self, endpoint: str, table: str, status: int, seconds: float) -> None:
-        """Count one try of a request and log its duration (``http_request_duration``).
-
-        Args:
-            endpoint: ``upsert`` or ``authenticate``.
-            table: The table of an upsert ("" for authenticate).
-            status: The HTTP status of the answer, 0 when none came.
-            seconds: How long the try took.
-        """
-        expected = 201 if endpoint == "upsert" else 200
-        tags = {
-            "endpoint": endpoint,
-            **({"table": table} if table else {}),
-            "http_status_code": status,
-            "status": "succeeded" if status == expected else "failed",
-            "pid": self._pid,
-        }
-        self._log("timer", metrics.Metric.HTTP_REQUEST_DURATION, seconds, tags)
+        """Count one try of a request (its endpoint, table or "", HTTP status or 0, duration)."""
+        if self._per_request:
+            expected = 201 if endpoint == "upsert" else 200
+            tags = {
+                "endpoint": endpoint,
+                **({"table": table} if table else {}),
+                "http_status_code": status,
+                "status": "succeeded" if status == expected else "failed",
+                "pid": self._pid,
+            }
+            self._log("timer", metrics.Metric.HTTP_REQUEST_DURATION, seconds, tags)
         with self._lock:
             self._tries[(endpoint, table, status)] += 1
+            self._durations[(endpoint, table)].append(seconds)
             self._unreported[table]["http_request_count"] += 1
 
     def request(self, table: str) -> None:
@@ -174,7 +179,13 @@ class LoadStats:
             unreported["merged_record_count"] += merged
 
     def report(self) -> None:
-        """Log the counters that grew since the last report (every few seconds and at the end)."""
+        """Log what grew since the last report: counters, and the tries' durations (every few seconds, at the end)."""
+        with self._lock:
+            durations, self._durations = self._durations, collections.defaultdict(list)
+            statuses = self._interval_statuses()
+        if not self._per_request:
+            for (endpoint, table), seconds in sorted(durations.items()):
+                self._log_durations(endpoint, table, sorted(seconds), statuses.get((endpoint, table), {}))
         names = {
             "record_count": metrics.Metric.RECORD_COUNT,
             "merged_record_count": LoadMetric.MERGED_RECORD_COUNT,
@@ -213,6 +224,31 @@ class LoadStats:
                 "pid": self._pid,
             }
             self._log("summary", LoadMetric.LOAD_SUMMARY, s.landed, tags)
+
+    def _interval_statuses(self) -> dict[tuple[str, str], dict[str, int]]:
+        """HTTP statuses of the tries since the last report, by (endpoint, table) (lock held)."""
+        grown = self._tries - self._reported_tries
+        self._reported_tries = collections.Counter(self._tries)
+        statuses: dict[tuple[str, str], dict[str, int]] = collections.defaultdict(dict)
+        for (endpoint, table, status), count in sorted(grown.items()):
+            statuses[(endpoint, table)][str(status)] = count
+        return statuses
+
+    def _log_durations(self, endpoint: str, table: str, seconds: list[float], statuses: dict[str, int]) -> None:
+        """One ``http_request_duration`` summarising an interval's tries (``seconds`` sorted)."""
+        count = len(seconds)
+        p50, p95 = round(seconds[(count - 1) // 2], 6), seconds[min(count - 1, int(count * 0.95))]
+        tags = {
+            "endpoint": endpoint,
+            **({"table": table} if table else {}),
+            "count": count,
+            "p50": p50,
+            "p95": round(p95, 6),
+            "max": round(seconds[-1], 6),
+            "http_status_codes": statuses,
+            "pid": self._pid,
+        }
+        self._log("timer", metrics.Metric.HTTP_REQUEST_DURATION, p50, tags)
 
     def _log(self, kind: str, metric: metrics.Metric | LoadMetric, value: float, tags: dict[str, t.Any]) -> None:
         # The SDK's Point takes its own Metric names; ours are the same kind of str enum.

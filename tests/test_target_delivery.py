@@ -114,6 +114,21 @@ def test_keys_the_api_may_read_as_one_number_are_sent_in_input_order(
     assert run.states == [{"done": True}]
 
 
+def test_adaptive_concurrency_finds_the_level_the_api_sustains(make_api: t.Callable[..., LocalImportAPI]) -> None:
+    server = make_api(faults=Faults(latency_ms=30, max_in_flight=6, retry_after=0))
+    config = target_config(server, max_concurrent_requests=32, adaptive_concurrency=True, max_points_per_request=40)
+
+    run = run_cli(config, [USERS_SCHEMA, *users(6000), state({"done": True})])
+
+    assert run.exit_code == 0, run.stderr[-2000:]
+    assert len(server.rows(DEMO_CLIENT_ID, "users")) == 6000
+    posts = upserts(server, status=None)
+    refused = [e for e in posts if e.status == 429]
+    assert len(refused) <= 0.05 * len(posts), f"{len(refused)} of {len(posts)} requests answered 429"
+    assert max(e.in_flight for e in posts) >= 6, "it never reached the level the API sustains"
+    assert run.states == [{"done": True}]
+
+
 def test_requests_without_shared_keys_go_out_concurrently_across_streams(
     make_api: t.Callable[..., LocalImportAPI],
 ) -> None:

@@ -34,7 +34,8 @@ def _input() -> list[t.Any]:
 def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Callable[..., LocalImportAPI]) -> None:
     server = make_api(faults=Faults(seed=11, error_rate=0.4, error_statuses=(503,)))
 
-    run = run_cli(target_config(server, max_points_per_request=40, max_concurrent_requests=1), _input())
+    config = target_config(server, max_points_per_request=40, max_concurrent_requests=1, metrics_per_request=True)
+    run = run_cli(config, _input())
 
     assert run.exit_code == 0, run.stderr
     points = metrics_of(run.stderr)
@@ -62,6 +63,34 @@ def test_metrics_count_requests_retries_and_records_as_they_land(make_api: t.Cal
     assert summaries["users"]["tags"]["requests"] == sum(1 for e in sent if e.table == "users" and e.status == 201)
     # The SDK's own timer of sealing (not sending) is not logged.
     assert not [p for p in points if p["metric"] == "batch_processing_time"]
+
+
+def test_by_default_request_durations_are_summarised_per_table_not_logged_per_request(
+    make_api: t.Callable[..., LocalImportAPI],
+) -> None:
+    server = make_api(faults=Faults(seed=4, error_rate=0.2, error_statuses=(503,)))
+    messages = [USERS_SCHEMA, ORDERS, *users(400), *[record("orders", id=i, total=1.5) for i in range(1, 101)]]
+
+    run = run_cli(target_config(server, max_points_per_request=5, max_concurrent_requests=2), messages)
+
+    assert run.exit_code == 0, run.stderr
+    sent = upserts(server, status=None)
+    durations = [
+        p
+        for p in metrics_of(run.stderr)
+        if p["metric"] == "http_request_duration" and p["tags"]["endpoint"] == "upsert"
+    ]
+    # One line per table per interval (a short run: one interval), not one per request.
+    assert len(sent) > 100 and len(durations) == 2, [p["tags"] for p in durations]
+    by_table = {p["tags"]["table"]: p for p in durations}
+    for table in ("users", "orders"):
+        tags = by_table[table]["tags"]
+        tries = [e for e in sent if e.table == table]
+        assert tags["count"] == len(tries)
+        assert 0 <= tags["p50"] <= tags["p95"] <= tags["max"] and by_table[table]["value"] == tags["p50"]
+        statuses = {str(status): sum(1 for e in tries if e.status == status) for status in {e.status for e in tries}}
+        assert tags["http_status_codes"] == statuses
+    assert {"503", "201"} <= set(by_table["users"]["tags"]["http_status_codes"]), "the fault never fired"
 
 
 def test_record_count_counts_only_records_that_landed(make_api: t.Callable[..., LocalImportAPI]) -> None:

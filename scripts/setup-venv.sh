@@ -18,19 +18,24 @@ python=$(command -v "${PYTHON:-python3}")
 new=()
 [ -x .venv/bin/python ] || new=(--python "$python")
 
+mkdir -p .tools
+lock() {  # lock NAME: hold .tools/NAME.lock until this script ends (where flock exists)
+  exec 9> ".tools/$1.lock"
+  if command -v flock > /dev/null; then flock 9; fi
+}
+
 case "${1:-}" in
   --meltano)
-    # Two suites started side by side in one checkout make it once.
-    mkdir -p .tools
-    exec 9> .tools/meltano.lock
-    command -v flock > /dev/null && flock 9
+    lock meltano  # two suites started side by side in one checkout make it once
     [ -x .venv-meltano/bin/python ] || $uv venv --quiet --python "$python" .venv-meltano
     $uv pip sync --quiet --python .venv-meltano/bin/python requirements/meltano.txt
     ;;
   --dev | test | check)  # test and check: the names of the extras, as this script used to take
+    lock checkout-build  # the editable install builds the checkout in place (tests/support/locks.py)
     $uv sync --quiet --locked "${new[@]}" --all-extras
     ;;
   "")
+    lock checkout-build
     $uv sync --quiet --locked "${new[@]}" --inexact
     ;;
   *)
@@ -38,6 +43,6 @@ case "${1:-}" in
     exit 2
     ;;
 esac
-# The checkout is installed editable, so uv compiles none of its modules: compile them here (a
-# second or two saved per test that starts the target, where PYTHONDONTWRITEBYTECODE is set).
+# The checkout is installed editable, so uv compiles none of its modules: compile them here
+# (about 0.1 s saved at every start of the target where PYTHONDONTWRITEBYTECODE is set).
 [ "${1:-}" = --meltano ] || .venv/bin/python -m compileall -q target_rjmetrics tests > /dev/null

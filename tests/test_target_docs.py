@@ -14,6 +14,8 @@ from packaging.specifiers import SpecifierSet
 
 from tests.support.targets import about
 
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parent.parent
 HUB_DEFINITION = ROOT / "plugins" / "loaders" / "target-rjmetrics--rjmetrics.yml"
 #: Labels of the SDK's settings that `--about` prints without a title.
@@ -101,7 +103,7 @@ def test_meltano_yml_loader_declares_what_about_says() -> None:
     loader = _loader(ROOT / "meltano.yml")
 
     assert loader["namespace"] == "target_rjmetrics"
-    assert loader["pip_url"] == "-e ."
+    assert loader["pip_url"] == "-e . -c requirements/runtime.txt"  # the checkout, with uv.lock's pins
     _check_settings_equal_about(loader, about)
 
 

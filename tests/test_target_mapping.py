@@ -19,6 +19,8 @@ from tests.support.config import target_config
 from tests.support.messages import USERS_SCHEMA, record, schema, state, users
 from tests.support.targets import about, run_cli, run_in_process
 
+pytestmark = pytest.mark.smoke
+
 CID = DEMO_CLIENT_ID
 ID_AND_VALUE = {"id": {"type": "integer"}, "v": {"type": ["string", "null"]}}
 

@@ -9,14 +9,17 @@
 #        scripts/setup-venv.sh --meltano .venv-meltano: Meltano 4 as requirements/meltano.txt pins
 #                                        it (Meltano keeps each plugin in a virtualenv of its own
 #                                        under .meltano/, from meltano.yml's pip_url)
-# PYTHON names the interpreter of a new .venv or .venv-meltano (default: python3 on PATH).
+# PYTHON names the interpreter of a new virtualenv (default: python3 on PATH); VENV another
+# directory for the project's virtualenv than .venv (scripts/test-matrix.sh: .venv-py3.X).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=scripts/uv.sh
 python=$(command -v "${PYTHON:-python3}")
-# The interpreter of a new .venv; an existing one keeps its own.
+venv=${VENV:-.venv}
+export UV_PROJECT_ENVIRONMENT=$venv
+# The interpreter of a new virtualenv; an existing one keeps its own.
 new=()
-[ -x .venv/bin/python ] || new=(--python "$python")
+[ -x "$venv/bin/python" ] || new=(--python "$python")
 
 mkdir -p .tools
 lock() {  # lock NAME: hold .tools/NAME.lock until this script ends (where flock exists)
@@ -45,4 +48,4 @@ case "${1:-}" in
 esac
 # The checkout is installed editable, so uv compiles none of its modules: compile them here
 # (about 0.1 s saved at every start of the target where PYTHONDONTWRITEBYTECODE is set).
-[ "${1:-}" = --meltano ] || .venv/bin/python -m compileall -q target_rjmetrics tests > /dev/null
+[ "${1:-}" = --meltano ] || "$venv/bin/python" -m compileall -q target_rjmetrics tests > /dev/null

@@ -9,6 +9,7 @@
 # Usage: scripts/test-latest.sh [PYTEST ARGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unset PYTHONDONTWRITEBYTECODE  # as scripts/test.sh: cache bytecode for the test runs
 uv=scripts/uv.sh
 python=$(command -v "${PYTHON:-python3}")
 venv=$(mktemp -d "${TMPDIR:-/tmp}/target-rjmetrics-latest.XXXXXX")

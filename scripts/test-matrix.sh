@@ -11,6 +11,7 @@
 #   --smoke-only leaves out the whole-suite run; other arguments go to every pytest run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+unset PYTHONDONTWRITEBYTECODE  # as scripts/test.sh: cache bytecode for the test runs
 smoke_only=0
 if [ "${1:-}" = "--smoke-only" ]; then smoke_only=1; shift; fi
 

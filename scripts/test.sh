@@ -10,4 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh --dev
+# Let Python cache bytecode for this run (in __pycache__/, which git ignores): where
+# PYTHONDONTWRITEBYTECODE is set, every worker would rewrite every test module's asserts again,
+# and every process the tests start would compile what it imports again.
+unset PYTHONDONTWRITEBYTECODE
 exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-6}" --dist loadgroup --durations=15 "$@"

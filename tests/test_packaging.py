@@ -28,7 +28,7 @@ import target_rjmetrics
 from tests.support.locks import BUILD_CONSTRAINTS, RUNTIME_CONSTRAINTS, uv, uv_bin_dir
 from tests.support.targets import clean_env
 
-pytestmark = [pytest.mark.smoke, pytest.mark.xdist_group("packaging")]
+pytestmark = [pytest.mark.smoke, pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "target-rjmetrics"

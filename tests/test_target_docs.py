@@ -241,6 +241,6 @@ def test_ci_runs_the_readme_test_command_then_the_other_pythons() -> None:
     matrix = (ROOT / "scripts" / "test-matrix.sh").read_text(encoding="utf-8")
 
     assert "scripts/test.sh         # installs the test dependencies" in readme
-    assert "bash scripts/test-matrix.sh" in ci
+    assert "bash scripts/test.sh" in ci and "bash scripts/test-matrix.sh" in ci
     assert "bash scripts/test.sh" in matrix
     assert "supported_python_versions" in matrix  # the versions come from --about, not a list here

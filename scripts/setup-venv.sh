@@ -46,6 +46,3 @@ case "${1:-}" in
     exit 2
     ;;
 esac
-# The checkout is installed editable, so uv compiles none of its modules: compile them here
-# (about 0.1 s saved at every start of the target where PYTHONDONTWRITEBYTECODE is set).
-[ "${1:-}" = --meltano ] || "$venv/bin/python" -m compileall -q target_rjmetrics tests > /dev/null

@@ -24,7 +24,6 @@ mkdir -p .tools
   # --no-config: pyproject.toml's [tool.uv] (the lock-only constraints) is left out on purpose.
   $uv pip install --quiet --no-config --refresh --python "$venv/bin/python" -e ".[test]"
 )
-"$venv/bin/python" -m compileall -q target_rjmetrics tests > /dev/null
 
 echo "==> Versions that differ from uv.lock:"
 $uv pip freeze --quiet --python "$venv/bin/python" --exclude-editable > "$venv/freeze.txt"

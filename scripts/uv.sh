@@ -4,10 +4,10 @@
 # On first use it installs itself from PyPI with pip, at the version and hashes of
 # requirements/uv.txt, into .tools/uv-VERSION (pip's output is shown only if that fails).
 # Then it runs `uv ARGS...` with the repository's settings:
-#  - no interpreter is ever downloaded: uv uses the Pythons of this machine (PATH, pyenv);
-#  - bytecode is compiled at install, as pip does, so processes do not recompile the SDK at
-#    every start (PYTHONDONTWRITEBYTECODE machines never cache it otherwise);
-#  - the build backend of the editable install comes from requirements/build.txt.
+#  - no interpreter is ever downloaded: uv uses the Pythons of this machine (PATH, pyenv).
+# (Bytecode is not compiled at install, uv's default: that took 4 of the quickstart's seconds,
+# and Python caches it on first import; the test scripts let it do so even where
+# PYTHONDONTWRITEBYTECODE is set.)
 # Usage: scripts/uv.sh ARGS...   e.g. scripts/uv.sh tree --frozen
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +35,4 @@ if [ ! -x "$uv" ]; then
   exec 9>&-
 fi
 export UV_PYTHON_DOWNLOADS=never
-export UV_COMPILE_BYTECODE=1
-export UV_BUILD_CONSTRAINT="$root/requirements/build.txt"
 exec "$uv" "$@"

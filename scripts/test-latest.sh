@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Upstream drift, by name: installs the newest versions that pyproject.toml's ranges allow (no
 # uv.lock, none of its lock-only constraints) into a throwaway virtualenv, lists every version
-# that differs from uv.lock, and runs the unit and smoke tiers (`pytest -m "unit or smoke"`).
+# that differs from uv.lock, and runs the unit and smoke tiers and the bad-input corpus, whose
+# reading is up to msgspec (`pytest -m "unit or smoke or reader"`).
 # A failure here names the test a new release breaks, while development, CI and the quickstart
 # stay on the locked versions that work; fix the code or bound the range, then scripts/lock.sh.
 # CI runs it as an informational step: it prints the result, and CI does not fail on it.
@@ -48,12 +49,12 @@ for line in Path(sys.argv[1]).read_text(encoding="utf-8").splitlines():
 print("\n".join(changed) if changed else "    none")
 PY
 
-echo "==> The unit and smoke tiers on those versions"
+echo "==> The unit and smoke tiers and the bad-input corpus on those versions"
 status=0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider -m "unit or smoke" -n "${TEST_WORKERS:-6}" --dist loadgroup "$@" \
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -m "unit or smoke or reader" -n "${TEST_WORKERS:-6}" --dist loadgroup "$@" \
   || status=$?
 if [ "$status" = 0 ]; then
-  echo "test-latest: the newest versions the ranges allow pass the unit and smoke tiers"
+  echo "test-latest: the newest versions the ranges allow pass the unit and smoke tiers and the bad-input corpus"
 else
   echo "test-latest: FAILED on the newest versions the ranges allow (the failing tests are named above)"
 fi

@@ -9,13 +9,13 @@
 #        scripts/setup-venv.sh --meltano .venv-meltano: Meltano 4 as requirements/meltano.txt pins
 #                                        it (Meltano keeps each plugin in a virtualenv of its own
 #                                        under .meltano/, from meltano.yml's pip_url)
-# PYTHON names the interpreter of a new virtualenv (default: python3 on PATH); VENV another
+# PYTHON names the interpreter of a new virtualenv (default: python3 on PATH); PROJECT_VENV another
 # directory for the project's virtualenv than .venv (scripts/test-matrix.sh: .venv-py3.X).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=scripts/uv.sh
 python=$(command -v "${PYTHON:-python3}")
-venv=${VENV:-.venv}
+venv=${PROJECT_VENV:-.venv}
 export UV_PROJECT_ENVIRONMENT=$venv
 # The interpreter of a new virtualenv; an existing one keeps its own.
 new=()

@@ -53,7 +53,7 @@ for version in $declared; do
   venv=".venv-py$version"
   echo "==> Python $version ($python): the smoke tier in $venv"
   start=$SECONDS
-  if PYTHON=$python VENV=$venv scripts/setup-venv.sh --dev \
+  if PYTHON=$python PROJECT_VENV=$venv scripts/setup-venv.sh --dev \
     && "$venv/bin/python" -m pytest -q -p no:cacheprovider -m smoke -n "${TEST_WORKERS:-6}" --dist loadgroup "$@"; then
     status=passed
   else

@@ -9,6 +9,7 @@
 # own (so it starts from no state) and removes it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unset PYTHONDONTWRITEBYTECODE  # as scripts/test.sh: let each plugin's first start cache its bytecode
 scripts/setup-venv.sh
 scripts/setup-venv.sh --meltano
 meltano=.venv-meltano/bin/meltano

@@ -1,40 +1,31 @@
 #!/usr/bin/env bash
 # The test matrix CI runs: every Python version the package declares (its classifiers, as
-# `target-rjmetrics --about` reports them) that this machine has, each in a virtualenv of its own.
+# `target-rjmetrics --about` reports them) that this machine has, each in a virtualenv of its own
+# installed exactly as uv.lock pins it (one universal lock for every declared Python).
 #  - .venv's Python (3.11 here): the whole suite, through the README's test command scripts/test.sh;
-#  - every other declared version: a smoke subset, in .venv-py3.X.
+#  - every other declared version: the smoke tier (`pytest -m smoke`: the tests marked smoke,
+#    what differs between Python versions), in .venv-py3.X.
 # A declared version found neither in ~/.pyenv/versions nor on PATH (python3.X) is reported as
 # skipped. Every version runs even when an earlier one fails; the exit code is 1 if any failed.
-# Usage: scripts/test-matrix.sh [--smoke-only]   (--smoke-only leaves out the whole-suite run)
+# Usage: scripts/test-matrix.sh [--smoke-only] [PYTEST ARGS...]
+#   --smoke-only leaves out the whole-suite run; other arguments go to every pytest run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-
-# The smoke subset: what differs between Python versions (date-time parsing, the SDK's --about,
-# msgspec, signals, sockets, sqlite3, packaging and a clean install), in a few minutes.
-SMOKE=(
-  tests/test_target_cli.py
-  tests/test_target_delivery.py
-  tests/test_target_mapping.py
-  tests/test_target_sdk_standard.py
-  tests/test_target_state.py
-  tests/test_target_docs.py
-  tests/test_meltano_settings.py
-  tests/test_packaging.py
-  tests/local_api/test_local_api_contract.py
-  tests/local_api/test_local_api_storage.py
-)
+unset PYTHONDONTWRITEBYTECODE  # as scripts/test.sh: cache bytecode for the test runs
+smoke_only=0
+if [ "${1:-}" = "--smoke-only" ]; then smoke_only=1; shift; fi
 
 results=()
 failed=0
 record() { results+=("$1"); }
 
-if [ "${1:-}" != "--smoke-only" ]; then
+if [ "$smoke_only" = 0 ]; then
   echo "==> The whole suite: scripts/test.sh (the README's test command)"
   start=$SECONDS
-  if bash scripts/test.sh; then status=passed; else status=FAILED; failed=1; fi
+  if bash scripts/test.sh "$@"; then status=passed; else status=FAILED; failed=1; fi
   record "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') whole suite (.venv): $status in $((SECONDS - start))s"
 else
-  scripts/setup-venv.sh test  # --about below needs .venv
+  scripts/setup-venv.sh --dev || exit 1  # --about below needs .venv
 fi
 
 default=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -60,12 +51,10 @@ for version in $declared; do
     continue
   fi
   venv=".venv-py$version"
-  echo "==> Python $version ($python): the smoke subset in $venv"
+  echo "==> Python $version ($python): the smoke tier in $venv"
   start=$SECONDS
-  if { [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"; } \
-    && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip \
-    && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" \
-    && "$venv/bin/python" -m pytest -q -p no:cacheprovider "${SMOKE[@]}"; then
+  if PYTHON=$python PROJECT_VENV=$venv scripts/setup-venv.sh --dev \
+    && "$venv/bin/python" -m pytest -q -p no:cacheprovider -m smoke -n "${TEST_WORKERS:-6}" --dist loadgroup "$@"; then
     status=passed
   else
     status=FAILED

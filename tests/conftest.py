@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import typing as t
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,16 @@ from tests.support.targets import ENV_PREFIXES
 
 if t.TYPE_CHECKING:
     from target_rjmetrics.local_api import LocalImportAPI
+
+
+UNIT_TESTS = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in tests/unit `unit`: pure code, no process, socket or server."""
+    for item in items:
+        if item.path.is_relative_to(UNIT_TESTS):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)

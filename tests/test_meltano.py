@@ -2,7 +2,9 @@
 
 Meltano runs from its own virtualenv, `.venv-meltano` (made by `scripts/setup-venv.sh --meltano`
 on first use, or `$MELTANO_BIN`), and installs the target from this checkout into a virtualenv of
-its own, as for a user. The loads go to an in-process local Import API.
+its own, as for a user, with its dependencies at the versions uv.lock pins (requirements/runtime.txt).
+The loads go to an in-process local Import API. The tests share one Meltano project, so they run
+on one xdist worker.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import yaml
 
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
 from tests.support.checks import landed_by_id
+from tests.support.locks import CHECKOUT_BUILDS, RUNTIME_CONSTRAINTS, exclusive
 from tests.support.messages import USERS_SCHEMA, lines, state, users
 from tests.support.targets import about
+
+pytestmark = [pytest.mark.meltano, pytest.mark.slow, pytest.mark.xdist_group("meltano")]
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_DEFINITION = ROOT / "plugins" / "loaders" / "target-rjmetrics--rjmetrics.yml"
@@ -80,12 +85,15 @@ def _states(stdout: str) -> list[t.Any]:
 
 @pytest.fixture(scope="module")
 def repo_project(meltano: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This repository's meltano.yml, unchanged but for `pip_url: -e .` pointing at the checkout."""
+    """This repository's meltano.yml, unchanged but for the loader's pip_url pointing at the checkout."""
     project = tmp_path_factory.mktemp("repo-project")
     text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
-    assert text.count("pip_url: -e .\n") == 1
-    (project / "meltano.yml").write_text(text.replace("pip_url: -e .\n", f"pip_url: -e {ROOT}\n"), encoding="utf-8")
-    _meltano(meltano, project, "install", "--plugin-type", "loader", "target-rjmetrics")
+    pip_url = "pip_url: -e . -c requirements/runtime.txt\n"
+    assert text.count(pip_url) == 1
+    here = f"pip_url: -e {ROOT} -c {RUNTIME_CONSTRAINTS}\n"
+    (project / "meltano.yml").write_text(text.replace(pip_url, here), encoding="utf-8")
+    with exclusive(CHECKOUT_BUILDS):  # Meltano's install builds the checkout in place
+        _meltano(meltano, project, "install", "--plugin-type", "loader", "target-rjmetrics")
     return project
 
 
@@ -189,11 +197,14 @@ def test_hub_definition_adds_to_a_new_project_installs_and_loads(
     ):
         assert loader[key] == hub[key], key
 
-    # Until the package is on PyPI, the README says to point pip_url at a checkout.
+    # Until the package is on PyPI, the README says to point pip_url at a checkout (here with the
+    # dependencies uv.lock pins, so that a release upstream does not change what this test installs).
     text = (project / "meltano.yml").read_text(encoding="utf-8")
     assert text.count("pip_url: target-rjmetrics\n") == 1
-    (project / "meltano.yml").write_text(text.replace("pip_url: target-rjmetrics\n", f"pip_url: {ROOT}\n"))
-    _meltano(meltano, project, "install")
+    here = f"pip_url: {ROOT} -c {RUNTIME_CONSTRAINTS}\n"
+    (project / "meltano.yml").write_text(text.replace("pip_url: target-rjmetrics\n", here))
+    with exclusive(CHECKOUT_BUILDS):  # Meltano's install builds the checkout in place
+        _meltano(meltano, project, "install")
 
     about = json.loads(_meltano(meltano, project, "invoke", "target-rjmetrics", "--about", "--format", "json").stdout)
     expected = _about()

@@ -23,6 +23,8 @@ from tests.support.targets import TargetProcess, clean_env, run_cli, run_target
 if t.TYPE_CHECKING:
     from pathlib import Path
 
+pytestmark = pytest.mark.smoke
+
 SECONDS = ("request_timeout", "max_retry_seconds", "state_flush_seconds")
 
 

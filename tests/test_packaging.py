@@ -1,13 +1,17 @@
 """The release artifacts: the sdist and the wheel `python -m build` makes, installed as a user would.
 
-The wheel is installed in a fresh virtualenv (its dependencies from the package index), away from
-this checkout, and must print `--about` and load data into the local Import API it ships.
+The wheel is installed in a fresh virtualenv (its dependencies from the package index, at the
+versions uv.lock pins), away from this checkout, and must print `--about` and load data into the
+local Import API it ships. Builds and installs go through the project's pinned uv (`python -m build
+--installer uv`, with the setuptools of requirements/build.txt); this module's tests share one
+build, so they run on one xdist worker.
 """
 
 from __future__ import annotations
 
 import email
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,13 +25,33 @@ from pathlib import Path
 import pytest
 
 import target_rjmetrics
+from tests.support.locks import BUILD_CONSTRAINTS, RUNTIME_CONSTRAINTS, uv, uv_bin_dir
 from tests.support.targets import clean_env
+
+pytestmark = [pytest.mark.smoke, pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "target-rjmetrics"
 DECLARED_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 #: Repository files the sdist leaves out on purpose: CI plumbing.
 NOT_IN_SDIST = {".ci/run", ".gitignore"}
+#: Left out of the copy the artifacts are built from: environments, caches and build outputs. The
+#: build runs in a copy because setuptools writes build/ and *.egg-info/ into the tree it builds,
+#: which other xdist workers and suites (Meltano's installs, the smoke Pythons) build at once.
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    ".tools",
+    ".meltano",
+    ".hypothesis",
+    ".*_cache",
+    "__pycache__",
+    ".local-api-data",
+    "output",
+    "build",
+    "dist",
+    "*.egg-info",
+)
 
 
 def _run(args: t.Sequence[str | Path], *, cwd: Path | None = None, timeout: float = 600, **kwargs: t.Any) -> str:
@@ -49,7 +73,10 @@ def _run(args: t.Sequence[str | Path], *, cwd: Path | None = None, timeout: floa
 def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The sdist, and the wheel built from that sdist, as `python -m build` makes them."""
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--outdir", out, ROOT], cwd=out)
+    source = shutil.copytree(ROOT, tmp_path_factory.mktemp("checkout") / ROOT.name, ignore=NOT_SOURCES)
+    path = f"{uv_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = clean_env(PATH=path, UV_CONSTRAINT=str(BUILD_CONSTRAINTS), UV_PYTHON_DOWNLOADS="never")
+    _run([sys.executable, "-m", "build", "--installer", "uv", "--outdir", out, source], cwd=out, env=env)
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
     return {"sdist": sdist, "wheel": wheel}
@@ -147,9 +174,9 @@ def test_the_target_never_imports_the_local_server() -> None:
 
 def test_wheel_installed_in_a_clean_virtualenv_prints_about_and_loads(dists: dict[str, Path], tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", venv])
+    _run([sys.executable, "-m", "venv", "--without-pip", venv])
     bin_dir = venv / "bin"
-    _run([bin_dir / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", dists["wheel"]])
+    uv("pip", "install", "--python", bin_dir / "python", "--constraint", RUNTIME_CONSTRAINTS, dists["wheel"])
     away = tmp_path / "elsewhere"  # not this checkout, so nothing is imported from its sources
     away.mkdir()
 

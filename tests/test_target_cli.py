@@ -26,6 +26,8 @@ from tests.support.targets import clean_env, parse_states, run_cli, run_in_proce
 if t.TYPE_CHECKING:
     from pathlib import Path
 
+pytestmark = pytest.mark.smoke
+
 CID = DEMO_CLIENT_ID
 SECRET = "sekret-KEY-4242"
 #: Every setting the issue names, by its exact name.

@@ -461,6 +461,7 @@ def test_the_dry_run_client_never_has_a_try_of_unknown_fate(tmp_path: Path) -> N
 # -- connecting: at start, and during a run ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_authenticate_fails_soon_when_the_host_refuses_connections(clients: t.Any) -> None:
     port = free_port()
     client = clients(f"http://127.0.0.1:{port}/v2", max_retry_seconds=300)

@@ -122,6 +122,7 @@ def test_a_credential_check_answered_anything_but_200_fails_before_reading(scrip
 # -- an unreachable API, a base URL without /v2 ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("host", "reason"),
     [("127.0.0.1", "connection refused"), ("rjmetrics-target-test.invalid", "name not resolved")],

@@ -23,6 +23,9 @@ if t.TYPE_CHECKING:
     from target_rjmetrics.local_api import LocalImportAPI, RequestLogEntry
 
 
+pytestmark = pytest.mark.smoke
+
+
 def _versioned_updates(n_keys: int, n_updates: int, seed: int) -> tuple[list[dict[str, t.Any]], dict[int, str]]:
     """Records that update ``n_keys`` keys ``n_updates`` times in a shuffled order.
 

@@ -14,6 +14,8 @@ from packaging.specifiers import SpecifierSet
 
 from tests.support.targets import about
 
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parent.parent
 HUB_DEFINITION = ROOT / "plugins" / "loaders" / "target-rjmetrics--rjmetrics.yml"
 #: Labels of the SDK's settings that `--about` prints without a title.
@@ -101,7 +103,7 @@ def test_meltano_yml_loader_declares_what_about_says() -> None:
     loader = _loader(ROOT / "meltano.yml")
 
     assert loader["namespace"] == "target_rjmetrics"
-    assert loader["pip_url"] == "-e ."
+    assert loader["pip_url"] == "-e . -c requirements/runtime.txt"  # the checkout, with uv.lock's pins
     _check_settings_equal_about(loader, about)
 
 
@@ -239,6 +241,6 @@ def test_ci_runs_the_readme_test_command_then_the_other_pythons() -> None:
     matrix = (ROOT / "scripts" / "test-matrix.sh").read_text(encoding="utf-8")
 
     assert "scripts/test.sh         # installs the test dependencies" in readme
-    assert "bash scripts/test-matrix.sh" in ci
+    assert "bash scripts/test.sh" in ci and "bash scripts/test-matrix.sh" in ci
     assert "bash scripts/test.sh" in matrix
     assert "supported_python_versions" in matrix  # the versions come from --about, not a list here

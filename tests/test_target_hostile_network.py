@@ -11,6 +11,8 @@ import signal
 import time
 import typing as t
 
+import pytest
+
 from target_rjmetrics.local_api import Faults
 from tests.support.checks import landed_by_id, upserts
 from tests.support.config import target_config
@@ -101,6 +103,7 @@ def test_an_answer_that_trickles_forever_is_cut_off_and_retried(make_api: t.Call
     assert run.states == [{"n": 1}]
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_trickling_answer_exits_promptly_without_new_requests(
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:

@@ -23,6 +23,8 @@ from tests.support.targets import about, run_cli, run_in_process
 if t.TYPE_CHECKING:
     from pathlib import Path
 
+pytestmark = pytest.mark.smoke
+
 CID = DEMO_CLIENT_ID
 ID_AND_VALUE = {"id": {"type": "integer"}, "v": {"type": ["string", "null"]}}
 

@@ -21,6 +21,8 @@ from tests.support.checks import upserts
 from tests.support.expected import last_versions, sanitise
 from tests.support.messages import read_messages
 
+pytestmark = pytest.mark.smoke
+
 # The SDK expects a STATE after each drain of its own batches; this target writes a STATE
 # only once every record before it has landed, skipping states superseded meanwhile. Its
 # own tests of the STATE rules are in test_target_state.py.

@@ -25,6 +25,9 @@ if t.TYPE_CHECKING:
     from target_rjmetrics.local_api import LocalImportAPI
 
 
+pytestmark = pytest.mark.smoke
+
+
 def _wait_until(condition: t.Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -14,6 +14,8 @@ import requests
 from target_rjmetrics.local_api import DEMO_API_KEY, Faults, LocalImportAPI
 from tests.support.api import Api, assert_error
 
+pytestmark = pytest.mark.smoke
+
 USER = {"keys": ["id"], "id": 1, "email": "joe@schmo.com", "status": "pending"}
 
 

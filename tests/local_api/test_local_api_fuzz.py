@@ -123,6 +123,7 @@ def _check(response: requests.Response, method: str, allowed_5xx: frozenset[int]
         assert response.url.split("?")[0].endswith("/rows"), response.headers
 
 
+@pytest.mark.slow
 @FUZZ
 @given(body=bodies, table=st.sampled_from(["users", "t_1", "bad-name", "%2F"]))
 def test_random_upsert_bodies_get_201_or_a_json_400(fuzz_server: LocalImportAPI, body: bytes, table: str) -> None:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+pytestmark = pytest.mark.smoke
+
+
 def _push(base_url: str, table: str, body: Any, key: str = DEMO_API_KEY, client_id: int = 1) -> int:
     url = f"{base_url}/client/{client_id}/table/{table}/data"
     return requests.post(url, params={"apikey": key}, json=body, timeout=10).status_code

@@ -21,6 +21,7 @@ if t.TYPE_CHECKING:
 WORKLOAD = Workload(streams=("users", "shop-orders", "events"), n_keys=150, rounds=8, seed=1, state_every=97)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(FAULT_KINDS))
 def test_tables_hold_the_last_version_and_no_state_runs_ahead_under_faults(kind: str, tmp_path: Path) -> None:
     result = fault_scenario(kind, WORKLOAD, tmp_path)

@@ -37,6 +37,7 @@ def test_a_reader_that_goes_away_fails_the_run_after_settling(tmp_path: Path) ->
     assert result.ahead == 0
 
 
+@pytest.mark.slow
 def test_sigterm_while_answers_trickle_exits_promptly_and_sends_nothing_new(tmp_path: Path) -> None:
     result = sigterm_while_stuck_scenario(WORKLOAD, tmp_path)
     assert not result.problems, "\n".join(result.problems[:10])

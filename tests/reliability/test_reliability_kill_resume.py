@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 import typing as t
 
+import pytest
+
 from tests.reliability.scenarios import Workload, kill_resume_scenario, server_restart_scenario
 
 if t.TYPE_CHECKING:
@@ -18,6 +20,7 @@ if t.TYPE_CHECKING:
 WORKLOAD = Workload(streams=("users", "shop-orders", "events"), n_keys=150, rounds=8, seed=4, state_every=97)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_from_the_last_state(tmp_path: Path) -> None:
     result = kill_resume_scenario([signal.SIGKILL] * 3, WORKLOAD, tmp_path, seed=11)
     assert not result.problems, "\n".join(result.problems[:10])
@@ -25,6 +28,7 @@ def test_sigkill_at_random_moments_then_resume_from_the_last_state(tmp_path: Pat
     assert [r.exit_code for r in result.runs][:3].count(-signal.SIGKILL) >= 2, "the kills came too late"
 
 
+@pytest.mark.slow
 def test_sigterm_at_random_moments_then_resume_from_the_last_state(tmp_path: Path) -> None:
     result = kill_resume_scenario([signal.SIGTERM] * 3, WORKLOAD, tmp_path, seed=12)
     assert not result.problems, "\n".join(result.problems[:10])
@@ -35,6 +39,7 @@ def test_sigterm_at_random_moments_then_resume_from_the_last_state(tmp_path: Pat
         assert "signal" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_target_retries_through_a_server_killed_and_restarted_mid_run(tmp_path: Path) -> None:
     result = server_restart_scenario(WORKLOAD, tmp_path, outage=2.0, max_retry_seconds=30)
     assert not result.problems, "\n".join(result.problems[:10])
@@ -42,6 +47,7 @@ def test_target_retries_through_a_server_killed_and_restarted_mid_run(tmp_path: 
     assert result.retries > 0
 
 
+@pytest.mark.slow
 def test_target_fails_clearly_when_the_server_stays_down_past_its_retry_bound(tmp_path: Path) -> None:
     result = server_restart_scenario(WORKLOAD, tmp_path, outage=5.0, max_retry_seconds=1.5)
     assert not result.problems, "\n".join(result.problems[:10])

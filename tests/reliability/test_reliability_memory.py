@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
+
 from tests.reliability.scenarios import memory_scenario
 
 if t.TYPE_CHECKING:
     from pathlib import Path
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_input_length_while_the_server_is_slow(tmp_path: Path) -> None:
     small_peak, small = memory_scenario(8_000, tmp_path, latency_ms=60)
     large_peak, large = memory_scenario(40_000, tmp_path, latency_ms=60)

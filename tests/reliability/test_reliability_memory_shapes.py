@@ -44,6 +44,7 @@ def _peak(
     return proc.peak_rss_kib * 1024, proc, server
 
 
+@pytest.mark.slow
 def test_open_batches_of_many_streams_stay_within_their_byte_budget(tmp_path: Path) -> None:
     streams = [f"s{i}" for i in range(400)]
     props = {"id": {"type": "integer"}, "pad": {"type": "string"}}
@@ -72,6 +73,7 @@ def test_open_batches_of_many_streams_stay_within_their_byte_budget(tmp_path: Pa
     )
 
 
+@pytest.mark.slow
 def test_large_states_after_every_record_on_a_slow_api_stay_bounded(tmp_path: Path) -> None:
     props = {"id": {"type": "integer"}}
 
@@ -96,6 +98,7 @@ def test_large_states_after_every_record_on_a_slow_api_stay_bounded(tmp_path: Pa
     assert peak - base_peak <= 32 * MIB, f"peak grew by {(peak - base_peak) / MIB:.0f} MiB with 200 KB states"
 
 
+@pytest.mark.slow
 def test_a_schema_with_10000_properties_costs_memory_in_proportion(tmp_path: Path) -> None:
     def write(path: Path, columns: int) -> Path:
         props = {"id": {"type": "integer"}, **{f"c{i}": {"type": ["string", "null"]} for i in range(columns)}}

@@ -15,5 +15,6 @@ can import :mod:`tests.support.processes` and stay small.
   server cannot give;
 - :mod:`~tests.support.expected`: what should land, computed from the input without the target;
 - :mod:`~tests.support.checks`: what did land, STATE checked against the request log, output checks;
-- :mod:`~tests.support.real_taps`: real taps from PyPI, each in its own virtualenv.
+- :mod:`~tests.support.real_taps`: real taps from PyPI, each in its own virtualenv;
+- :mod:`~tests.support.locks`: the committed locks and the pinned uv, for every install a test makes.
 """

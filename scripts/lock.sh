@@ -37,6 +37,7 @@ grep -q "^build-constraint-dependencies = \[\"$setuptools\"\]" pyproject.toml \
 compile meltano
 compile tap-jsonl
 compile tap-spreadsheets
+compile meltanolabs-tap-postgres
 
 echo "==> uv.lock"
 $uv lock --quiet "${upgrade[@]}"

@@ -26,6 +26,8 @@ if t.TYPE_CHECKING:
 
     from target_rjmetrics.local_api import LocalImportAPI
 
+pytestmark = pytest.mark.slow
+
 TAP = ("meltanolabs-tap-postgres", "0.10.0", "tap-postgres")
 ROWS = 3000
 

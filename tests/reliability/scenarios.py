@@ -588,7 +588,9 @@ def sigterm_while_stuck_scenario(workload: Workload, workdir: Path, *, timeout: 
     server = start_local_api(faults=Faults(seed=3))
     try:
         config = target_config(server, SCENARIO_SETTINGS, request_timeout=30)
-        proc = TargetProcess(config, workdir, stdin=workload.text(0))
+        # The input stays open, as a live tap's does: the run cannot end before the signal.
+        proc = TargetProcess(config, workdir)
+        proc.write(workload.text(0))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(proc.states) < 2:
             time.sleep(0.02)

@@ -147,6 +147,10 @@ def key_part(value: t.Any) -> Hashable:  # noqa: ANN401
     return t.cast("Hashable", value)
 
 
+#: Objects and arrays in a value nest at most this deep: deeper is refused the same way on every
+#: Python (Python 3.11 ran out of recursion near 500 levels where 3.12 went on), and no reader of
+#: real data needs more.
+MAX_NESTING = 256
 #: Integers up to this size are exact as doubles: such an integer is its own order key.
 EXACT_INT = 2**53
 
@@ -408,12 +412,18 @@ class PointMapper:
     def _nonfinite(self, name: str, position: int) -> None:
         self._on_nonfinite(name, position)
 
-    def _clean_nested(self, value: t.Any, name: str, position: int) -> t.Any:  # noqa: ANN401
+    def _clean_nested(self, value: t.Any, name: str, position: int, depth: int = 1) -> t.Any:  # noqa: ANN401
         cls = type(value)
-        if cls is dict:
-            return {k: self._clean_nested(v, name, position) for k, v in value.items()}
-        if cls is list:
-            return [self._clean_nested(v, name, position) for v in value]
+        if cls is dict or cls is list:
+            if depth > MAX_NESTING:
+                msg = (
+                    f"{self.where(position)}: field '{name}' nests objects or arrays too deeply to load "
+                    f"(more than {MAX_NESTING} levels). Drop or flatten it with `stream_maps`."
+                )
+                raise RJMetricsInputError(msg)
+            if cls is dict:
+                return {k: self._clean_nested(v, name, position, depth + 1) for k, v in value.items()}
+            return [self._clean_nested(v, name, position, depth + 1) for v in value]
         if (
             (cls is float and not math.isfinite(value))
             or (cls is decimal.Decimal and not finite_decimal(value))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import threading
@@ -251,10 +250,10 @@ def test_trickle_sends_the_answer_one_byte_per_interval_and_stores_the_points(ma
     data = b"".join(c for _, c in received)
     assert data.startswith(b"HTTP/1.1 201 Created\r\n")
     assert json.loads(data.split(b"\r\n\r\n", 1)[1]) == {"code": 201, "message": "created"}
-    # One byte per recv, each after about one interval.
-    assert all(len(c) == 1 for _, c in received)
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(received)]
-    assert min(gaps) > interval * 0.5
+    # A byte per interval. The reading thread may be scheduled late (a busy machine), so a read
+    # may find several bytes waiting: most reads still carry one byte, and the whole answer takes
+    # at least its bytes' intervals (delays only make bytes later, never earlier).
+    assert sum(len(c) == 1 for _, c in received) >= len(data) / 2, [len(c) for _, c in received]
     assert received[-1][0] - received[0][0] >= interval * (len(data) - 1) * 0.9
     assert server.rows(1, "users") == [{"id": 1}]
     assert server.request_log()[-1].fault == "trickle"

@@ -255,3 +255,16 @@ def test_date_likes_become_the_documented_text(kind: str, text: str, sent: str) 
 def test_a_date_like_that_is_not_iso_8601_is_refused(kind: str, text: str) -> None:
     with pytest.raises(ValueError, match=r"\w"):
         datelike_text(kind, text)
+
+
+def test_values_nest_up_to_256_levels_on_every_python() -> None:
+    def nested(levels: int) -> t.Any:
+        value: t.Any = 1
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    _, encoded = _mapper(["id"]).to_point({"id": 1, "deep": nested(256)}, 1)
+    assert json.loads(json.loads(encoded)["deep"]) == nested(256)
+    with pytest.raises(RJMetricsInputError, match=r"record #4: field 'deep' nests .* \(more than 256 levels\)"):
+        _mapper(["id"]).to_point({"id": 1, "deep": {"a": nested(256)}}, 4)

@@ -140,6 +140,7 @@ class RJMetricsClient:
         self._clock = clock or Clock()
         self._stop = stop or Stop()
         self._key_query = "apikey=" + quote(api_key, safe="")
+        self._table_urls: dict[str, str] = {}
         self._unknown_fate_lock = threading.Lock()
         self._last_unknown_fate_at: float | None = None
 
@@ -218,8 +219,7 @@ class RJMetricsClient:
         """
         clock, stop = self._clock, self._stop
         started = clock.now()
-        waits = retry_waits()
-        next(waits)
+        waits: Generator[float, RJMetricsTransientError, None] | None = None  # made on the first failure
         unknown_fate_at: float | None = None
         failure: RJMetricsTransientError | None = None
         # At start, a host never reached is a wrong `api_url` or an API that is down: say so
@@ -247,6 +247,9 @@ class RJMetricsClient:
             if never_connected:
                 budget = min(budget, CONNECT_RETRY_SECONDS_AT_START)
             left = budget - (clock.now() - started)
+            if waits is None:
+                waits = retry_waits()
+                next(waits)
             wait = waits.send(failure)
             # A Retry-After past the bound: the API said not to come back before it, so stop now.
             if left <= 0 or (failure.retry_after is not None and failure.retry_after > left):
@@ -306,7 +309,9 @@ class RJMetricsClient:
 
         Every error raised has ``unknown_fate_at``, with the meaning of the value returned.
         """
-        url = self._url("table", table, "data")
+        url = self._table_urls.get(table)
+        if url is None:
+            url = self._table_urls[table] = self._url("table", table, "data")
         what = f"upsert into table '{table}'"
 
         def attempt() -> None:

@@ -534,15 +534,14 @@ def test_a_huge_error_answer_is_shown_bounded(scripted: t.Any, clients: t.Any) -
     assert MAX_ANSWER_BYTES < 2_000_000
 
 
-def test_a_hostile_header_never_makes_urllib3_log_the_key(
+def test_a_malformed_header_line_in_a_201_is_still_a_landing_and_nothing_logs_the_key(
     scripted: t.Any, clients: t.Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     head = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nthis line has no colon\r\nX-A: b\r\n\r\n"
     server = scripted(Reply(raw_head=head, body=b"{}"))
 
     with caplog.at_level(logging.DEBUG):
-        clients(server.base_url).push("users", BODY)
+        assert clients(server.base_url).push("users", BODY) is None
 
-    assert "Failed to parse headers" in caplog.text, "urllib3 did not log the URL: the test proves nothing"
-    assert "apikey=***" in caplog.text
+    assert "urllib3" in caplog.text, "nothing was logged at DEBUG: the test proves nothing"
     assert KEY not in caplog.text and "k3y-Of-The-Test%2F42" not in caplog.text

@@ -16,7 +16,7 @@ from target_rjmetrics.local_api import DEMO_CLIENT_ID, Faults
 from tests.support.checks import keys_of, upserts
 from tests.support.config import target_config
 from tests.support.expected import last_versions_by_id
-from tests.support.messages import USERS_SCHEMA, lines, record, schema, state, users
+from tests.support.messages import USERS_SCHEMA, record, schema, state, users
 from tests.support.targets import TargetProcess, run_cli, run_in_process
 
 if t.TYPE_CHECKING:
@@ -276,16 +276,20 @@ def test_two_targets_on_disjoint_tables_at_once_both_land_exactly(
     make_api: t.Callable[..., LocalImportAPI], tmp_path: Path
 ) -> None:
     # Scaling out as the README says: two pipelines, one API, each table fed by one of them.
-    server = make_api(faults=Faults(seed=8, latency_ms=5, jitter_ms=30, error_rate=0.05))
+    server = make_api(faults=Faults(seed=8, latency_ms=20, jitter_ms=30, error_rate=0.05))
     orders_schema = schema("orders", {"id": {"type": "integer"}, "v": {"type": "string"}}, ["id"])
     users_messages, users_last = _versioned_updates(n_keys=120, n_updates=6, seed=1)
     orders_messages = [orders_schema] + [record("orders", id=i % 90, v=f"v{i}") for i in range(900)]
     orders_messages.append(state({"orders": 900}))
     config = target_config(server, max_concurrent_requests=4, max_points_per_request=25)
 
-    first = TargetProcess(config, tmp_path, stdin=lines(users_messages))
-    second = TargetProcess(config, tmp_path, stdin=lines(orders_messages))
-    codes = (first.finish(120), second.finish(120))
+    first, second = TargetProcess(config, tmp_path), TargetProcess(config, tmp_path)
+    deadline = time.monotonic() + 30
+    while not all("Authenticated" in p.stderr for p in (first, second)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.send(users_messages)  # both are up: their input comes at once, so they send side by side
+    second.send(orders_messages)
+    codes = (first.close_input(120), second.close_input(120))
 
     assert codes == (0, 0), first.stderr[-1500:] + second.stderr[-1500:]
     users = {row["id"]: row["status"] for row in server.rows(DEMO_CLIENT_ID, "users")}

@@ -76,3 +76,16 @@ def _is_sdks(name: str) -> bool:
 @functools.cache
 def _source(cls: type) -> str:
     return inspect.getsource(cls)
+
+
+def test_the_private_names_of_urllib3_the_transport_relies_on_still_exist() -> None:
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool  # noqa: PLC0415
+
+    from target_rjmetrics.transport import URLLIB3_PRIVATE_NAMES  # noqa: PLC0415
+
+    for cls in (HTTPConnectionPool, HTTPSConnectionPool):
+        missing = [name for name in URLLIB3_PRIVATE_NAMES if not callable(getattr(cls, name, None))]
+        assert not missing, f"urllib3's {cls.__name__} no longer has {missing}"
+    assert tuple(inspect.signature(HTTPConnectionPool._get_conn).parameters) == ("self", "timeout")
+    assert tuple(inspect.signature(HTTPConnectionPool._put_conn).parameters) == ("self", "conn")
+    assert tuple(inspect.signature(HTTPConnectionPool._prepare_proxy).parameters) == ("self", "conn")

@@ -28,7 +28,7 @@ from target_rjmetrics.client import RJMetricsClient
 from target_rjmetrics.concurrency import ConcurrencyLimit
 from target_rjmetrics.exceptions import RJMetricsAuthError, RJMetricsInputError, TerminationRequested
 from target_rjmetrics.keyorder import KeyOrder
-from target_rjmetrics.lifecycle import Clock, Phase, Stop
+from target_rjmetrics.lifecycle import POLL_SECONDS, Clock, Phase, Stop
 from target_rjmetrics.points import record_place, table_name
 from target_rjmetrics.sending import Sender, send_batch
 from target_rjmetrics.state import StateLedger, StateOutput, flush_due, unwritten_error
@@ -191,33 +191,61 @@ class LoadRun:
         )
         self._max_request_bytes = settings.max_request_bytes
         self._ticker = _Ticker(self)
+        self._authenticated = threading.Event()  # the credentials' check ended
+        self._authentication_failure: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the threads and check the credentials (once; later calls do nothing).
+        """Start the threads and the check of the credentials (once; later calls do nothing).
 
-        Raises:
-            RJMetricsAuthError: The API refused the client id and key.
+        The credentials are checked while the first input is read: nothing is sent until the
+        API accepted them, and a refusal stops the run before any data point went out.
         """
         if self.phase is not Phase.NEW:
             return
         self.phase = Phase.RUNNING
         self.output.start()
-        self.sender.start()
-        self._ticker.start()
         if self.client.dry_run:
             self.logger.info("Dry run: request bodies go to %s; nothing is sent.", self.settings.dry_run_file)
         elif self.settings.authenticate_on_start:
-            try:
-                self.client.authenticate()
-            except RJMetricsAuthError as exc:
-                msg = (
-                    f"{exc}. Check `client_id` and `api_key`, and that `sandbox`/`api_url` name the "
-                    "host the key belongs to; nothing was read or sent."
-                )
-                raise RJMetricsAuthError(msg, status=exc.status, reasons=exc.reasons) from None
+            self.sender.hold()
+            threading.Thread(target=self._authenticate, name="rjmetrics-authenticate", daemon=True).start()
+        self.sender.start()
+        self._ticker.start()
+
+    def _authenticate(self) -> None:
+        try:
+            self.client.authenticate()
+        except RJMetricsAuthError as exc:
+            msg = (
+                f"{exc}. Check `client_id` and `api_key`, and that `sandbox`/`api_url` name the "
+                "host the key belongs to; nothing was sent."
+            )
+            self._authentication_failure = RJMetricsAuthError(msg, status=exc.status, reasons=exc.reasons)
+        except BaseException as exc:  # noqa: BLE001 (the run's failure, raised on the reading thread)
+            self._authentication_failure = exc
+        else:
             self.logger.info("Authenticated as %s.", self.client.describe())
+            self.sender.release()
+        finally:
+            if self._authentication_failure is not None:
+                self.stop.fail(self._authentication_failure)
+            self._authenticated.set()
+
+    def authentication_failure(self) -> BaseException | None:
+        """Why the credentials were refused, once their check ended (None: accepted, or not checked).
+
+        A run that fails on its input while the check is under way reports the credentials first:
+        they are the more basic mistake. Waits for the check (bounded as every try is), unless a
+        signal asks for a stop.
+        """
+        if self.phase is Phase.NEW or self.client.dry_run or not self.settings.authenticate_on_start:
+            return None
+        while not self._authenticated.wait(POLL_SECONDS):
+            if self.stop.signum is not None:
+                return None
+        return self._authentication_failure
 
     def check(self) -> None:
         """Raise what ends the run, if anything does (after each message, and while input is quiet).

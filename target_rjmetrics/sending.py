@@ -86,6 +86,7 @@ class Sender:
         self._states = 0  # STATE messages taken, in input order
         self._idle = 0  # sending threads waiting for work
         self._closed = False
+        self._held = False  # nothing is taken until released (the credentials being checked)
         self._workers = [
             threading.Thread(target=self._work, name=f"rjmetrics-send-{i}", daemon=True) for i in range(threads)
         ]
@@ -141,6 +142,17 @@ class Sender:
 
             return self._clock.wait_for(self._cond, settled, self._stop if watch_stop else None, timeout)
 
+    def hold(self) -> None:
+        """Take nothing until :meth:`release` (batches are still sealed and wait)."""
+        with self._cond:
+            self._held = True
+
+    def release(self) -> None:
+        """Send what waits, and what comes."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
     def halt(self) -> None:
         """Send nothing new; requests in flight finish."""
         with self._cond:
@@ -192,7 +204,7 @@ class Sender:
                 while True:
                     if self._stop.requested:
                         core.halt()
-                    room = core.in_flight < self._limit.limit
+                    room = core.in_flight < self._limit.limit and not self._held
                     batch = core.take(clock.now()) if room and not self._closed else None
                     if batch is not None or self._closed:
                         break

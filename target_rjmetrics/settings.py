@@ -432,7 +432,10 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.BooleanType,
         default=True,
         title="Authenticate on Start",
-        description="Check the credentials with the authenticate endpoint before reading any input.",
+        description=(
+            "Check the credentials with the authenticate endpoint before sending any data (while the "
+            "first input is read)."
+        ),
     ),
     th.Property(
         "adaptive_concurrency",

@@ -186,12 +186,15 @@ class TargetRJMetrics(Target):
             run.start()
             super().listen(file_input)
         except BaseException as exc:
+            refused = None if isinstance(exc, TerminationRequested) else run.authentication_failure()
             signum = run.stop.signum
             run.stop_run(signum)
             if signum is not None and not isinstance(exc, TerminationRequested):
                 # Whatever the stop interrupted (a wait for room to send, a retry), the run
                 # ends because of the signal.
                 raise TerminationRequested(signum) from None
+            if refused is not None and exc is not refused:
+                raise refused from None  # the credentials, checked while the input was read
             raise
         finally:
             run.close()

@@ -276,6 +276,25 @@ def test_wrong_api_key_stops_before_any_upsert_and_says_which_settings_to_check(
     assert SECRET not in run.output
 
 
+def test_the_credentials_are_checked_while_input_is_read_and_nothing_goes_before_they_pass(make_api: t.Any) -> None:
+    # A slow authenticate (400 ms): the input is read meanwhile, but no data point may go out
+    # before the API accepted the credentials; with a wrong key, none ever does.
+    wrong = make_api(credentials={CID: "the-right-key"}, faults=Faults(latency_ms=400))
+    messages: list[dict[str, t.Any] | str] = [USERS_SCHEMA, *users(300), "this is not JSON"]
+    run = run_cli(secret_config(wrong, max_points_per_request=10), messages)
+    assert run.exit_code == 1
+    assert "answered 401" in run.stderr and "nothing was sent" in run.stderr
+    assert "not valid JSON" not in run.stderr, "the input's error was reported before the credentials"
+    assert [e.method for e in wrong.request_log()] == ["GET"]
+
+    right = make_api(credentials={CID: SECRET}, faults=Faults(latency_ms=400))
+    run = run_cli(secret_config(right), [USERS_SCHEMA, *users(300)])
+    assert run.exit_code == 0, run.stderr
+    (check,) = [e for e in right.request_log() if e.method == "GET"]
+    posts = upserts(right)
+    assert len(posts) == 3 and min(e.arrived for e in posts) >= check.completed
+
+
 def test_authenticate_on_start_false_sends_no_authenticate_request(make_api: t.Any) -> None:
     server = make_api(credentials={CID: SECRET})
 

@@ -44,16 +44,6 @@ def read_batch(
 ) -> Iterator[tuple[str, int, dict[str, t.Any]]]:
     """Yield ``(file URL, row number, record)`` for every record of a BATCH message, in order.
 
-    Args:
-        stream: The BATCH message's stream, for error messages.
-        encoding: Its ``encoding`` object.
-        manifest: Its ``manifest``: a list of file URLs.
-        storage: Where to open files when the target's ``batch_config`` names a storage
-            (as the SDK does); by default each file's own URL says where it is.
-
-    Yields:
-        The file URL, the 1-based row (line) number in that file, and the record.
-
     Raises:
         RJMetricsInputError: The message names an unknown format or compression, a file
             cannot be read, or a row is not a JSON object.
@@ -79,11 +69,6 @@ def load_batch(
     """Hand every row of a BATCH message's files to ``process_record`` as a RECORD message of its stream.
 
     An error about a row gets the file and the row appended to its message.
-
-    Args:
-        message: The BATCH message.
-        storage: The target's ``batch_config`` storage, if it names one.
-        process_record: Loads one RECORD message.
 
     Raises:
         RJMetricsInputError: A file cannot be read, or a row cannot be loaded.

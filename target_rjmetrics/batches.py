@@ -84,11 +84,7 @@ class Batch:
         self.points[point.order] = point
 
     def replace(self, point: Point, max_bytes: int) -> bool:
-        """Put a newer version in place of the point with the same key, if it fits.
-
-        Returns:
-            True when replaced (the older version merged into it); False when it does not fit.
-        """
+        """Put a newer version in place of the point with the same key, if it fits."""
         older = self.points[point.order]
         size = self.body_bytes - len(older.encoded) + len(point.encoded)
         if size > max_bytes:
@@ -125,11 +121,7 @@ class Batch:
         return len(self.points) + self.merged
 
     def positions(self, points: Iterable[Point] | None = None) -> str:
-        """Name the input range of the batch (or of some of its points) for error messages.
-
-        Returns:
-            E.g. ``"records #101-#200 of stream 'users' (table 'users')"``.
-        """
+        """Name the input range of the batch (or of some of its points) for error messages."""
         chosen = list(self.points.values() if points is None else points)
         first = min(p.first_position for p in chosen)
         last = max(p.position for p in chosen)
@@ -166,11 +158,7 @@ class OpenBatches:
     def add(  # noqa: PLR0913, PLR0917 (a point and where it came from, on the hot path)
         self, stream: str, table: str, key: Hashable, encoded: bytes, seq: int, position: int
     ) -> bool:
-        """Add a record's point to its table's open batch, sealing that batch first if needed.
-
-        Returns:
-            True when the point replaced an older version of its key (merged).
-        """
+        """Add a record's point to its table's open batch, sealing that batch first if needed."""
         cls = type(key)
         order = key if cls is str or (cls is int and -EXACT_INT <= key <= EXACT_INT) else order_key(key)  # type: ignore[operator]
         point = Point(key, order, encoded, position, seq)

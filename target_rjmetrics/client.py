@@ -69,11 +69,7 @@ _NO_HEADERS: dict[str, str] = {}
 
 
 def retry_waits() -> Generator[float, RJMetricsTransientError, None]:
-    """Backoff's exponential schedule with full jitter, with ``Retry-After`` as a floor.
-
-    Yields:
-        Seconds to wait before the next try; each failure is sent in first.
-    """
+    """Backoff's exponential schedule with full jitter, with ``Retry-After`` as a floor."""
     schedule = backoff.expo(base=2, factor=RETRY_INITIAL_SECONDS, max_value=RETRY_MAX_WAIT_SECONDS)
     next(schedule)  # backoff's generators yield once before the first value
     failure = yield 0.0
@@ -212,11 +208,7 @@ class RJMetricsClient:
         *,
         at_start: bool = False,
     ) -> float | None:
-        """Run ``attempt`` until it succeeds, retrying transient failures within the bound.
-
-        Returns:
-            When the last try of unknown fate was given up, or None if there was none.
-        """
+        """Run ``attempt`` until it succeeds, retrying transient failures within the bound."""
         clock, stop = self._clock, self._stop
         started = clock.now()
         waits: Generator[float, RJMetricsTransientError, None] | None = None  # made on the first failure
@@ -289,16 +281,11 @@ class RJMetricsClient:
     def push(self, table: str, body: bytes, on_retry: Callable[[str, float], None] | None = None) -> float | None:
         """Upsert an encoded array of data points into ``table``, retrying transient failures.
 
-        Only a 201 answer counts as stored.
-
-        Args:
-            table: A valid table name (``[A-Za-z0-9_]+``).
-            body: The JSON array, already encoded.
-            on_retry: Called with (reason, wait seconds) before each retry of this push.
+        Only a 201 answer counts as stored. ``on_retry(reason, wait)`` is told before each retry.
 
         Returns:
-            The clock time at which the last try of unknown fate of this push was given up
-            (the API may still apply it, late), or None if every failed try surely changed nothing.
+            The clock time at which the last try of unknown fate ended (the API may still apply
+            it, late), or None when every failed try surely changed nothing.
 
         Raises:
             RJMetricsRequestTooLargeError: The API said 413; split the body and resend.

@@ -66,13 +66,6 @@ class RJMetricsAPIError(RJMetricsError):
     """
 
     def __init__(self, message: str, *, status: int, reasons: list[str] | None = None) -> None:
-        """Create the error.
-
-        Args:
-            message: What happened, already redacted.
-            status: The HTTP status code.
-            reasons: The ``reasons`` of the API's error body.
-        """
         super().__init__(message)
         self.status = status
         self.reasons = reasons or []
@@ -147,15 +140,6 @@ class RJMetricsTransientError(RetriableAPIError):
         unknown_fate: bool = False,
         unknown_fate_at: float | None = None,
     ) -> None:
-        """Create the error.
-
-        Args:
-            message: What happened, already redacted.
-            retry_after: Seconds the server asked us to wait, if it said.
-            unknown_fate: Whether the API may still apply the failed try.
-            unknown_fate_at: When that try was given up (the clock's time); the client sets it
-                when the transport could not.
-        """
         super().__init__(message)
         self.retry_after = retry_after
         self.unknown_fate = unknown_fate
@@ -169,11 +153,6 @@ class RJMetricsConnectError(RJMetricsTransientError):
     """
 
     def __init__(self, message: str) -> None:
-        """Create the error.
-
-        Args:
-            message: What happened, already redacted (it names the host and port).
-        """
         super().__init__(message)
 
 
@@ -181,11 +160,6 @@ class TerminationRequested(BaseException):
     """SIGTERM or SIGINT arrived: stop reading, settle, write the last landed STATE."""
 
     def __init__(self, signum: int) -> None:
-        """Remember which signal.
-
-        Args:
-            signum: The signal number.
-        """
         super().__init__(f"received signal {signum}")
         self.signum = signum
 

@@ -126,11 +126,7 @@ class KeyOrder:
             self._ready.append(batch)
 
     def take(self, now: float) -> Batch | None:
-        """A batch for a sending thread: a sealed one, or else released points as a request of their own.
-
-        Returns:
-            The batch to send (counted in flight), or None when nothing may go now.
-        """
+        """A batch for a sending thread: a sealed one, or else released points as a request of their own."""
         self.tick(now)
         if self.halted:
             return None
@@ -148,11 +144,8 @@ class KeyOrder:
     def landed(self, batch: Batch, now: float, late_apply_until: float | None = None) -> None:
         """The API accepted every point of a batch taken earlier.
 
-        Args:
-            batch: The batch.
-            now: The time now.
-            late_apply_until: When a try of it that had no answer can no longer be applied by
-                the API; its order keys stay busy until then.
+        With ``late_apply_until`` (a try of it got no answer, so the API may still apply it until
+        then), its order keys stay busy until that time: its late-apply window.
         """
         self.in_flight -= 1
         self.sealed -= 1

@@ -94,11 +94,7 @@ class Clock:
         stop: Stop | None = None,
         timeout: float | None = None,
     ) -> bool:
-        """Wait on ``condition`` (held by the caller) until ``done()``; give up on a stop or at ``timeout``.
-
-        Returns:
-            Whether ``done()`` became true.
-        """
+        """Wait on ``condition`` (held by the caller) until ``done()``; give up on a stop or at ``timeout``."""
         deadline = None if timeout is None else self.now() + timeout
         while not done():
             if stop is not None and stop.requested:

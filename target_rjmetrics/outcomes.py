@@ -56,12 +56,6 @@ class Shown(t.Protocol):
 def transport_failure(failed: TryFailed, method: str, url: str, client: Shown) -> Exception:
     """Turn a try without an answer into our exception, classified by its fate.
 
-    Args:
-        failed: How the try failed.
-        method: Its method.
-        url: Its URL, without the key.
-        client: How the client names things.
-
     Returns:
         A transient error (``unknown_fate`` when the request may have reached the API), a
         connect error (nothing was sent), or a fatal error (a certificate that does not verify,
@@ -106,14 +100,6 @@ def check_answer(  # noqa: PLR0913 (the answer and what it answered)
     answer: Answer, *, method: str, expected: int, what: str, url: str, client: Shown
 ) -> None:
     """Raise unless the answer is ``expected``; classify the failure by its fate.
-
-    Args:
-        answer: The answer.
-        method: The request's method.
-        expected: 201 for an upsert, 200 for a credential check.
-        what: The request, for messages (``upsert into table 'users'``).
-        url: Its URL, without the key.
-        client: How the client names things.
 
     Raises:
         RJMetricsUnexpectedAnswerError: A redirect, another 1xx/2xx/3xx (fate unknown).

@@ -60,42 +60,17 @@ DATELIKE_PARSERS: dict[str, Callable[[str], t.Any]] = {
 
 
 def table_name(stream_name: str, prefix: str = "") -> str:
-    """Map a stream name to an Import API table name.
-
-    Args:
-        stream_name: The Singer stream name (after stream maps).
-        prefix: The ``table_prefix`` setting.
-
-    Returns:
-        The prefix, then the name with every character outside ``[A-Za-z0-9_]`` as ``_``
-        (empty when both are).
-    """
+    """Map a stream name to an Import API table name."""
     return prefix + _UNSAFE_TABLE_CHARS.sub("_", stream_name)
 
 
 def record_place(stream: str, table: str, position: int) -> str:
-    """Name a record's place in the input for error messages.
-
-    Args:
-        stream: The stream.
-        table: Its table.
-        position: The record's 1-based position in its stream.
-
-    Returns:
-        E.g. ``stream 'users' (table 'users'), record #3``.
-    """
+    """Name a record's place in the input for error messages."""
     return f"stream '{stream}' (table '{table}'), record #{position}"
 
 
 def datelike_fields(schema: dict[str, t.Any]) -> list[tuple[str, str]]:
-    """The top-level fields of a schema that hold a date-time, a date or a time.
-
-    Args:
-        schema: A stream's JSON Schema.
-
-    Returns:
-        ``(field, "date-time" | "date" | "time")`` for each such field.
-    """
+    """The top-level fields of a schema that hold a date-time, a date or a time."""
     fields = []
     for name, prop in schema.get("properties", {}).items():
         try:
@@ -135,12 +110,6 @@ def key_part(value: t.Any) -> Hashable:  # noqa: ANN401
     Python's ``True == 1`` would merge points the API keeps apart, so booleans get their own
     type; numbers keep Python's exact equality, under which ``1``, ``1.0`` and
     ``Decimal("1.0")`` are one key, as they are one JSON number.
-
-    Args:
-        value: A key value of a data point (never null, an object or an array).
-
-    Returns:
-        A hashable that equals another exactly when the API sees one key.
     """
     if type(value) is bool:
         return _JSON_TRUE if value else _JSON_FALSE
@@ -162,12 +131,6 @@ def order_key(key: Hashable) -> Hashable:
     doubles, so ``0.1`` and ``0.1000000000000000055511151231257827``, or ``12345678901234567.0``
     and ``12345678901234568``, may be one row there. Versions whose order keys are equal are
     sent in input order, never at once; only equal keys (:func:`key_part`) may be merged.
-
-    Args:
-        key: A point's key identity (one part, or a tuple of parts).
-
-    Returns:
-        A hashable equal for every key the API could read as the same.
     """
     if type(key) is tuple:
         return tuple(_order_part(part) for part in key)
@@ -191,12 +154,6 @@ def finite_decimal(value: decimal.Decimal) -> bool:
 
     ``1.7976931348623157e308`` (the largest double, which PostgreSQL taps emit) is one;
     ``1.8e308`` rounds to infinity and is not.
-
-    Args:
-        value: A decimal.
-
-    Returns:
-        True when it can be sent as a number.
     """
     if not value.is_finite():
         return False
@@ -207,25 +164,12 @@ def finite_decimal(value: decimal.Decimal) -> bool:
 
 
 def finite_int(value: int) -> bool:
-    """Tell whether an integer rounds to a finite double (``|value| < 2**1024 - 2**970``).
-
-    Args:
-        value: An integer.
-
-    Returns:
-        True when it can be sent as a number.
-    """
+    """Tell whether an integer rounds to a finite double (``|value| < 2**1024 - 2**970``)."""
     return -_INT_LIMIT < value < _INT_LIMIT
 
 
 def format_datetime(value: datetime.datetime) -> str:
     """Format as the API's ``YYYY-MM-DD HH:MM:SS`` in UTC (naive values are taken as UTC).
-
-    Args:
-        value: A date-time.
-
-    Returns:
-        Its text, with a four-digit year whatever the year.
 
     Raises:
         OverflowError: Its UTC time falls outside the years 0001-9999.
@@ -243,13 +187,6 @@ def datelike_text(kind: str, value: str) -> str:
     documented form at the API (it is text there), so it is checked and sent as the tap wrote
     it: fractions of a second and an offset kept. A date-time already in UTC (``Z``, ``+00:00``
     or no offset) in the usual layout is cut from the text itself once it parsed, the cheapest way.
-
-    Args:
-        kind: ``date-time``, ``date`` or ``time``.
-        value: The text.
-
-    Returns:
-        The API's text.
 
     Raises:
         ValueError: The text is not ISO 8601 of that kind.
@@ -292,16 +229,6 @@ class PointMapper:
         on_nonfinite: Callable[[str, int], None],
         on_renamed_keys: Callable[[], None],
     ) -> None:
-        """Create the mapper of a stream.
-
-        Args:
-            stream: The stream.
-            table: Its table.
-            key_properties: Its key properties (empty: keyed by content hash).
-            on_nonfinite: Called with (field, position) for each number sent as null: NaN, an
-                infinity, or a number no double can hold.
-            on_renamed_keys: Called for each record whose field ``keys`` is sent as ``keys_``.
-        """
         self.stream = stream
         self.table = table
         self.hashed = not key_properties
@@ -319,25 +246,11 @@ class PointMapper:
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
 
     def where(self, position: int) -> str:
-        """Name a record of this stream for error messages.
-
-        Args:
-            position: The record's position in its stream.
-
-        Returns:
-            The stream, table and position.
-        """
+        """Name a record of this stream for error messages."""
         return record_place(self.stream, self.table, position)
 
     def to_point(self, record: dict[str, t.Any], position: int) -> tuple[Hashable, bytes]:
         """Map a validated record (date-likes parsed) to its key identity and encoded data point.
-
-        Args:
-            record: The record.
-            position: Its position in its stream, for error messages.
-
-        Returns:
-            The point's key identity (see ``key_part``) and its JSON encoding.
 
         Raises:
             RJMetricsInputError: The record cannot become a data point (a missing, null or
@@ -351,15 +264,7 @@ class PointMapper:
             return key, serialize_json(point).encode()
 
     def point(self, record: dict[str, t.Any], position: int) -> dict[str, t.Any]:
-        """The data point of a record, before encoding.
-
-        Args:
-            record: The record.
-            position: Its position in its stream, for error messages.
-
-        Returns:
-            ``keys`` first, then each field with a value the API surely takes.
-        """
+        """The data point of a record, before encoding."""
         point: dict[str, t.Any] = {KEYS_FIELD: self.keys}
         if KEYS_FIELD in record:  # the API's control field: rebuilt field by field, renamed
             for name, value in record.items():

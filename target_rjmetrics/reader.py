@@ -39,12 +39,6 @@ def schema_message_problem(message: dict[str, t.Any]) -> str | None:
     The SDK reads these fields as they come: a ``key_properties`` of ``"id"`` is read letter
     by letter, ``"properties": []`` ends in a TypeError, a stream that is not a string in a
     KeyError or a TypeError.
-
-    Args:
-        message: A SCHEMA message (its ``stream`` and ``schema`` are present).
-
-    Returns:
-        The problem, or None when the message can be loaded.
     """
     stream = message["stream"]
     if type(stream) is not str:
@@ -123,18 +117,11 @@ class RJMetricsReader(MsgSpecReader):
     """The SDK's msgspec reader (numbers with a fraction become exact ``Decimal``)."""
 
     def __init__(self) -> None:
-        """Start counting lines."""
         super().__init__()
         self.line_number = 0
 
     def deserialize_json(self, line: str | bytes) -> dict[str, t.Any]:
         """Parse one line of input.
-
-        Args:
-            line: A line of input, as text or as the bytes read.
-
-        Returns:
-            The message.
 
         Raises:
             InvalidInputLine: The line is not UTF-8, not JSON, or not a JSON object.
@@ -199,13 +186,6 @@ class RJMetricsReader(MsgSpecReader):
         UTF-8 is named by its number, which the text layer cannot do. Input with a file
         descriptor (a pipe, a file) is read by a thread of its own, in blocks of 1 MiB, so the
         thread handling messages waits for input only in slices (see :meth:`watch`).
-
-        Args:
-            file_input: Where to read; standard input by default.
-            callbacks: Message type to handler.
-
-        Returns:
-            How many messages of each type were read.
         """
         source: t.Any = file_input or self.default_input
         lines: t.Iterable[str | bytes]
@@ -240,9 +220,6 @@ class RJMetricsReader(MsgSpecReader):
     def _process_unknown_message(self, message_dict: dict[str, t.Any]) -> None:
         """Refuse a message of a type Singer does not have, naming the line.
 
-        Args:
-            message_dict: The message.
-
         Raises:
             InvalidInputLine: Always.
         """
@@ -256,10 +233,6 @@ class RJMetricsReader(MsgSpecReader):
 
     def assert_line_requires(self, line_dict: dict[str, t.Any], requires: set[str]) -> None:  # type: ignore[override]
         """Check a message has the fields its type needs, naming the missing ones only.
-
-        Args:
-            line_dict: The message.
-            requires: Field names it must have.
 
         Raises:
             InvalidInputLine: A field is missing.

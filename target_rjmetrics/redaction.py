@@ -47,15 +47,7 @@ _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "as
 
 
 def redact_url(url: str) -> str:
-    """Make a URL fit to show: its user and password, and any ``apikey`` value, become ``***``.
-
-    Args:
-        url: A URL, or any text that may hold URLs.
-
-    Returns:
-        The text with every ``scheme://user:password@`` reduced to ``scheme://***@`` and
-        every ``apikey=`` value replaced.
-    """
+    """Make a URL fit to show: its user and password, and any ``apikey`` value, become ``***``."""
     if "@" in url:
         url = _URL_USERINFO.sub(rf"\1{MASK}@", url)
     if "apikey" in url or "APIKEY" in url.upper():
@@ -64,15 +56,7 @@ def redact_url(url: str) -> str:
 
 
 def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
-    """Cut ``text`` to about ``limit`` characters, saying how much was cut.
-
-    Args:
-        text: Text from elsewhere (an API's answer, a library's error).
-        limit: Characters kept.
-
-    Returns:
-        The text, or its first ``limit`` characters and how many more there were.
-    """
+    """Cut ``text`` to about ``limit`` characters, saying how much was cut."""
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
@@ -93,12 +77,7 @@ class Scrubber:
         self._forms: tuple[str, ...] = ()  # longest first, replaced as a whole tuple
 
     def learn(self, *, api_key: object = None, url: object = None) -> None:
-        """Add an API key, and the password of a URL, to what is scrubbed.
-
-        Args:
-            api_key: An API key (anything but a non-empty string is ignored).
-            url: A URL that may hold ``user:password@``.
-        """
+        """Add an API key, and the password of a URL, to what is scrubbed."""
         secrets = []
         if isinstance(api_key, str) and api_key:
             secrets.append(api_key)
@@ -118,14 +97,7 @@ class Scrubber:
             self._forms = tuple(sorted(forms, key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        """Remove every known secret, every ``apikey=`` value and every URL's userinfo from ``text``.
-
-        Args:
-            text: Any text about to be shown.
-
-        Returns:
-            The text without secrets.
-        """
+        """Remove every known secret, every ``apikey=`` value and every URL's userinfo from ``text``."""
         for form in self._forms:
             if form in text:
                 text = text.replace(form, MASK)
@@ -137,9 +109,6 @@ class Scrubber:
         A record whose text holds no secret is left as it is (a METRIC record keeps its
         point for the SDK's structured formatter). One that does gets its message written
         out, scrubbed, with its traceback, if any, appended as text.
-
-        Args:
-            record: A log record.
         """
         try:
             message = record.getMessage()
@@ -171,14 +140,7 @@ class ScrubbingFilter(logging.Filter):
     """Scrubs every record a handler is given (records made without the record factory too)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Scrub the record.
-
-        Args:
-            record: A log record.
-
-        Returns:
-            True: the record is kept, scrubbed.
-        """
+        """Scrub the record."""
         SCRUBBER.scrub_record(record)
         return True
 

@@ -125,15 +125,7 @@ class Sender:
             self._emit()
 
     def settle(self, timeout: float | None = None, *, watch_stop: bool = True) -> bool:
-        """Wait until nothing is left to send or in flight (or the run stopped sending).
-
-        Args:
-            timeout: Seconds to wait at most.
-            watch_stop: Give up on a stop; False lets requests in flight finish after one.
-
-        Returns:
-            Whether everything settled.
-        """
+        """Wait until nothing is left to send or in flight (or the run stopped sending)."""
         core = self._core
         with self._cond:
 
@@ -263,10 +255,6 @@ def send_batch(
     late_apply_seconds: float,
 ) -> float | None:
     """Upsert a batch, splitting it in halves whenever the API answers 413.
-
-    Returns:
-        The monotonic time until which a try of it that got no answer may still be applied by
-        the API, or None when every try that failed surely changed nothing.
 
     Raises:
         RJMetricsInputError: A single data point was refused as too large.

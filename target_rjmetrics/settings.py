@@ -76,12 +76,6 @@ _CONFIG_EXAMPLE = '{"client_id": 12345, "api_key": "..."}'
 def read_config_file(path: str) -> dict[str, t.Any]:
     """Read one ``--config`` file of settings.
 
-    Args:
-        path: The file.
-
-    Returns:
-        Its settings.
-
     Raises:
         ConfigValidationError: The file is missing, unreadable, not JSON, or not a JSON
             object; the message names the file and, for a JSON error, the line and column
@@ -135,15 +129,7 @@ def _number_text(value: t.Any) -> str:  # noqa: ANN401
 
 
 def setting_problems(error: jsonschema.ValidationError, sources: Mapping[str, str]) -> list[str]:
-    """Say which setting breaks which rule, never its value (which may be the API key).
-
-    Args:
-        error: A JSON Schema error of the settings.
-        sources: Setting -> the environment variable it was read from.
-
-    Returns:
-        One sentence per broken rule (several for several missing settings).
-    """
+    """Say which setting breaks which rule, never its value (which may be the API key)."""
     path = [str(p) for p in error.absolute_path]
     rule = str(error.validator)
     expected: t.Any = error.validator_value
@@ -233,15 +219,6 @@ def env_setting_problems(
     The SDK turns an integer or JSON variable with a conversion whose error quotes the value,
     reads any text but true/1/yes/on in a boolean as false, and passes a number on as text,
     which then fails validation.
-
-    Args:
-        properties: The settings schema's properties.
-        prefix: ``TARGET_RJMETRICS_``.
-        environ: The environment.
-
-    Returns:
-        The problems, each naming its setting and variable, and the numbers read from
-        number settings.
     """
     problems: list[str] = []
     numbers: dict[str, int | decimal.Decimal] = {}
@@ -297,12 +274,6 @@ def seconds_type(*, positive: bool) -> th.CustomType:
     be a plain non-negative decimal (``"1e3"``, ``"-1"``, ``"nan"`` are refused), and positive
     when ``positive``. "string" comes first so that tools that derive a Meltano kind from the
     first type (Meltano Hub's hub-utils) choose ``string``, the kind that works.
-
-    Args:
-        positive: Whether zero is refused too.
-
-    Returns:
-        The JSON Schema type.
     """
     if positive:
         pattern = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
@@ -470,14 +441,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
 
 
 def default_of(name: str) -> t.Any:  # noqa: ANN401
-    """The schema's default of a setting (None for a setting without one).
-
-    Args:
-        name: A setting of ``CONFIG_SCHEMA``.
-
-    Returns:
-        Its default.
-    """
+    """The schema's default of a setting (None for a setting without one)."""
     return CONFIG_SCHEMA["properties"][name].get("default")
 
 
@@ -527,12 +491,6 @@ class Settings:
     def from_config(cls, config: Mapping[str, t.Any]) -> Settings:
         """Read the settings of a run, after the cross-field checks.
 
-        Args:
-            config: The validated config (a missing setting takes the schema's default).
-
-        Returns:
-            The settings.
-
         Raises:
             ConfigValidationError: Settings contradict each other (see ``check_settings``).
         """
@@ -567,14 +525,7 @@ class Settings:
 
 
 def base_url(config: Mapping[str, t.Any]) -> str:
-    """The Import API base URL chosen by ``api_url`` and ``sandbox``.
-
-    Args:
-        config: The settings.
-
-    Returns:
-        The base URL, without a trailing slash.
-    """
+    """The Import API base URL chosen by ``api_url`` and ``sandbox``."""
     if config.get("api_url"):
         return str(config["api_url"]).rstrip("/")
     return SANDBOX_URL if config.get("sandbox") else PRODUCTION_URL
@@ -582,9 +533,6 @@ def base_url(config: Mapping[str, t.Any]) -> str:
 
 def check_settings(config: Mapping[str, t.Any]) -> None:
     """Refuse settings that contradict each other or the API.
-
-    Args:
-        config: The settings.
 
     Raises:
         ConfigValidationError: ``sandbox`` and ``api_url`` together, an ``api_url`` that is
@@ -610,14 +558,7 @@ def check_settings(config: Mapping[str, t.Any]) -> None:
 
 
 def api_url_problem(url: str) -> str | None:
-    """Say what keeps ``url`` from being an Import API base URL, never quoting it (it may hold a password).
-
-    Args:
-        url: The ``api_url`` setting.
-
-    Returns:
-        The rule it breaks, or None.
-    """
+    """Say what keeps ``url`` from being an Import API base URL, never quoting it (it may hold a password)."""
     if not url.startswith(("http://", "https://")):
         return "must start with http:// or https://"
     try:
@@ -649,14 +590,6 @@ def validate_config(
     Setting variables that SDK 0.54 reads loosely are checked strictly, and the numbers read
     from number variables replace the text the SDK left in ``config``; defaults are filled in
     as the SDK's validator does.
-
-    Args:
-        config: The merged settings (changed in place: numbers read, defaults filled in).
-        schema: The full settings schema (the SDK's settings too).
-        environ: The environment, when settings are read from it (``--config ENV``).
-
-    Returns:
-        The warnings (unknown setting names) and the problems, one sentence each.
     """
     from singer_sdk.plugin_base import JSONSchemaValidator  # noqa: PLC0415 (the SDK's validator, as it validates)
 
@@ -676,14 +609,7 @@ def validate_config(
 
 
 def env_var_name(setting: str) -> str:
-    """The environment variable of a setting, e.g. ``TARGET_RJMETRICS_API_KEY``.
-
-    Args:
-        setting: The setting.
-
-    Returns:
-        The variable's name.
-    """
+    """The environment variable of a setting, e.g. ``TARGET_RJMETRICS_API_KEY``."""
     return ENV_PREFIX + setting.upper().replace("-", "_")
 
 
@@ -693,14 +619,6 @@ def unknown_setting_warnings(
     """One warning per setting name (or setting variable) that no setting has.
 
     A warning, not an error: orchestrators may pass keys of their own.
-
-    Args:
-        config: The settings as given.
-        known: Every setting of ``--about`` (the SDK's too).
-        environ: The environment, when settings are read from it (``--config ENV``).
-
-    Returns:
-        The warnings, one sentence each.
     """
     about = "`target-rjmetrics --about` lists every setting."
     warnings = []

@@ -65,15 +65,6 @@ class RJMetricsSink(BatchSink):
         *,
         run: LoadRun,
     ) -> None:
-        """Create the sink; its stream is checked in ``setup``.
-
-        Args:
-            target: The running target.
-            stream_name: The stream (after stream maps).
-            schema: Its JSON Schema.
-            key_properties: Its key properties.
-            run: The run.
-        """
         self._run = run
         self.table = run.tables.table_for(stream_name)
         super().__init__(target, stream_name, schema, key_properties)
@@ -164,13 +155,6 @@ class RJMetricsSink(BatchSink):
     def preprocess_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> dict[str, t.Any]:  # noqa: ARG002
         """Refuse a record that lacks a key property, naming it (before the SDK's own check).
 
-        Args:
-            record: The validated record.
-            context: Unused.
-
-        Returns:
-            The record, unchanged.
-
         Raises:
             MissingKeyPropertiesError: A key property is not in the record.
         """
@@ -185,11 +169,7 @@ class RJMetricsSink(BatchSink):
         return record
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
-        """Validate with messages that never carry record values.
-
-        Returns:
-            The validator, or None when ``validate_records`` is off.
-        """
+        """Validate with messages that never carry record values."""
         if not self.validate_schema:
             return None
         cursor = self._run.cursor
@@ -201,9 +181,6 @@ class RJMetricsSink(BatchSink):
         """The SDK's ``record_count`` would count records as they are read, even those that never land.
 
         The run counts records when they land instead (see :mod:`target_rjmetrics.stats`).
-
-        Returns:
-            A counter that logs nothing.
         """
         return _SilentCounter(metrics.Metric.RECORD_COUNT, {"stream": self.stream_name})
 
@@ -211,28 +188,16 @@ class RJMetricsSink(BatchSink):
         """The SDK's ``batch_processing_time`` would time sealing, not sending (sending is asynchronous).
 
         Each request's ``http_request_duration`` is logged instead (see :mod:`target_rjmetrics.stats`).
-
-        Returns:
-            A timer that logs nothing.
         """
         return _SilentTimer(metrics.Metric.BATCH_PROCESSING_TIME, {"stream": self.stream_name})
 
     @property
     def is_full(self) -> bool:
-        """Batches are sealed by the run as they fill.
-
-        Returns:
-            Always False.
-        """
+        """Batches are sealed by the run as they fill."""
         return False
 
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:  # noqa: ARG002
-        """Turn a record into an encoded data point and hand it to the run.
-
-        Args:
-            record: The validated record.
-            context: Unused; batches are the run's.
-        """
+        """Turn a record into an encoded data point and hand it to the run."""
         cursor = self._run.cursor
         key, encoded = self._point_mapper.to_point(record, cursor.position)  # type: ignore[union-attr]  # set by setup()
         self._run.add_point(self.stream_name, self.table, key, encoded, cursor.seq, cursor.position)
@@ -243,9 +208,6 @@ class RJMetricsSink(BatchSink):
 
         Its stream's only stream map is the identity under its own name, nothing is flattened,
         and no record metadata is added.
-
-        Args:
-            stream_maps: The target's stream maps, by input stream.
         """
         maps = stream_maps.get(self.stream_name, [])
         return (
@@ -264,9 +226,6 @@ class RJMetricsSink(BatchSink):
         (see ``TargetRJMetrics.fast_path``). The steps are the SDK's, through the same methods,
         so records, errors and warnings are the same; what is left out serves features such
         streams do not use (stream maps, metadata, contexts, per-record metrics and debug log).
-
-        Args:
-            record: The record, as read.
         """
         validator = self._validator
         if validator is not None:
@@ -278,11 +237,7 @@ class RJMetricsSink(BatchSink):
         self.process_record(record, _NO_CONTEXT)
 
     def process_batch(self, context: dict[str, t.Any]) -> None:  # noqa: ARG002
-        """Send what is gathered (the SDK drains sinks at the end of input and every few minutes).
-
-        Args:
-            context: Unused.
-        """
+        """Send what is gathered (the SDK drains sinks at the end of input and every few minutes)."""
         self._run.seal(self.table)
 
     # -- what the mapper reports --------------------------------------------------------
@@ -323,42 +278,21 @@ class RemovedStreamSink(BatchSink):
         *,
         run: LoadRun,  # noqa: ARG002 (no record reaches it)
     ) -> None:
-        """Create the sink.
-
-        Args:
-            target: The running target.
-            stream_name: The stream.
-            schema: Its JSON Schema.
-            key_properties: Its key properties.
-            run: Unused.
-        """
         super().__init__(target, stream_name, schema, key_properties)
 
     def get_validator(self) -> None:
-        """No record reaches this sink, so none is validated.
-
-        Returns:
-            None.
-        """
+        """No record reaches this sink, so none is validated."""
         return
 
     def process_batch(self, context: dict[str, t.Any]) -> None:
-        """Nothing to send.
-
-        Args:
-            context: Unused.
-        """
+        """Nothing to send."""
 
 
 class _SilentCounter(metrics.Counter):
     """A counter the SDK may increment, which logs nothing."""
 
     def increment(self, value: int = 1) -> None:
-        """Count nothing.
-
-        Args:
-            value: Ignored.
-        """
+        """Count nothing."""
 
     def exit(self) -> None:
         """Log nothing."""
@@ -368,8 +302,4 @@ class _SilentTimer(metrics.Timer):
     """A timer the SDK may use, which logs nothing."""
 
     def __exit__(self, *exc_info: object) -> None:
-        """Log nothing.
-
-        Args:
-            exc_info: Ignored.
-        """
+        """Log nothing."""

@@ -61,11 +61,7 @@ class StateLedger:
         self.oldest = (pending[0][0], pending[0][2])
 
     def ready(self, lowest_unlanded: float) -> str | None:
-        """The newest state whose records all landed, if it is new; the states before it are done.
-
-        Args:
-            lowest_unlanded: The lowest place in the input not landed (records before it did).
-        """
+        """The newest state whose records all landed, if it is new; the states before it are done."""
         pending = self._pending
         ready = 0
         while ready < len(pending) and pending[ready][0] <= lowest_unlanded:
@@ -91,12 +87,6 @@ def flush_due(oldest: tuple[int, float] | None, open_oldest_seq: float, now: flo
     """Whether the batches still filling must be sealed so that a waiting STATE can be written.
 
     Sealed at half of ``state_flush_seconds``, leaving the other half for the requests to land.
-
-    Args:
-        oldest: ``(records before it, arrived)`` of the oldest waiting STATE.
-        open_oldest_seq: The place of the oldest record in a batch still filling.
-        now: The time now.
-        flush_seconds: The ``state_flush_seconds`` setting.
     """
     return oldest is not None and open_oldest_seq < oldest[0] and now - oldest[1] >= flush_seconds / 2
 
@@ -137,11 +127,7 @@ class StateOutput:
                 self._cond.notify()
 
     def flush(self, clock: Clock, stop: Stop | None, timeout: float | None = None) -> bool:
-        """Wait until every line offered is written (or cannot be); give up on a stop or at ``timeout``.
-
-        Returns:
-            Whether everything offered is written.
-        """
+        """Wait until every line offered is written (or cannot be); give up on a stop or at ``timeout``."""
         with self._cond:
             done = clock.wait_for(
                 self._cond,

@@ -75,13 +75,6 @@ class LoadStats:
     """The counters of every table of a run, and their metrics."""
 
     def __init__(self, clock: Clock | None = None, *, per_request: bool = False) -> None:
-        """Start with no table.
-
-        Args:
-            clock: The run's clock.
-            per_request: Log each try's ``http_request_duration`` (else a summary per interval);
-                also on when the metrics logger is at DEBUG.
-        """
         self._clock = clock or Clock()
         self._lock = threading.Lock()
         self._tables: dict[str, TableStats] = {}
@@ -96,15 +89,7 @@ class LoadStats:
         self.retries = 0
 
     def table(self, table: str, stream: str = "") -> TableStats:
-        """Return the counters of a table, created on first use.
-
-        Args:
-            table: The table.
-            stream: The stream that loads into it.
-
-        Returns:
-            Its counters (update them through this object's methods).
-        """
+        """Return the counters of a table, created on first use."""
         with self._lock:
             stats = self._tables.get(table)
             if stats is None:
@@ -114,11 +99,7 @@ class LoadStats:
             return stats
 
     def nonfinite(self, stats: TableStats) -> None:
-        """Count a number sent as null (NaN, an infinity, or beyond a double's range).
-
-        Args:
-            stats: Its table's counters.
-        """
+        """Count a number sent as null (NaN, an infinity, or beyond a double's range)."""
         with self._lock:
             stats.nonfinite += 1
 
@@ -140,21 +121,13 @@ class LoadStats:
             self._unreported[table]["http_request_count"] += 1
 
     def request(self, table: str) -> None:
-        """Count a request the API accepted.
-
-        Args:
-            table: Its table.
-        """
+        """Count a request the API accepted."""
         stats = self.table(table)
         with self._lock:
             stats.requests += 1
 
     def retry(self, table: str) -> None:
-        """Count a try that is retried.
-
-        Args:
-            table: Its table.
-        """
+        """Count a try that is retried."""
         stats = self.table(table)
         with self._lock:
             stats.retries += 1
@@ -162,13 +135,7 @@ class LoadStats:
             self._unreported[table]["retry_count"] += 1
 
     def landed(self, table: str, points: int, merged: int) -> None:
-        """Count the records of a batch that landed.
-
-        Args:
-            table: Their table.
-            points: Data points sent.
-            merged: Records merged into a later version of their key in the batch.
-        """
+        """Count the records of a batch that landed."""
         stats = self.table(table)
         with self._lock:
             stats.landed += points + merged
@@ -255,14 +222,7 @@ class LoadStats:
         metrics.log(self._metrics, metrics.Point(kind, t.cast("metrics.Metric", metric), value, tags))
 
     def progress_line(self, in_flight: int) -> str:
-        """The progress line: records landed/read per table, requests in flight, retries, rate.
-
-        Args:
-            in_flight: Requests in flight now.
-
-        Returns:
-            One line.
-        """
+        """The progress line: records landed/read per table, requests in flight, retries, rate."""
         with self._lock:
             parts = [f"{table} {s.landed:,}/{s.read:,}" for table, s in sorted(self._tables.items())]
             landed = sum(s.landed for s in self._tables.values())
@@ -274,14 +234,7 @@ class LoadStats:
         )
 
     def summary_lines(self, states_written: int) -> list[str]:
-        """The summary: one line per table, then one of totals (Meltano prefixes each line it relays).
-
-        Args:
-            states_written: STATE messages written.
-
-        Returns:
-            The lines, empty when no table had a record.
-        """
+        """The summary: one line per table, then one of totals (Meltano prefixes each line it relays)."""
         with self._lock:
             rows = sorted((table, TableStats(**vars(s))) for table, s in self._tables.items())
         if not rows:

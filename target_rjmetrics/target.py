@@ -76,13 +76,6 @@ class TargetRJMetrics(Target):
     fast_path = True
 
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401
-        """Create the target and its run; nothing is sent until input is read.
-
-        Args:
-            kwargs: The SDK's (``config``, ``parse_env_config``, ``validate_config``,
-                ``setup_mapper``, ``message_reader``), and ``transport``: how tries are sent
-                (tests give their own).
-        """
         transport = kwargs.pop("transport", None)
         self._settings_from_env = bool(kwargs.get("parse_env_config"))  # read by _validate_config
         # Before anything is checked or logged: the settings' warnings may quote `api_url`.
@@ -347,12 +340,7 @@ class TargetRJMetrics(Target):
 
 
 def _learn_secrets(config: object, environ: t.Mapping[str, str]) -> None:
-    """Tell the scrubber the API key and any password of ``api_url``, wherever they were set.
-
-    Args:
-        config: The ``config`` the target was given: settings, or config file paths.
-        environ: The environment, when settings are read from it.
-    """
+    """Tell the scrubber the API key and any password of ``api_url``, wherever they were set."""
     sources: list[t.Any] = []
     if isinstance(config, t.Mapping):
         sources.append(config)

@@ -39,10 +39,6 @@ class ValueFreeValidator(BaseJSONSchemaValidator):
     def __init__(self, schema: dict[str, t.Any], *, where: Callable[[], str]) -> None:
         """Check and compile the schema.
 
-        Args:
-            schema: The stream's JSON Schema.
-            where: Names the record being validated (stream, table, position).
-
         Raises:
             InvalidJSONSchema: The schema itself is not valid JSON Schema.
         """
@@ -63,9 +59,6 @@ class ValueFreeValidator(BaseJSONSchemaValidator):
 
     def validate(self, record: dict[str, t.Any]) -> None:
         """Raise an error naming the record, the field and the rule it breaks.
-
-        Args:
-            record: The record to check.
 
         Raises:
             RJMetricsInputError: The record does not match the schema.
@@ -105,12 +98,6 @@ def compile_validator(schema: dict[str, t.Any]) -> t.Callable[[t.Any], t.Any]:
     ~9 s and ~380 MiB). A wide schema whose root only lists properties (no ``$ref``,
     combinators or pattern rules) is compiled property by property instead, each distinct
     property schema once, so a wide table of similar columns costs a few small compiles.
-
-    Args:
-        schema: A valid JSON Schema (checked by the caller).
-
-    Returns:
-        A validator raising ``fastjsonschema.JsonSchemaValueException`` like a compiled schema.
     """
     properties = schema.get("properties")
     if (

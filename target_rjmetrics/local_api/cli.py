@@ -479,14 +479,7 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI.
-
-    Args:
-        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
-
-    Returns:
-        The exit status.
-    """
+    """Run the CLI."""
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)

@@ -80,14 +80,7 @@ _TABLE_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 
 
 def fault_of_field(name: str) -> str | None:
-    """Return the hostile fault a ``Faults`` field belongs to, or None.
-
-    Args:
-        name: A field name such as ``ghost_skip``.
-
-    Returns:
-        ``"ghost"`` for every ``ghost_*`` field (and likewise for the other hostile faults).
-    """
+    """Return the hostile fault a ``Faults`` field belongs to, or None."""
     for fault in HOSTILE_FAULTS:
         if name == fault or name.startswith(fault + "_"):
             return fault
@@ -294,12 +287,6 @@ class Faults:
     def replace(self, **changes: Any) -> Faults:  # noqa: ANN401 (fields of several types)
         """Return a copy with ``changes`` applied.
 
-        Args:
-            **changes: Field names and new values.
-
-        Returns:
-            The new, validated settings.
-
         Raises:
             ValueError: An unknown field name or an invalid value.
         """
@@ -390,14 +377,7 @@ class FaultInjector:
         reset_fail_after: bool,
         reset_selection: frozenset[str] = frozenset(),
     ) -> None:
-        """Install new settings.
-
-        Args:
-            faults: The new settings.
-            reseed: Restart the generators from ``faults.seed``.
-            reset_fail_after: Restart the count of accepted upserts that ``fail_after`` uses.
-            reset_selection: Hostile faults whose counts (skip/count) restart.
-        """
+        """Install new settings."""
         with self._lock:
             self.faults = faults
             if reseed:
@@ -409,14 +389,7 @@ class FaultInjector:
                 self._selection[name] = [0, 0]
 
     def draw(self, in_flight: int) -> Decision:
-        """Decide the faults of one API request; call in arrival order.
-
-        Args:
-            in_flight: Requests in flight including this one.
-
-        Returns:
-            The decision, to be applied once the body has been read.
-        """
+        """Decide the faults of one API request; call in arrival order."""
         with self._lock:
             f = self.faults
             u_drop, u_limit, u_error, u_pick, u_jitter = (self._rng.random() for _ in range(5))
@@ -436,16 +409,7 @@ class FaultInjector:
         )
 
     def select(self, decision: Decision, table: str | None) -> tuple[frozenset[str], Faults]:
-        """Count one request reaching the hostile stage and return the faults that hit it.
-
-        Args:
-            decision: The request's decision (for its seeded draws).
-            table: The upsert's table; ``None`` for an authenticate request.
-
-        Returns:
-            Names from ``HOSTILE_FAULTS`` (which apply depends on the request kind), and the
-            settings they were chosen under (apply those, not settings changed since).
-        """
+        """Count one request reaching the hostile stage and return the faults that hit it."""
         names = _TABLE_FAULTS if table is not None else ("authenticate_status",)
         hits: set[str] = set()
         with self._lock:
@@ -475,11 +439,7 @@ class FaultInjector:
             return limit is not None and self._accepted_since_set >= limit
 
     def try_accept(self) -> bool:
-        """Count one upsert as accepted unless ``fail_after`` forbids it (atomic).
-
-        Returns:
-            False when the upsert must be refused with ``fail_status``.
-        """
+        """Count one upsert as accepted unless ``fail_after`` forbids it (atomic)."""
         with self._lock:
             limit = self.faults.fail_after
             if limit is not None and self._accepted_since_set >= limit:

@@ -48,7 +48,6 @@ class JSONNumber:
     __slots__ = ("text",)
 
     def __init__(self, text: str) -> None:
-        """Keep ``text``."""
         self.text = text
 
     def __repr__(self) -> str:
@@ -85,12 +84,6 @@ class Document(NamedTuple):
 
 def read(data: bytes | str) -> Document:
     """Parse strict JSON, keeping each number's text.
-
-    Args:
-        data: A JSON document (bytes in UTF-8, UTF-16 or UTF-32, as :func:`json.loads` takes).
-
-    Returns:
-        The document, and whether a number of it is kept as a :class:`JSONNumber`.
 
     Raises:
         ValueError: The document is not valid JSON (``json.JSONDecodeError``, a

@@ -59,11 +59,6 @@ class InvalidUpsertError(ValueError):
     """The body breaks a rule of the contract; ``reasons`` name the offending points."""
 
     def __init__(self, reasons: list[str]) -> None:
-        """Keep the reasons.
-
-        Args:
-            reasons: Human-readable reasons, each naming a point index where one applies.
-        """
         super().__init__("; ".join(reasons))
         self.reasons = reasons
 
@@ -90,13 +85,6 @@ def is_valid_table_name(name: str) -> bool:
 
 def parse_json(body: bytes) -> jsontext.Document:
     """Parse a request body as strict JSON (no NaN/Infinity, no overflowing floats).
-
-    Args:
-        body: The raw body.
-
-    Returns:
-        The parsed document, each number keeping its text (see
-        :func:`~target_rjmetrics.local_api.jsontext.read`).
 
     Raises:
         InvalidUpsertError: The body is not valid JSON.
@@ -178,9 +166,6 @@ def key_identity_json(values: Sequence[object]) -> str:
     JSON values of the same type, numbers as IEEE doubles (see :func:`_key_identity`). It is
     the text earlier releases stored for every key but an integer that is not a double (beyond
     2**53), which they kept exact and the storage's upgrade re-keys.
-
-    Args:
-        values: The key values, as :func:`~target_rjmetrics.local_api.jsontext.loads` reads them.
     """
     return _compact_encode([_key_identity(v) for v in values])
 
@@ -233,12 +218,6 @@ def validate_points(body: jsontext.Document) -> list[DataPoint]:
     A key seen twice (see :func:`key_identity_json`) keeps the position of its first occurrence
     and the content of its last, key values included, so new rows appear in the order their keys
     first appear in the body.
-
-    Args:
-        body: The parsed body (from :func:`parse_json`).
-
-    Returns:
-        The points to write, one per distinct key.
 
     Raises:
         InvalidUpsertError: Any rule is broken; nothing of the body may be written.

@@ -82,15 +82,7 @@ class RequestLogEntry:
         return self.ghost_due is not None
 
     def to_dict(self, *, with_key_values: bool) -> dict[str, Any]:
-        """The entry as ``/_local/requests`` shows it.
-
-        Args:
-            with_key_values: Include ``key_values`` (the server logs point keys).
-
-        Returns:
-            The fields in their documented order; ``ghost_due`` and ``ghost_applied`` only for
-            a ghost.
-        """
+        """The entry as ``/_local/requests`` shows it."""
         data = {name: getattr(self, name) for name in _JSON_FIELDS}
         if with_key_values:
             data["key_values"] = self.key_values
@@ -100,11 +92,7 @@ class RequestLogEntry:
         return data
 
     def to_json(self, *, with_key_values: bool) -> str:
-        """The entry as ``/_local/requests`` writes it: :meth:`to_dict` as JSON, each key value's number exact.
-
-        Args:
-            with_key_values: Include ``key_values`` (the server logs point keys).
-        """
+        """The entry as ``/_local/requests`` writes it: :meth:`to_dict` as JSON, each key value's number exact."""
         data: dict[str, Any] = self.to_dict(with_key_values=with_key_values)
         if with_key_values and self.key_values_json is not None:
             data["key_values"] = jsontext.loads(self.key_values_json)
@@ -199,7 +187,6 @@ class RequestLog:
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        """Create an empty log."""
         for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 msg = f"{name} of the request log must be a non-negative integer, got {value!r}"
@@ -242,14 +229,7 @@ class RequestLog:
             return self._bytes
 
     def entries(self, since: int | None = None) -> list[RequestLogEntry]:
-        """Return the entries ordered by ``seq``.
-
-        Args:
-            since: Only entries with ``seq`` greater than this.
-
-        Returns:
-            The entries of finished requests (requests still in flight are not listed yet).
-        """
+        """Return the entries ordered by ``seq``."""
         with self._lock:
             snapshot = [e for e, _ in self._entries if since is None or e.seq > since]
             applied = {seq: when for seq, when in self._ghosts.items() if when is not None}

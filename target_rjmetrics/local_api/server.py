@@ -868,11 +868,7 @@ class LocalImportAPI:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> LocalImportAPI:
-        """Open storage, bind the port and serve in background threads.
-
-        Returns:
-            The server itself.
-        """
+        """Open storage, bind the port and serve in background threads."""
         if self._httpd is not None or self._stopped:
             msg = "a LocalImportAPI can be started once"
             raise RuntimeError(msg)
@@ -962,14 +958,6 @@ class LocalImportAPI:
 
         Values are as :func:`json.loads` reads them, so a number with a fraction or exponent is
         a ``float`` (its exact text is in :meth:`rows_json`).
-
-        Args:
-            client_id: Owner of the table.
-            table: Table name.
-            with_keys: Put each point's ``keys`` list back.
-
-        Returns:
-            The points; always empty in sandbox mode.
         """
         storage, temporary = self._reader()
         if storage is None:
@@ -985,14 +973,6 @@ class LocalImportAPI:
 
         Each point is the compact JSON the inspection endpoints and ``dump`` show, every number
         as the client wrote it (``rows()`` gives them as :func:`json.loads` reads this text).
-
-        Args:
-            client_id: Owner of the table.
-            table: Table name.
-            with_keys: Put each point's ``keys`` list back.
-
-        Returns:
-            The points; always empty in sandbox mode.
         """
         storage, temporary = self._reader()
         if storage is None:
@@ -1047,11 +1027,5 @@ class LocalImportAPI:
         its count of accepted upserts; giving any field of a hostile fault (``ghost_*``,
         ``trickle_*``, ``upsert_status*``, ``authenticate_status*``) restarts the count its
         ``_skip`` and ``_count`` use. Pending ghosts keep their delay.
-
-        Args:
-            **changes: ``Faults`` field names and new values.
-
-        Returns:
-            The settings now in force.
         """
         return self._state.set_faults(**changes)

@@ -89,7 +89,6 @@ class ServerState:
         allowed_hosts: Sequence[str],
         access_log: TextIO | None,
     ) -> None:
-        """Set up the shared state; nothing is opened."""
         self.sandbox = sandbox
         self.log_point_keys = log_point_keys
         self.injector = FaultInjector(faults)
@@ -129,11 +128,7 @@ class ServerState:
     # -- one request ---------------------------------------------------------------------
 
     def arrive(self, method: str, path: str, *, routed: bool) -> tuple[PendingEntry, Decision | None]:
-        """Number a request, count it in flight and draw its faults (only a routed API request).
-
-        Returns:
-            Its log entry, to fill in, and its fault decision (``None`` if not routed).
-        """
+        """Number a request, count it in flight and draw its faults (only a routed API request)."""
         with self._arrival_lock:
             self._seq += 1
             self._in_flight += 1

@@ -184,13 +184,7 @@ class Storage:
         return conn
 
     def upsert(self, client_id: int, table: str, points: Sequence[DataPoint]) -> None:
-        """Write ``points`` to ``table`` of ``client_id`` in one committed transaction.
-
-        Args:
-            client_id: Owner of the table.
-            table: Validated table name.
-            points: Deduplicated points; each replaces any stored point with its key whole.
-        """
+        """Write ``points`` to ``table`` of ``client_id`` in one committed transaction."""
         now = time.time()
         params = [(client_id, table, p.key_json, p.keys_json, p.data_json, now, now) for p in points]
         with self._write_lock:
@@ -215,31 +209,11 @@ class Storage:
             return [(int(c), str(t), int(n)) for c, t, n in self._reader.execute(sql, args)]
 
     def rows(self, client_id: int, table: str, *, with_keys: bool = False) -> list[dict[str, Any]]:
-        """Return the stored points of a table, ordered by first insertion of their key.
-
-        Args:
-            client_id: Owner of the table.
-            table: Table name.
-            with_keys: Put each point's ``keys`` list back first, as it was pushed.
-
-        Returns:
-            The points as pushed, without ``keys`` unless ``with_keys``, as :func:`json.loads`
-            reads them (a number with a fraction or exponent is a ``float``).
-        """
+        """Return the stored points of a table, ordered by first insertion of their key."""
         return [json.loads(text) for text in self.rows_json(client_id, table, with_keys=with_keys)]
 
     def rows_json(self, client_id: int, table: str, *, with_keys: bool = False) -> list[str]:
-        """Return the stored points of a table as JSON text, ordered by first insertion of their key.
-
-        Args:
-            client_id: Owner of the table.
-            table: Table name.
-            with_keys: Put each point's ``keys`` list back first, as it was pushed.
-
-        Returns:
-            Each point's compact JSON, every number as it was sent, without ``keys`` unless
-            ``with_keys``.
-        """
+        """Return the stored points of a table as JSON text, ordered by first insertion of their key."""
         sql = "SELECT keys_json, data_json FROM points WHERE client_id = ? AND tbl = ? ORDER BY id"
         with self._read_lock:
             fetched = self._reader.execute(sql, (client_id, table)).fetchall()
@@ -263,9 +237,6 @@ def _rekey_version_0(conn: sqlite3.Connection) -> tuple[int, int]:
     A row whose key is written otherwise now gets that key; rows whose keys are now one become
     one row, at the place of the first inserted, with the content (the point, its ``keys``) of
     the one written last, as if its pushes had come to a server of this release.
-
-    Returns:
-        How many rows got another key, and how many rows were merged away.
     """
     sql = "SELECT id, client_id, tbl, key_json FROM points WHERE key_json GLOB ?"
     now_one: dict[tuple[int, str, str], list[int]] = {}

@@ -15,6 +15,8 @@ import re
 import typing as t
 from pathlib import Path
 
+import pytest
+
 from target_rjmetrics.client import PRODUCTION_URL
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, LocalImportAPI
 from tests.support.checks import landed_by_id
@@ -170,6 +172,25 @@ def test_a_misspelt_api_url_says_that_data_goes_to_production(local_api: LocalIm
     assert urls
     assert all(url.startswith(PRODUCTION_URL + "/") for url in urls)
     assert local_api.request_log() == []
+
+
+@pytest.mark.parametrize("how", ["config file", "environment"])
+def test_a_password_of_api_url_never_shows_in_the_warning_about_where_data_goes(
+    local_api: LocalImportAPI, tmp_path: Path, how: str
+) -> None:
+    dry = tmp_path / "dry.jsonl"
+    api_url = local_api.base_url.replace("http://", "http://etl:Pw-Of-Api-Url@")
+    if how == "config file":
+        config = {**target_config(api_url, dry_run_file=str(dry)), "api_host": "typo.example"}
+        run = run_cli(config, INPUT)
+    else:
+        variables = {"CLIENT_ID": str(CID), "API_KEY": SECRET, "API_URL": api_url, "DRY_RUN_FILE": str(dry)}
+        run = env_run(INPUT, API_HOST="typo.example", **variables)
+
+    assert run.exit_code == 0, run.stderr
+    (warning,) = unknown_warnings(run)
+    assert "As set, data goes to the `api_url` host http://***@127.0.0.1:" in warning, warning
+    assert "Pw-Of-Api-Url" not in run.output
 
 
 def test_an_unknown_setting_variable_is_named_with_the_closest_variable(local_api: LocalImportAPI) -> None:

@@ -229,6 +229,9 @@ FAILURE_PATHS: dict[str, FailurePath] = {
     ),
     "proxy resets": FailurePath(proxy="reset", expect=("Retrying", "connection reset")),
     "proxy trickles the tunnel": FailurePath(proxy="trickle", expect=("no answer within",)),
+    "proxy trickles the tunnel (upsert)": FailurePath(
+        proxy="trickle", settings={"authenticate_on_start": False}, expect=("Retrying upsert", "no answer within")
+    ),
     "proxy echoes the URL in a 400": FailurePath(
         proxy="echo", proxy_status=400, api_url="http://etl:pw-Q7x!r9@api.example.test/v2", expect=("answered 400",)
     ),

@@ -16,6 +16,7 @@ from target_rjmetrics.points import (
     datelike_text,
     format_datetime,
     key_part,
+    order_key,
     table_name,
 )
 
@@ -60,6 +61,41 @@ def test_key_identity_is_the_apis(a: t.Any, b: t.Any, same: bool) -> None:
     assert (key_part(a) == key_part(b)) is same
     if same:
         assert hash(key_part(a)) == hash(key_part(b))
+
+
+D = decimal.Decimal
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "one_for_ordering", "one_for_merging"),
+    [
+        # Certainly one key: merged, and ordered as one.
+        (1, D("1.0"), True, True),
+        ("x", "x", True, True),
+        # Equal as doubles, not certainly one key: ordered as one, never merged.
+        (D("0.1"), D("0.1000000000000000055511151231257827"), True, False),
+        (D("12345678901234567.0"), 12345678901234568, True, False),
+        (2**53, 2**53 + 1, True, False),
+        (0, D("-0.0"), True, True),
+        # Two keys by any reading.
+        (D("0.1"), D("0.2"), False, False),
+        (True, 1, False, False),
+        ("1", 1, False, False),
+        (2**53 + 2, 2**53, False, False),
+        # Composite keys compare element by element.
+        (("a", D("0.1")), ("a", D("0.1000000000000000055511151231257827")), True, False),
+        (("a", 1), ("b", 1), False, False),
+        ((1, "x"), (D("1.0"), "x"), True, True),
+    ],
+)
+def test_keys_the_api_may_read_as_one_are_ordered_as_one_and_merged_only_when_certain(
+    a: t.Any, b: t.Any, one_for_ordering: bool, one_for_merging: bool
+) -> None:
+    def key(value: t.Any) -> t.Any:
+        return tuple(key_part(v) for v in value) if isinstance(value, tuple) else key_part(value)
+
+    assert (order_key(key(a)) == order_key(key(b))) is one_for_ordering
+    assert (key(a) == key(b)) is one_for_merging
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The contestants, and how one is measured: a child of the launcher, reading a file, against a server.
 
 Wall time, CPU seconds and peak RSS come from ``os.wait4`` on each contestant (through
-``benchmarks/launcher.py``); the server's CPU from ``/proc``; what landed from the server's
-request log (and, in the correctness pass, from its rows).
+``benchmarks/launcher.py``); the server's CPU from ``/proc``; what landed, and how many POSTs
+were answered 429, from the server's request log (and, in the correctness pass, from its rows).
+The CPU of one request comes from ``baselines/push_loop.py``, which times its own loop.
 """
 
 from __future__ import annotations
@@ -86,15 +87,24 @@ def _null_cmd(_server: ServerProcess, workdir: Path) -> list[str]:
     return [PY, str(BASELINES / "null_target.py"), "--config", str(write_config({}, workdir / "null-config.json"))]
 
 
-def target_config_file(server: ServerProcess, workdir: Path, concurrency: int | None) -> Path:
-    """The target's config file: its defaults, with ``max_concurrent_requests`` when given."""
-    config = target_config(server, DEFAULTS, max_concurrent_requests=concurrency)
-    return write_config(config, workdir / f"target-config-{concurrency or 'default'}.json")
+def target_config_file(
+    server: ServerProcess, workdir: Path, concurrency: int | None, *, adaptive: bool = False
+) -> Path:
+    """The target's config file: its defaults, with ``max_concurrent_requests`` when given.
+
+    With ``adaptive``, ``adaptive_concurrency`` is on and ``concurrency`` is its ceiling.
+    """
+    config = target_config(
+        server, DEFAULTS, max_concurrent_requests=concurrency, adaptive_concurrency=True if adaptive else None
+    )
+    name = f"target-config-{concurrency or 'default'}{'-adaptive' if adaptive else ''}.json"
+    return write_config(config, workdir / name)
 
 
-def _target_cmd(concurrency: int | None) -> Callable[[ServerProcess, Path], list[str]]:
+def _target_cmd(concurrency: int | None, *, adaptive: bool = False) -> Callable[[ServerProcess, Path], list[str]]:
     def command(server: ServerProcess, workdir: Path) -> list[str]:
-        return [PY, "-m", "target_rjmetrics", "--config", str(target_config_file(server, workdir, concurrency))]
+        config = target_config_file(server, workdir, concurrency, adaptive=adaptive)
+        return [PY, "-m", "target_rjmetrics", "--config", str(config)]
 
     return command
 
@@ -151,6 +161,26 @@ CONTESTANTS = [
     Contestant("D4", "D max_concurrent_requests=4", _target_cmd(4), _per_request(100, 4), writes_state=True),
     Contestant("D16", "D max_concurrent_requests=16", _target_cmd(16), _per_request(100, 16), writes_state=True),
 ]
+
+#: The adaptive-concurrency scenario (issue 18), against a server that answers 429 beyond
+#: ``THROTTLED_SERVER["max_in_flight"]`` requests in flight: the target with that many fixed, and
+#: with ``adaptive_concurrency`` under a ceiling of ``ADAPTIVE_CEILING``.
+ADAPTIVE_CEILING = 32
+THROTTLED_SERVER = {"latency_ms": 50, "max_in_flight": 6, "retry_after": 0}
+FIXED_AT_LIMIT = Contestant(
+    "D6",
+    f"D max_concurrent_requests={THROTTLED_SERVER['max_in_flight']}",
+    _target_cmd(THROTTLED_SERVER["max_in_flight"]),
+    _per_request(100, THROTTLED_SERVER["max_in_flight"]),
+    writes_state=True,
+)
+ADAPTIVE = Contestant(
+    "DA",
+    f"D adaptive, ceiling {ADAPTIVE_CEILING}",
+    _target_cmd(ADAPTIVE_CEILING, adaptive=True),
+    _per_request(100, THROTTLED_SERVER["max_in_flight"]),
+    writes_state=True,
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -229,6 +259,8 @@ class Result:
     points: int = 0
     requests: int = 0
     refused: int = 0
+    #: POSTs answered 429 (counted in ``refused`` too).
+    throttled: int = 0
     problems: list[str] = field(default_factory=list)
     reused_from_0ms: bool = False
 
@@ -285,6 +317,7 @@ def measure(
                 result.points += entry.points or 0
             else:
                 result.refused += 1
+                result.throttled += entry.status == HTTPStatus.TOO_MANY_REQUESTS
         if result.points > result.records or result.points == 0:
             result.problems.append(f"{result.points} points accepted for {result.records} records")
         if contestant.one_point_per_record and result.points != result.records:
@@ -304,13 +337,16 @@ def plan(
     max_seconds: float,
     history: dict[tuple[str, float], float],
     startup: float,
+    *,
+    whole: bool = False,
 ) -> int:
     """Records to measure: the whole input, or a prefix expected to take about ``max_seconds``.
 
     The rate is the contestant's steady rate at this latency on a smaller input of this run,
-    else the most its request pattern allows (``model_rate``).
+    else the most its request pattern allows (``model_rate``). ``whole`` (a goal compares this
+    run at this size) asks for the whole input.
     """
-    if contestant.full_at_0ms and latency_ms == 0:
+    if whole or (contestant.full_at_0ms and latency_ms == 0):
         return size
     rate = history.get((contestant.name, latency_ms)) or contestant.model_rate(latency_ms)
     budget = max(max_seconds - startup, max_seconds / 2)
@@ -319,6 +355,48 @@ def plan(
     wanted = max(MIN_PREFIX, int(rate * budget))
     digits = len(str(wanted)) - 2
     return min(size, max(MIN_PREFIX, wanted // 10**digits * 10**digits if digits > 0 else wanted))
+
+
+# --------------------------------------------------------------------------------------
+# CPU of one request
+
+
+@dataclass
+class PushLoop:
+    """One run of ``baselines/push_loop.py``: one way of sending, CPU of the timed requests."""
+
+    way: str
+    requests: int = 0
+    cpu: float = 0.0
+    wall: float = 0.0
+    problem: str = ""
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU microseconds per request (start-up and warm-up left out)."""
+        return self.cpu * 1e6 / self.requests if self.requests else 0.0
+
+
+def measure_push_loop(
+    launcher: Launcher, server: ServerProcess, workdir: Path, way: str, requests: int, warm_up: int
+) -> PushLoop:
+    """Run ``baselines/push_loop.py --way WAY`` against ``server``; read what it timed."""
+    server.clear_request_log()
+    tag = way.replace(".", "-")
+    out, err, nothing = workdir / f"push-{tag}.stdout", workdir / f"push-{tag}.stderr", workdir / "empty.stdin"
+    nothing.write_bytes(b"")
+    cmd = _baseline_cmd("push_loop.py", "--way", way, "--requests", str(requests), "--warm-up", str(warm_up))(
+        server, workdir
+    )
+    code, _, _, _ = launcher.run(cmd, nothing, out, err, 600)
+    result = PushLoop(way)
+    if code != 0:
+        tail = err.read_text(errors="replace").strip().splitlines()[-3:]
+        result.problem = f"exit code {code}: " + " | ".join(tail)
+        return result
+    timed = json.loads(out.read_text())
+    result.requests, result.cpu, result.wall = int(timed["requests"]), float(timed["cpu_s"]), float(timed["wall_s"])
+    return result
 
 
 # --------------------------------------------------------------------------------------

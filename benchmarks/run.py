@@ -2,8 +2,8 @@
 
 Run on purpose from the repository root (not part of the test suite)::
 
-    .venv/bin/python -m benchmarks.run                 # sizes 10k and 1M, ~25 minutes on 2 cores
-    .venv/bin/python -m benchmarks.run --quick         # sizes 2k and 20k, short caps, ~4 minutes
+    .venv/bin/python -m benchmarks.run                 # sizes 60k and 300k, ~20 minutes on 2 cores
+    .venv/bin/python -m benchmarks.run --quick         # sizes 20k and 60k, short caps, ~6 minutes
     .venv/bin/python -m benchmarks.run --profile 100k  # target-rjmetrics once under cProfile
 
 It generates deterministic Singer input once per size (``benchmarks/inputs.py``, cached in a
@@ -21,9 +21,17 @@ on standard input:
 
 each at 0 ms and at 50 ms of server latency (set with ``PUT /_local/faults``). Wall time,
 CPU seconds and peak RSS come from ``os.wait4`` on each child. Slow contestants are measured
-on a prefix of the input sized to fit ``--max-seconds`` and marked so. Every figure is
-printed beside the baselines measured in the same run (``benchmarks/report.py``), and the
-goals of issues 5 and 12 as PASS/FAIL lines; nothing here is a test.
+on a prefix of the input sized to fit ``--max-seconds`` and marked so, except where a goal
+compares them. Two scenarios more:
+
+- per-request: ``baselines/push_loop.py`` sends one 100-point body 2,000 times through
+  ``RJMetricsClient.push()``, a ``requests.Session`` and ``http.client``, and times its CPU;
+- adaptive: at 50 ms against a server that answers 429 beyond 6 requests in flight, the target
+  with ``adaptive_concurrency`` (ceiling 32) against the target with 6 fixed, interleaved.
+
+Every figure is printed beside the baselines measured in the same run (``benchmarks/report.py``),
+and the goals of issue 18 (and those of issue 5 it left standing) as PASS/FAIL lines; nothing
+here is a test.
 """
 
 from __future__ import annotations
@@ -39,24 +47,56 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.inputs import describe_input, input_file
+from benchmarks.inputs import describe_input, input_file, prefix_file
 from benchmarks.measure import (
+    ADAPTIVE,
     CONTESTANTS,
+    FIXED_AT_LIMIT,
     PY,
+    THROTTLED_SERVER,
     Contestant,
     Launcher,
+    PushLoop,
     Result,
     check_landed,
     measure,
+    measure_push_loop,
     plan,
     start_server,
     target_config_file,
 )
-from benchmarks.report import goals_issue5, goals_issue12, human, machine_info, parse_size, steady_rate, table
+from benchmarks.report import (
+    adaptive_lines,
+    goals_issue5,
+    goals_issue18,
+    human,
+    machine_info,
+    parse_size,
+    push_loop_lines,
+    steady_rate,
+    table,
+    whole_runs,
+)
 
 LATENCIES_MS = (0, 50)
 #: Start-up runs per contestant (the median is kept).
 STARTUP_RUNS = 7
+#: Sizes measured by default and with --quick (issue 18 names 300k at 0 ms and 60k at 50 ms).
+SIZES = [60_000, 300_000]
+QUICK_SIZES = [20_000, 60_000]
+#: The scenarios besides the contestants, by the name --only knows them by.
+PER_REQUEST, ADAPTIVE_SCENARIO = "per-request", "adaptive"
+#: Per-request scenario: the ways of sending (push_loop.py --way), as the table labels them.
+PUSH_WAYS = {
+    "client": "RJMetricsClient.push()",
+    "session": "requests.Session().post",
+    "http.client": "http.client (raw)",
+}
+PUSH_REQUESTS, PUSH_WARM_UP = 2000, 200
+#: Per-request scenario: interleaved rounds (default, --quick).
+PUSH_ROUNDS, PUSH_ROUNDS_QUICK = 5, 3
+#: Adaptive scenario: records per run (default, --quick) and interleaved runs of each setup.
+ADAPTIVE_RECORDS, ADAPTIVE_RECORDS_QUICK, ADAPTIVE_ROUNDS = 60_000, 30_000, 3
 _UTC = datetime.timezone.utc
 
 
@@ -104,9 +144,9 @@ def _parser() -> argparse.ArgumentParser:
         "--sizes",
         type=lambda s: [parse_size(x) for x in s.split(",")],
         default=None,
-        help="input sizes in records, comma separated (default 10k,1M; --quick 2k,20k)",
+        help="input sizes in records, comma separated (default 60k,300k; --quick 20k,60k)",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes and short caps (~4 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and short caps (~6 minutes)")
     parser.add_argument(
         "--max-seconds",
         type=float,
@@ -114,8 +154,10 @@ def _parser() -> argparse.ArgumentParser:
         help="about how long one measurement may take; slower contestants are measured "
         "on a prefix of the input (default 40, --quick 6)",
     )
-    names = ",".join(c.name for c in CONTESTANTS)
-    parser.add_argument("--only", default=None, help=f"contestants to run, comma separated from {names} (default all)")
+    names = ",".join([*(c.name for c in CONTESTANTS), PER_REQUEST, ADAPTIVE_SCENARIO])
+    parser.add_argument(
+        "--only", default=None, help=f"contestants and scenarios to run, comma separated from {names} (default all)"
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the correctness pass")
     parser.add_argument(
         "--profile",
@@ -135,14 +177,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _chosen(parser: argparse.ArgumentParser, only: str | None) -> list[Contestant]:
+def _chosen(parser: argparse.ArgumentParser, only: str | None) -> tuple[list[Contestant], set[str]]:
+    """The contestants and the scenarios (``per-request``, ``adaptive``) to run."""
+    scenarios = {PER_REQUEST, ADAPTIVE_SCENARIO}
     if only is None:
-        return list(CONTESTANTS)
+        return list(CONTESTANTS), scenarios
     wanted = [name.strip() for name in only.split(",") if name.strip()]
-    unknown = sorted(set(wanted) - {c.name for c in CONTESTANTS})
+    unknown = sorted(set(wanted) - {c.name for c in CONTESTANTS} - scenarios)
     if unknown:
-        parser.error(f"--only: unknown contestants {', '.join(unknown)}")
-    return [c for c in CONTESTANTS if c.name in wanted]
+        parser.error(f"--only: unknown contestants or scenarios {', '.join(unknown)}")
+    return [c for c in CONTESTANTS if c.name in wanted], scenarios & set(wanted)
 
 
 def _startups(
@@ -186,6 +230,55 @@ def _startups(
     return startup, startup_cpu
 
 
+def _push_loops(launcher: Launcher, workdir: Path, rounds: int) -> dict[str, list[PushLoop]]:
+    """CPU per request of each way of sending, in interleaved rounds, against a sandbox server at 0 ms."""
+    print(
+        f"CPU per request (baselines/push_loop.py: one body of 100 points sent {PUSH_WARM_UP:,} times untimed, "
+        f"then {PUSH_REQUESTS:,} times timed, one at a time on one connection; sandbox server at 0 ms; "
+        f"{rounds} interleaved rounds):",
+        flush=True,
+    )
+    loops: dict[str, list[PushLoop]] = {way: [] for way in PUSH_WAYS}
+    server = start_server(workdir, sandbox=True)
+    try:
+        server.set_faults(latency_ms=0)
+        for _ in range(rounds):
+            for way in PUSH_WAYS:
+                loops[way].append(measure_push_loop(launcher, server, workdir, way, PUSH_REQUESTS, PUSH_WARM_UP))
+    finally:
+        server.stop()
+    for line in push_loop_lines(loops, PUSH_WAYS):
+        print(line, flush=True)
+    print()
+    return loops
+
+
+def _adaptive(launcher: Launcher, workdir: Path, files: dict[int, Path], records: int) -> list[Result]:
+    """The target with adaptive concurrency and with a fixed limit, interleaved, against a throttling server."""
+    size = min((s for s in files if s >= records), default=max(files))
+    records = min(records, size)
+    source = files[size] if records == size else prefix_file(files[size], records)
+    settings = ", ".join(f"{k} {v}" for k, v in THROTTLED_SERVER.items())
+    print(
+        f"adaptive concurrency (sandbox server with {settings}: 429 beyond that many in flight, set with "
+        f"PUT /_local/faults; {human(records)} records; {ADAPTIVE_ROUNDS} interleaved rounds):",
+        flush=True,
+    )
+    runs: list[Result] = []
+    server = start_server(workdir, sandbox=True)
+    try:
+        server.set_faults(**THROTTLED_SERVER)
+        for _ in range(ADAPTIVE_ROUNDS):
+            for contestant in (ADAPTIVE, FIXED_AT_LIMIT):
+                latency = float(THROTTLED_SERVER["latency_ms"])
+                runs.append(measure(launcher, contestant, server, workdir, source, records, records, latency, 600))
+                print(adaptive_lines(runs[-1:])[0], flush=True)
+    finally:
+        server.stop()
+    print()
+    return runs
+
+
 def _measure_all(
     launcher: Launcher,
     chosen: list[Contestant],
@@ -197,6 +290,7 @@ def _measure_all(
 ) -> list[Result]:
     results: list[Result] = []
     history: dict[tuple[str, float], float] = {}
+    whole = whole_runs(sizes)
     server = start_server(workdir, sandbox=True)
     try:
         for size in sizes:
@@ -215,8 +309,12 @@ def _measure_all(
                         if zero is not None:
                             results.append(Result(**{**zero.__dict__, "latency_ms": latency, "reused_from_0ms": True}))
                             continue
-                    records = plan(contestant, latency, size, max_seconds, history, startup.get(contestant.name, 0.0))
-                    hard = 3600.0 if records == size and contestant.full_at_0ms else max(120.0, 6 * max_seconds)
+                    must = (contestant.name, latency, size) in whole
+                    begin = startup.get(contestant.name, 0.0)
+                    records = plan(contestant, latency, size, max_seconds, history, begin, whole=must)
+                    hard = (
+                        3600.0 if records == size and (must or contestant.full_at_0ms) else max(120.0, 6 * max_seconds)
+                    )
                     print(
                         f"  {contestant.label:<30} {latency:>3g} ms {human(size):>5} "
                         f"{'all' if records == size else f'prefix {records:,}':<16}",
@@ -253,9 +351,9 @@ def main() -> int:
     """Run the benchmark; exit code 1 if any run failed."""
     parser = _parser()
     args = parser.parse_args()
-    sizes = sorted(set(args.sizes or ([2_000, 20_000] if args.quick else [10_000, 1_000_000])))
+    sizes = sorted(set(args.sizes or (QUICK_SIZES if args.quick else SIZES)))
     max_seconds = args.max_seconds or (6.0 if args.quick else 40.0)
-    chosen = _chosen(parser, args.only)
+    chosen, scenarios = _chosen(parser, args.only)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
 
     launcher = Launcher()  # now, while this process is small (see benchmarks/launcher.py)
@@ -264,7 +362,7 @@ def main() -> int:
             workdir = Path(tmp)
             if args.profile is not None:
                 return profile(launcher, args.profile, args.cache_dir, workdir, args.top)
-            return _benchmark(launcher, chosen, sizes, max_seconds, args, workdir)
+            return _benchmark(launcher, chosen, scenarios, sizes, max_seconds, args, workdir)
     finally:
         launcher.close()
 
@@ -272,6 +370,7 @@ def main() -> int:
 def _benchmark(
     launcher: Launcher,
     chosen: list[Contestant],
+    scenarios: set[str],
     sizes: list[int],
     max_seconds: float,
     args: argparse.Namespace,
@@ -307,7 +406,13 @@ def _benchmark(
         print()
 
     startup, startup_cpu = _startups(launcher, chosen, workdir, files[sizes[0]], sizes[0])
+    rounds = PUSH_ROUNDS_QUICK if args.quick else PUSH_ROUNDS
+    loops = _push_loops(launcher, workdir, rounds) if PER_REQUEST in scenarios else {}
     results = _measure_all(launcher, chosen, workdir, files, sizes, max_seconds, startup)
+    adaptive: list[Result] = []
+    if ADAPTIVE_SCENARIO in scenarios:
+        print()
+        adaptive = _adaptive(launcher, workdir, files, ADAPTIVE_RECORDS_QUICK if args.quick else ADAPTIVE_RECORDS)
 
     print(
         f"\nResults ({datetime.datetime.now(_UTC):%Y-%m-%d %H:%M} UTC, "
@@ -317,16 +422,33 @@ def _benchmark(
     for line in table(results, startup, startup_cpu):
         print(line)
     _legend()
-    print("\nGoals (issue 5):")
+    for line in _scenario_lines(loops, adaptive):
+        print(line)
+    print("\nGoals (issue 18; each at the size the issue names when measured):")
+    for line in goals_issue18(results, sizes, startup, startup_cpu, loops, adaptive):
+        print(line)
+    print("\nGoals (issue 5, those issue 18 left standing):")
     for line in goals_issue5(results, sizes, startup):
         print(line)
-    print("\nGoals (issue 12):")
-    for line in goals_issue12(results, sizes, startup):
-        print(line)
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in [*results, *adaptive] if not r.ok]
     for r in failed:
         print(f"  FAILED run {r.contestant.label} {r.latency_ms:g} ms {human(r.size)}: {'; '.join(r.problems)}")
-    return 1 if failed else 0
+    failed_loops = [run for runs in loops.values() for run in runs if run.problem]
+    for run in failed_loops:
+        print(f"  FAILED push loop {run.way}: {run.problem}")
+    return 1 if failed or failed_loops else 0
+
+
+def _scenario_lines(loops: dict[str, list[PushLoop]], adaptive: list[Result]) -> list[str]:
+    """The per-request and adaptive scenarios' figures, again beside the table."""
+    lines = []
+    if loops:
+        lines.append("\nCPU per request (medians of interleaved runs, start-up and warm-up left out):")
+        lines += push_loop_lines(loops, PUSH_WAYS)
+    if adaptive:
+        lines.append("\nAdaptive concurrency (runs in the order made):")
+        lines += adaptive_lines(adaptive)
+    return lines
 
 
 if __name__ == "__main__":

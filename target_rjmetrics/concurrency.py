@@ -8,7 +8,8 @@ decrease (as TCP finds a path's capacity):
 - each try answered without overload adds ``1 / limit`` (one more request per round of
   ``limit`` tries), and twenty times slower within one of the level where the API last pushed
   back, so that it probes that level seldom (each probe costs a 429);
-- a 429 or 503, or latency grown well past the lowest seen (a queue building up), cuts the limit
+- a 429 or 503, or latency grown well past the lowest seen in two windows of tries in a row (a
+  queue building up), cuts the limit
   to 86% of the level in flight (one fewer at 7), once per round: a burst of 429s from one
   overload is one decrease. ``Retry-After`` is still honoured by the client's retries.
 
@@ -30,8 +31,10 @@ PROBE_SLOWDOWN = 20
 #: Latency counts as grown past this many times the lowest seen, plus this many seconds.
 LATENCY_GROWTH = 2.0
 LATENCY_SLACK_SECONDS = 0.05
-#: Tries whose durations make the recent median, and those that keep the lowest.
+#: Tries whose durations make the recent median, and those that keep the lowest. Latency counts
+#: as grown only in this many windows in a row: a machine busy for a moment is not an API's queue.
 RECENT_TRIES = 10
+LATENCY_STRIKES = 2
 BASELINE_TRIES = 200
 
 
@@ -51,6 +54,7 @@ class ConcurrencyLimit:
         self._calm = 0  # tries to see before another decrease counts
         self._recent: collections.deque[float] = collections.deque(maxlen=RECENT_TRIES)
         self._baseline: collections.deque[float] = collections.deque(maxlen=BASELINE_TRIES)
+        self._strikes = 0  # windows in a row whose median latency had grown
         self.decreases = 0
 
     @property
@@ -70,15 +74,16 @@ class ConcurrencyLimit:
             return
         self._recent.append(seconds)
         self._baseline.append(seconds)
-        if self._latency_grown():
-            self._overloaded(in_flight)
-            return
+        if len(self._recent) == RECENT_TRIES:  # a window of tries: judge its median, then start anew
+            self._strikes = self._strikes + 1 if self._latency_grown() else 0
+            self._recent.clear()
+            if self._strikes >= LATENCY_STRIKES:
+                self._overloaded(in_flight)
+                return
         near = self._pushed_back_at is not None and self._limit >= self._pushed_back_at - 1
         self._limit = min(float(self.ceiling), self._limit + 1 / (self._limit * (PROBE_SLOWDOWN if near else 1)))
 
     def _latency_grown(self) -> bool:
-        if len(self._recent) < RECENT_TRIES:
-            return False
         recent = sorted(self._recent)[len(self._recent) // 2]
         return recent > LATENCY_GROWTH * min(self._baseline) + LATENCY_SLACK_SECONDS
 
@@ -90,4 +95,5 @@ class ConcurrencyLimit:
         self._limit = max(1.0, level * DECREASE)
         self._calm = max(1, int(level))
         self._recent.clear()
+        self._strikes = 0
         self.decreases += 1

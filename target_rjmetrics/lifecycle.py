@@ -41,27 +41,26 @@ class Stop:
         self.signum: int | None = None
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
+        #: Whether the run must stop (a plain attribute: the reading thread looks at it per record).
+        self.requested = False
 
     def signal(self, signum: int) -> None:
         """Ask for a stop from a signal handler (no lock is taken: see the module's docstring)."""
         if self.signum is None:
             self.signum = signum
+        self.requested = True
 
     def fail(self, error: BaseException) -> None:
         """Stop because of a failure; the first one is the one the run reports."""
         with self._lock:
             if self._failure is None:
                 self._failure = error
+            self.requested = True
 
     @property
     def failure(self) -> BaseException | None:
         """The failure that stops the run, if any."""
         return self._failure
-
-    @property
-    def requested(self) -> bool:
-        """Whether the run must stop."""
-        return self.signum is not None or self._failure is not None
 
 
 class Clock:

@@ -277,8 +277,14 @@ class PointMapper:
             point.update(record)  # in one step; then only values that are not plain are replaced
             for name, value in record.items():
                 cls = type(value)
-                if cls not in _PLAIN and (cls is not int or not -_INT_LIMIT < value < _INT_LIMIT):
-                    point[name] = self._value(name, value, position)
+                if cls in _PLAIN:
+                    continue
+                if cls is int:
+                    if -_INT_LIMIT < value < _INT_LIMIT:
+                        continue
+                elif cls is decimal.Decimal and value.is_finite() and value.adjusted() < _DOUBLE_MAX_EXPONENT:
+                    continue  # the usual decimal: sent with every digit (the edge is left to _value)
+                point[name] = self._value(name, value, position)
         if self.hashed:
             point[RECORD_HASH_FIELD] = hashlib.sha256(serialize_json(point, sort_keys=True).encode()).hexdigest()
         return point

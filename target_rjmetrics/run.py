@@ -114,12 +114,16 @@ class InputCursor:
         self.position = 0
         self._positions: dict[str, int] = {}
 
-    def next_record(self, stream: str) -> tuple[int, int]:
-        """Count a record of ``stream``: its place in the input (from 0), its position in its stream (from 1)."""
+    def next_record(self, stream: str) -> int:
+        """Count a record of ``stream`` (its place in ``seq``, its position in its stream in ``position``).
+
+        Returns:
+            The records read so far, this one included.
+        """
         self.position = self._positions[stream] = self._positions.get(stream, 0) + 1
-        self.seq = self.records_read
-        self.records_read += 1
-        return self.seq, self.position
+        self.seq = read = self.records_read
+        self.records_read = read = read + 1
+        return read
 
     def where(self, stream: str, tables: TableRegistry) -> str:
         """Name the current record of ``stream`` for error messages."""

@@ -234,7 +234,12 @@ class RJMetricsSink(BatchSink):
         self.preprocess_record(record, _NO_CONTEXT)
         self._batch_records_read += 1  # as SDK 0.54's tally_record_read (drains skip an empty sink)
         self._total_records_read += 1
-        self.process_record(record, _NO_CONTEXT)
+        # process_record, inlined: this runs once per record.
+        cursor = self._run.cursor
+        position = cursor.position
+        key, encoded = self._point_mapper.to_point(record, position)  # type: ignore[union-attr]  # set by setup()
+        self._run.add_point(self.stream_name, self.table, key, encoded, cursor.seq, position)
+        self._stats.read += 1
 
     def process_batch(self, context: dict[str, t.Any]) -> None:  # noqa: ARG002
         """Send what is gathered (the SDK drains sinks at the end of input and every few minutes)."""

@@ -53,6 +53,9 @@ if t.TYPE_CHECKING:
 
 #: The fast path checks the SDK's maximum record age (a drain every 5 minutes) every so many records.
 _MAX_AGE_CHECK_EVERY = 1000
+#: Records between two looks at whether a waiting STATE needs its batches sealed early (a stop is
+#: seen at once): a millisecond of records, a small fraction of ``state_flush_seconds``.
+_CHECK_EVERY = 32
 
 
 class TargetRJMetrics(Target):
@@ -211,7 +214,8 @@ class TargetRJMetrics(Target):
                 "naming the stream. Check the tap's output."
             )
             raise RJMetricsInputError(msg)
-        run.cursor.next_record(stream)
+        cursor = run.cursor
+        read = cursor.next_record(stream)
         try:
             record = message_dict["record"]
             if type(record) is not dict:
@@ -220,7 +224,7 @@ class TargetRJMetrics(Target):
             sink = self._plain_streams.get(stream)
             if sink is not None and SDC_FIELDS.isdisjoint(record):
                 sink.load(record)
-                if run.cursor.records_read % _MAX_AGE_CHECK_EVERY == 0:
+                if read % _MAX_AGE_CHECK_EVERY == 0:
                     self._handle_max_record_age()
             else:
                 super()._process_record_message(message_dict)
@@ -230,7 +234,9 @@ class TargetRJMetrics(Target):
             if exc is run.stop.failure:
                 raise  # sending failed: not this record's fault
             raise input_error(self._where(stream), exc, self.logger) from None
-        run.check()
+        # A stop is seen at the next record; the rest (a STATE waiting to be flushed) every few.
+        if run.stop.requested or read % _CHECK_EVERY == 0:
+            run.check()
 
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         stream = message_dict.get("stream")

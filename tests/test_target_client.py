@@ -27,7 +27,6 @@ from target_rjmetrics.exceptions import (
     RJMetricsUnreachableError,
 )
 from target_rjmetrics.local_api import DEMO_API_KEY, DEMO_CLIENT_ID, Faults, LocalImportAPI
-from target_rjmetrics.redaction import Scrubber, redact_url
 from target_rjmetrics.transport import MAX_ANSWER_BYTES
 from tests.support.checks import upserts
 from tests.support.scripted import Reply, ScriptedServer
@@ -496,24 +495,6 @@ def test_a_push_retries_refused_connections_saying_so_and_lands_once_the_api_is_
 
 
 # -- what is shown: no secret, and a bounded part of the answer ----------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("http://user:S3cretPass@127.0.0.1:8765/v2", "http://***@127.0.0.1:8765/v2"),
-        (
-            "see https://u:p%40ss@host/v2/client/1?apikey=abc&x=1 now",
-            "see https://***@host/v2/client/1?apikey=***&x=1 now",
-        ),
-        ("https://user:p@ss@host/v2", "https://***@host/v2"),
-        ("https://connect.rjmetrics.com/v2", "https://connect.rjmetrics.com/v2"),
-        ("mail me at a@b.c", "mail me at a@b.c"),
-    ],
-)
-def test_redact_url_removes_userinfo_and_the_key(text: str, expected: str) -> None:
-    assert redact_url(text) == expected
-    assert Scrubber().scrub(text) == expected
 
 
 def test_a_huge_error_answer_is_shown_bounded(scripted: t.Any, clients: t.Any) -> None:

@@ -12,10 +12,7 @@ import io
 import json
 import logging
 import math
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -28,6 +25,7 @@ from target_rjmetrics.local_api import LocalImportAPI, jsontext
 from target_rjmetrics.local_api.points import parse_json, validate_points
 from target_rjmetrics.local_api.storage import StorageVersionError
 from tests.support.api import Api, assert_error
+from tests.support.servers import local_api_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,18 +57,6 @@ BODY = '{"keys":["id"],"id":1' + FIELDS + "}"
 STORED = '{"id":1' + FIELDS + "}"
 #: The CSV row of the point: strings as they are, anything else as its JSON text.
 CSV_ROW = ["1"] + [json.loads(text) if text.startswith('"') else text for _, text in VALUES]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RJMETRICS_LOCAL_API")}
-    return subprocess.run(
-        [sys.executable, "-m", "target_rjmetrics.local_api", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
 
 
 def _rows_text(api: Api, fmt: str = "jsonl", table: str = "t") -> str:
@@ -122,7 +108,7 @@ def test_dump_shows_each_number_as_sent(
 ) -> None:
     with LocalImportAPI(data_dir=tmp_path) as server:
         assert Api(server, session).push("t", None, raw=BODY.encode()).status_code == 201
-    result = _cli("dump", "t", "--data-dir", str(tmp_path), *args)
+    result = local_api_cli("dump", "t", "--data-dir", str(tmp_path), *args)
     assert result.returncode == 0, result.stderr
     if expected is not None:
         assert result.stdout == expected
@@ -375,7 +361,7 @@ def test_a_data_dir_of_a_newer_release_is_refused_naming_the_directory(tmp_path:
     assert str(data_dir) in str(info.value) and "--data-dir" in str(info.value)
 
     for args in (("serve", "--port", "0"), ("dump", "t"), ("tables",)):
-        result = _cli(*args, "--data-dir", str(data_dir))
+        result = local_api_cli(*args, "--data-dir", str(data_dir))
         assert result.returncode == 1, (args, result.stderr)
         assert f"the data directory {data_dir} was written by a newer release" in result.stderr
         assert "Traceback" not in result.stderr

@@ -6,11 +6,8 @@ import csv
 import gc
 import io
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +15,7 @@ import requests
 
 from target_rjmetrics.local_api import DEMO_API_KEY, LocalImportAPI
 from target_rjmetrics.local_api.cli import parse_credentials
+from tests.support.servers import local_api_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,18 +27,6 @@ pytestmark = pytest.mark.smoke
 def _push(base_url: str, table: str, body: Any, key: str = DEMO_API_KEY, client_id: int = 1) -> int:
     url = f"{base_url}/client/{client_id}/table/{table}/data"
     return requests.post(url, params={"apikey": key}, json=body, timeout=10).status_code
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RJMETRICS_LOCAL_API")}
-    return subprocess.run(
-        [sys.executable, "-m", "target_rjmetrics.local_api", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
 
 
 def test_data_acknowledged_with_201_survives_sigkill_and_restart(cli_server: Any, tmp_path: Path) -> None:
@@ -122,19 +108,19 @@ def test_cli_lists_tables_and_dumps_jsonl_and_csv_while_the_server_runs(cli_serv
     assert _push(srv.base_url, "users", body) == 201
     assert _push(srv.base_url, "orders", {"keys": ["id"], "id": 9}) == 201
 
-    tables = _cli("tables", "--data-dir", str(data_dir))
+    tables = local_api_cli("tables", "--data-dir", str(data_dir))
     assert tables.returncode == 0
     lines = tables.stdout.splitlines()
     assert any(line.split() == ["1", "orders", "1"] for line in lines)
     assert any(line.split() == ["1", "users", "2"] for line in lines)
 
-    jsonl = _cli("dump", "users", "--data-dir", str(data_dir))
+    jsonl = local_api_cli("dump", "users", "--data-dir", str(data_dir))
     assert [json.loads(line) for line in jsonl.stdout.splitlines()] == [
         {"id": 1, "name": "a,b", "n": None},
         {"id": 2, "name": "c", "extra": {"x": 1}},
     ]
 
-    as_csv = _cli("dump", "users", "--format", "csv", "--data-dir", str(data_dir))
+    as_csv = local_api_cli("dump", "users", "--format", "csv", "--data-dir", str(data_dir))
     assert list(csv.reader(io.StringIO(as_csv.stdout))) == [
         ["id", "name", "n", "extra"],
         ["1", "a,b", "", ""],
@@ -143,7 +129,7 @@ def test_cli_lists_tables_and_dumps_jsonl_and_csv_while_the_server_runs(cli_serv
 
 
 def test_cli_tables_on_an_empty_data_dir_says_so_without_creating_it(tmp_path: Path) -> None:
-    result = _cli("tables", "--data-dir", str(tmp_path / "none"))
+    result = local_api_cli("tables", "--data-dir", str(tmp_path / "none"))
     assert result.returncode == 0
     assert "No data yet" in result.stderr
     assert not (tmp_path / "none").exists()
@@ -155,31 +141,31 @@ def test_cli_dump_of_a_missing_table_exits_1_and_names_the_tables_that_exist(cli
     assert _push(srv.base_url, "users", {"keys": ["id"], "id": 1}) == 201
     assert _push(srv.base_url, "orders", {"keys": ["id"], "id": 1}) == 201
 
-    missing = _cli("dump", "NO_SUCH_TABLE", "--data-dir", str(data_dir))
+    missing = local_api_cli("dump", "NO_SUCH_TABLE", "--data-dir", str(data_dir))
     assert missing.returncode == 1
     assert missing.stdout == ""
     assert "no table 'NO_SUCH_TABLE' of client 1" in missing.stderr
     assert "its tables: orders, users" in missing.stderr
 
-    other_client = _cli("dump", "users", "--client-id", "2", "--data-dir", str(data_dir))
+    other_client = local_api_cli("dump", "users", "--client-id", "2", "--data-dir", str(data_dir))
     assert other_client.returncode == 1
     assert "no table 'users' of client 2" in other_client.stderr
     assert "tables exist for client id(s) 1 (use --client-id)" in other_client.stderr
 
-    bad_name = _cli("dump", "a-b", "--data-dir", str(data_dir))
+    bad_name = local_api_cli("dump", "a-b", "--data-dir", str(data_dir))
     assert bad_name.returncode == 1 and "letters, digits and underscores" in bad_name.stderr
 
-    assert _cli("dump", "users", "--data-dir", str(data_dir)).returncode == 0
-    none_of_client = _cli("tables", "--client-id", "2", "--data-dir", str(data_dir))
+    assert local_api_cli("dump", "users", "--data-dir", str(data_dir)).returncode == 0
+    none_of_client = local_api_cli("tables", "--client-id", "2", "--data-dir", str(data_dir))
     assert none_of_client.returncode == 0 and none_of_client.stdout == "No tables of client 2.\n"
 
 
 def test_cli_dump_without_a_database_exits_1(tmp_path: Path) -> None:
-    result = _cli("dump", "users", "--data-dir", str(tmp_path / "none"))
+    result = local_api_cli("dump", "users", "--data-dir", str(tmp_path / "none"))
     assert result.returncode == 1 and "No data yet" in result.stderr
 
 
 def test_cli_refuses_an_explicitly_empty_credentials_flag() -> None:
-    result = _cli("serve", "--in-memory", "--port", "0", "--credentials", "")
+    result = local_api_cli("serve", "--in-memory", "--port", "0", "--credentials", "")
     assert result.returncode == 2
     assert "credentials are empty" in result.stderr

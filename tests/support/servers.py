@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -60,6 +61,19 @@ def start_local_api(**kwargs: t.Any) -> LocalImportAPI:
     """
     kwargs.setdefault("log_point_keys", True)
     return LocalImportAPI(**kwargs).start()
+
+
+def local_api_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m target_rjmetrics.local_api ARGS`` to its end, without the caller's server settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RJMETRICS_LOCAL_API")}
+    return subprocess.run(
+        [sys.executable, "-m", "target_rjmetrics.local_api", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
 
 
 def free_port() -> int:

@@ -49,6 +49,13 @@ def test_no_form_of_a_secret_survives(scrubber: Scrubber, text: str) -> None:
     ("text", "expected"),
     [
         ("https://u:p@h/v2/x?apikey=abc&y=1", "https://***@h/v2/x?apikey=***&y=1"),
+        ("http://user:S3cretPass@127.0.0.1:8765/v2", "http://***@127.0.0.1:8765/v2"),
+        (
+            "see https://u:p%40ss@host/v2/client/1?apikey=abc&x=1 now",
+            "see https://***@host/v2/client/1?apikey=***&x=1 now",
+        ),
+        ("https://user:p@ss@host/v2", "https://***@host/v2"),
+        ("https://connect.rjmetrics.com/v2", "https://connect.rjmetrics.com/v2"),
         ("APIKEY=abc", "APIKEY=***"),
         ("no secret here: 1 row, 2 rows", "no secret here: 1 row, 2 rows"),
         ("mail me at a@b.example", "mail me at a@b.example"),

@@ -133,7 +133,11 @@ def order_key(key: Hashable) -> Hashable:
     sent in input order, never at once; only equal keys (:func:`key_part`) may be merged.
     """
     if type(key) is tuple:
-        return tuple(_order_part(part) for part in key)
+        for part in key:
+            cls = type(part)
+            if cls is not str and not (cls is int and -EXACT_INT <= part <= EXACT_INT):
+                return tuple(map(_order_part, key))
+        return key  # the usual composite key, of text and integers: its own order key
     return _order_part(key)
 
 
@@ -168,6 +172,34 @@ def finite_int(value: int) -> bool:
     return -_INT_LIMIT < value < _INT_LIMIT
 
 
+def nested_plain(value: t.Any, depth: int = 1) -> bool:  # noqa: ANN401 (an object or an array)
+    """Tell whether a nested value can be encoded as it is: nothing to replace, not too deep.
+
+    True when every value in it is a string, a boolean, null, an integer or a decimal that a
+    double holds, or such an object or array, at most :data:`MAX_NESTING` levels deep. Checking
+    costs about half of rebuilding (:meth:`PointMapper._clean_nested`), which only values that
+    need it go through.
+    """
+    if depth > MAX_NESTING:
+        return False
+    for item in value.values() if type(value) is dict else value:
+        cls = type(item)
+        if cls is str or cls is bool or item is None:
+            continue
+        if cls is int:
+            if -_INT_LIMIT < item < _INT_LIMIT:
+                continue
+            return False
+        if cls is decimal.Decimal:
+            if item.is_finite() and item.adjusted() < _DOUBLE_MAX_EXPONENT:
+                continue
+            return False
+        if (cls is dict or cls is list) and nested_plain(item, depth + 1):
+            continue
+        return False
+    return True
+
+
 def format_datetime(value: datetime.datetime) -> str:
     """Format as the API's ``YYYY-MM-DD HH:MM:SS`` in UTC (naive values are taken as UTC).
 
@@ -194,9 +226,12 @@ def datelike_text(kind: str, value: str) -> str:
     """
     if kind == "date-time":
         moment = datetime_fromisoformat(value)
-        if not moment.utcoffset() and value[10:11] in _DATE_TIME_SEPARATORS and value[13:14] == ":" == value[16:17]:
+        offset = moment.utcoffset()
+        if offset:  # shifted to UTC by hand: half the time of utctimetuple(); out of range, OverflowError
+            moment -= offset
+        elif value[10:11] in _DATE_TIME_SEPARATORS and value[13:14] == ":" == value[16:17]:
             return f"{value[:10]} {value[11:19]}"
-        return _API_DATETIME % moment.utctimetuple()[:6]
+        return _API_DATETIME % (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
     parsed = DATELIKE_PARSERS[kind](value)
     return value if kind == "time" else str(parsed.isoformat())
 
@@ -240,6 +275,8 @@ class PointMapper:
         ]
         # The one key field of a stream keyed by one field that is not renamed (the usual case).
         self._single_key = self.keys[0] if len(self.keys) == 1 and self.keys[0] == keys[0] else None
+        # The key fields of a stream keyed by several fields, none renamed.
+        self._key_fields = tuple(keys) if len(keys) > 1 and self.keys == keys else None
         self._on_nonfinite = on_nonfinite
         self._on_renamed_keys = on_renamed_keys
         # Decimals are written as JSON numbers with every digit they have.
@@ -300,7 +337,7 @@ class PointMapper:
         if cls is datetime.date or cls is datetime.time:
             return value.isoformat()
         if cls is dict or cls is list:
-            return self._json_text(self._clean_nested(value, name, position))
+            return self._json_text(value if nested_plain(value) else self._clean_nested(value, name, position))
         return str(value)
 
     def _json_text(self, value: t.Any) -> str:  # noqa: ANN401
@@ -363,6 +400,14 @@ class PointMapper:
             # The usual key, sent as read: its own identity.
             if type(value) is str or (type(value) is int and -_INT_LIMIT < value < _INT_LIMIT):
                 return value
+        elif self._key_fields is not None:
+            values: tuple[t.Any, ...] = tuple(map(record.get, self._key_fields))
+            for value in values:
+                cls = type(value)
+                if cls is not str and not (cls is int and -_INT_LIMIT < value < _INT_LIMIT):
+                    break
+            else:
+                return values  # the usual composite key, sent as read: its own identity
         parts = []
         for name, source in self._key_sources:
             value = point.get(name)

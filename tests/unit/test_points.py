@@ -7,6 +7,7 @@ import decimal
 import json
 import typing as t
 
+import msgspec
 import pytest
 
 from target_rjmetrics.exceptions import RJMetricsInputError
@@ -16,6 +17,7 @@ from target_rjmetrics.points import (
     datelike_text,
     format_datetime,
     key_part,
+    nested_plain,
     order_key,
     table_name,
 )
@@ -86,6 +88,8 @@ D = decimal.Decimal
         (("a", D("0.1")), ("a", D("0.1000000000000000055511151231257827")), True, False),
         (("a", 1), ("b", 1), False, False),
         ((1, "x"), (D("1.0"), "x"), True, True),
+        (("a", 2**53), ("a", 2**53 + 1), True, False),
+        (("a", 2**53 + 2), ("a", 2**53), False, False),
     ],
 )
 def test_keys_the_api_may_read_as_one_are_ordered_as_one_and_merged_only_when_certain(
@@ -277,6 +281,13 @@ def test_date_like_fields_are_found_once_per_schema() -> None:
         ("date-time", "2024-03-10T12:30:45.999+02:00", "2024-03-10 10:30:45"),
         ("date-time", "2024-03-10T12:30:45Z", "2024-03-10 12:30:45"),
         ("date-time", "2024-03-10 12:30:45", "2024-03-10 12:30:45"),
+        ("date-time", "2024-03-10T00:15:00+00:30", "2024-03-09 23:45:00"),  # back across midnight
+        ("date-time", "2024-02-29T23:30:00-01:00", "2024-03-01 00:30:00"),  # forward across a month
+        ("date-time", "0999-01-01T10:00:00+01:00", "0999-01-01 09:00:00"),  # four digits below 1000
+        ("date-time", "0001-01-01T01:30:00+01:00", "0001-01-01 00:30:00"),
+        ("date-time", "9999-12-31T22:59:59.999999-01:00", "9999-12-31 23:59:59"),
+        ("date-time", "2024-03-10T12:30:45.5-00:00", "2024-03-10 12:30:45"),
+        ("date-time", "20240310T123045+0200", "2024-03-10 10:30:45"),  # the basic layout
         ("date", "2024-03-10", "2024-03-10"),
         ("time", "12:30:00.250", "12:30:00.250"),  # a time is text at the API: as the tap wrote it
         ("time", "12:30", "12:30"),
@@ -285,6 +296,56 @@ def test_date_like_fields_are_found_once_per_schema() -> None:
 )
 def test_date_likes_become_the_documented_text(kind: str, text: str, sent: str) -> None:
     assert datelike_text(kind, text) == sent
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_a_date_time_text_outside_years_1_to_9999_in_utc_overflows(text: str) -> None:
+    with pytest.raises(OverflowError):
+        datelike_text("date-time", text)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same_key", "same_order"),
+    [
+        ({"a": "x", "b": 1}, {"a": "x", "b": 1}, True, True),
+        ({"a": "x", "b": 1}, {"a": "x", "b": D("1.0")}, True, True),
+        ({"a": "x", "b": 1}, {"a": "x", "b": True}, False, False),
+        ({"a": "x", "b": 2**60}, {"a": "x", "b": 2**60}, True, True),
+        ({"a": "x", "b": 2**53}, {"a": "x", "b": 2**53 + 1}, False, True),
+        ({"a": "x", "b": "1"}, {"a": "x", "b": 1}, False, False),
+    ],
+)
+def test_composite_keys_of_records_are_the_apis(
+    first: dict[str, t.Any], second: dict[str, t.Any], same_key: bool, same_order: bool
+) -> None:
+    mapper = _mapper(["a", "b"])
+    key_1, _ = mapper.to_point(dict(first), 1)
+    key_2, _ = mapper.to_point(dict(second), 2)
+    assert (key_1 == key_2) is same_key
+    assert (order_key(key_1) == order_key(key_2)) is same_order
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        ({"s": "x", "b": False, "n": None, "i": 2**1000, "d": D("1.5e307"), "l": [1, {"z": "y"}]}, True),
+        ([D("NaN")], False),
+        ({"a": [D("1e400")]}, False),
+        ([D("1.7976931348623157e308")], False),  # at the edge: left to the rebuild, which keeps it
+        ({"a": 2**1024}, False),
+        ([float("nan")], False),
+        ([1.5], False),  # a float never comes from JSON input: rebuilt as any other value
+        ({"at": datetime.datetime(2024, 1, 1, tzinfo=UTC)}, False),
+    ],
+)
+def test_a_nested_value_is_encoded_as_it_is_only_when_nothing_in_it_needs_replacing(value: t.Any, plain: bool) -> None:
+    assert nested_plain(value) is plain
+    _, encoded = _mapper(["id"]).to_point({"id": 1, "v": value}, 1)
+    sent = json.loads(encoded)["v"]
+    if plain:
+        assert sent == msgspec.json.Encoder(decimal_format="number").encode(value).decode()
+    else:  # rebuilt: what the API cannot take replaced, and still JSON
+        assert json.loads(sent) is not None
 
 
 @pytest.mark.parametrize(("kind", "text"), [("time", "25:00"), ("time", "noon"), ("date", "2024-13-01")])

@@ -227,6 +227,7 @@ class _Exchange(BaseHTTPRequestHandler):
         self._body_consumed = False
         self._expect_continue = False
         self._responded = False
+        self._in_flight = False
         self._trickle_s: float | None = None
         try:
             self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
@@ -261,7 +262,7 @@ class _Exchange(BaseHTTPRequestHandler):
             self._respond(int(code), payload)
         finally:
             if own_entry:
-                self.server.state.depart()
+                self._depart()
 
     def _dispatch(self) -> None:
         raise NotImplementedError
@@ -286,6 +287,7 @@ class _Exchange(BaseHTTPRequestHandler):
 
     def _begin_entry(self, path: str, route: _Route | None) -> None:
         self._entry, self._decision = self.server.state.arrive(self.command or "", path, routed=route is not None)
+        self._in_flight = True
         if route is not None:
             self._entry.client_id = _client_id(route.cid_raw)
             if route.table_raw is not None:
@@ -311,6 +313,17 @@ class _Exchange(BaseHTTPRequestHandler):
         self._responded = True
         # Completed: taken after any commit and just before the answer is written (see requestlog).
         self.server.state.record(entry.finish(status, fault, time.time()))
+
+    def _depart(self) -> None:
+        """Count this request out of flight, once: just before the last byte of its answer is written.
+
+        A client that sends its next request the moment an answer arrives must never find the
+        answered one still counted (it was, briefly, as a fifth request of a client sending four
+        at a time). A request that ends unanswered departs when its handling ends.
+        """
+        if self._in_flight:
+            self._in_flight = False
+            self.server.state.depart()
 
     def _respond(
         self,
@@ -357,6 +370,7 @@ class _Exchange(BaseHTTPRequestHandler):
             self._trickle(answer, self._trickle_s)
             return
         # One write: headers and body in a single segment (no Nagle/delayed-ACK stall).
+        self._depart()
         self.wfile.write(answer)
         if unread:
             self._drain()
@@ -368,10 +382,13 @@ class _Exchange(BaseHTTPRequestHandler):
         ``stop()``; so the thread is busy at most ``len(answer) * interval`` seconds.
         """
         stop = self.server.state.stopping
+        last = len(answer) - 1
         for i in range(len(answer)):
             if i and stop.wait(interval):
                 self.close_connection = True
                 return
+            if i == last:
+                self._depart()
             self.wfile.write(answer[i : i + 1])
 
     def _drain(self) -> None:
@@ -530,7 +547,7 @@ class _Handler(_Inspection):
             try:
                 self._respond(403, _error(403, [refusal]))
             finally:
-                self.server.state.depart()
+                self._depart()
             return
         if is_local:
             self._guarded(lambda: self._handle_local(raw_path, query))
@@ -540,7 +557,7 @@ class _Handler(_Inspection):
         try:
             self._guarded(lambda: self._handle_api(route, query))
         finally:
-            self.server.state.depart()
+            self._depart()
 
     # -- the real API --------------------------------------------------------------------
 

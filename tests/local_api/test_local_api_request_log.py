@@ -189,3 +189,20 @@ def test_cli_log_bounds(cli_server: Any) -> None:
     kept = requests.get(f"{by_bytes.root_url}/_local/requests", timeout=10).json()
     assert 1 < len(kept) < 12 and kept[-1]["seq"] == 12
     assert sum(entry_bytes(RequestLogEntry.from_dict(e)) for e in kept) <= 3000
+
+
+def test_an_answered_request_is_out_of_flight_before_its_answer_arrives(make_server: Any) -> None:
+    """One request at a time over two connections: the next one, sent the moment an answer came, finds none in flight.
+
+    The count once dropped only after the answer was written, so a client keeping four requests in
+    flight was sometimes logged with five, and a ``max_in_flight`` server could refuse it.
+    """
+    server = make_server(faults=Faults(max_in_flight=1, retry_after=0))
+    sessions = [requests.Session(), requests.Session()]
+    try:
+        statuses = [Api(server, sessions[i % 2]).push("t", {"keys": ["id"], "id": i}).status_code for i in range(1500)]
+    finally:
+        for session in sessions:
+            session.close()
+    assert statuses == [201] * 1500
+    assert {entry.in_flight for entry in server.request_log()} == {1}

@@ -282,6 +282,7 @@ class LoadRun:
         self.sender.emit()
         if not self.output.flush(self.clock, self.stop):
             self.check()
+            raise t.cast("BaseException", self.output.failure)  # a flush fails only with the run's stop
         self._wait_out_late_applies()
         self.check()
 

@@ -164,9 +164,13 @@ class StateOutput:
                     self._write(line)
                     self.written += 1
             except OSError as exc:
-                self.failure = _output_error(exc)
+                failure = _output_error(exc)
+                # The run's stop first: whoever then sees ``failure`` (a flush) finds the run
+                # stopped too. In the other order a run ending just then exited 0 with no STATE.
+                self._on_failure(failure)
+                with self._cond:
+                    self.failure = failure
                 self._detach()
-                self._on_failure(self.failure)
             finally:
                 with self._cond:
                     self._written_ordinal = ordinal

@@ -334,8 +334,10 @@ class TargetRJMetrics(Target):
             return
         # Every object the imports made lives until exit: frozen, the garbage collector's full
         # passes (and the one at interpreter exit) stop walking them again, which took ~80 ms
-        # of a short run's start-to-exit.
-        gc.freeze()
+        # of a short run's start-to-exit. Once per process: a program invoking us again keeps
+        # its later garbage collectable.
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
         redaction.log_uncaught_exceptions()
         cls.print_version(print_fn=cls.logger.info)
         # The sending threads wait for the GIL while the main thread turns records into data

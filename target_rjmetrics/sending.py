@@ -82,7 +82,11 @@ class Sender:
         self._clock = clock
         self._stop = stop
         self._on_landed = on_landed
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the reading thread's waits: room to seal, settling
+        # The sending threads wait apart, so that a landed batch wakes at most one of them rather
+        # than every idle one (32 with adaptive concurrency's ceiling: a herd taking the GIL).
+        self._work_cond = threading.Condition(lock)
         self._states = 0  # STATE messages taken, in input order
         self._idle = 0  # sending threads waiting for work
         self._closed = False
@@ -143,13 +147,13 @@ class Sender:
         """Send what waits, and what comes."""
         with self._cond:
             self._held = False
-            self._cond.notify_all()
+            self._notify_all()
 
     def halt(self) -> None:
         """Send nothing new; requests in flight finish."""
         with self._cond:
             self._core.halt()
-            self._cond.notify_all()
+            self._notify_all()
 
     def emit(self) -> None:
         """Offer the STATE the landed records allow, if any (when a late-apply window ends)."""
@@ -185,7 +189,7 @@ class Sender:
         """Stop the sending threads once idle."""
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
+            self._notify_all()
 
     # -- the sending threads ------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class Sender:
                     wake = core.next_wake()
                     wait = POLL_SECONDS if wake is None else max(0.0, min(wake - clock.now(), POLL_SECONDS))
                     self._idle += 1
-                    self._cond.wait(wait)
+                    self._work_cond.wait(wait)
                     self._idle -= 1
                 if batch is None:
                     return
@@ -216,12 +220,13 @@ class Sender:
             with self._cond:
                 self._core.failed(batch)
                 self._stop.fail(exc)
-                self._cond.notify_all()
+                self._notify_all()
             return
         with self._cond:
             self._core.landed(batch, self._clock.now(), late_apply_until)
             self._emit()
-            self._cond.notify_all()  # room for a sealed batch; maybe released points
+            self._cond.notify_all()  # the reading thread: room for a sealed batch, or settled
+            self._wake()  # released points, or room: this thread takes the next batch itself
         try:
             self._on_landed(batch)
         except BaseException as exc:  # noqa: BLE001 (a bug in the counters must still stop the run)
@@ -231,7 +236,12 @@ class Sender:
 
     def _wake(self) -> None:
         if self._idle and self._core.ready and self._core.in_flight < self._limit.limit:
-            self._cond.notify()  # one idle thread: it takes every batch ready before it waits again
+            self._work_cond.notify()  # one idle thread: it takes every batch ready before it waits again
+
+    def _notify_all(self) -> None:
+        """Wake everyone: the run halts, ends, or may send again."""
+        self._cond.notify_all()
+        self._work_cond.notify_all()
 
     def _emit(self) -> None:
         line = self._ledger.ready(self._core.lowest_unlanded())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from target_rjmetrics.concurrency import START, ConcurrencyLimit
+from target_rjmetrics.concurrency import PROBE_SLOWDOWN, START, ConcurrencyLimit
 
 
 def _drive(limit: ConcurrencyLimit, capacity: int, tries: int, latency: float = 0.05) -> tuple[list[int], int]:
@@ -75,3 +75,23 @@ def test_refusals_and_lost_answers_say_nothing_of_load() -> None:
     for status in (400, 401, 413, 0, 500, 502):
         limit.observe(status, 5.0, 4)
     assert limit.limit == START and limit.decreases == 0
+
+
+def test_near_the_level_where_the_api_pushed_back_it_probes_seldom_and_grows_fast_elsewhere() -> None:
+    limit = ConcurrencyLimit(32, adaptive=True)
+    while limit.limit < 7:
+        limit.observe(201, 0.05, limit.limit)
+    limit.observe(429, 0.05, 7)  # pushed back at 7
+    assert limit.limit == 6
+    tries = 0
+    while limit.limit == 6:
+        limit.observe(201, 0.05, 6)
+        tries += 1
+    # Each probe of the level that was refused costs a 429: about one per PROBE_SLOWDOWN rounds.
+    assert tries >= PROBE_SLOWDOWN * 6 * 0.9, f"probed 7 again after {tries} tries"
+    far = ConcurrencyLimit(32, adaptive=True)
+    tries = 0
+    while far.limit < START + 3:  # no pushback yet: one more request in flight per round
+        far.observe(201, 0.05, far.limit)
+        tries += 1
+    assert tries <= 2 * (START + (START + 1) + (START + 2)), f"{tries} tries to grow by 3"

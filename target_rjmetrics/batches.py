@@ -164,21 +164,8 @@ class OpenBatches:
         point = Point(key, order, encoded, position, seq)
         batch = self._open.get(table)
         if batch is not None:
-            points = batch.points
-            existing = points.get(order)
-            if existing is None and points:
-                # The usual case, Batch.fits and Batch.add inlined: this runs once per record.
-                grown = len(encoded) + 1
-                if len(points) < self._max_points and batch.body_bytes + grown <= self._max_bytes:
-                    batch.body_bytes += grown
-                    points[order] = point
-                    self.open_bytes += grown
-                    if self.open_bytes > self._max_open_bytes:
-                        self._grew(0)
-                    return False
-                self.seal(table)
-                batch = None
-            elif existing is not None:
+            existing = batch.points.get(order)
+            if existing is not None:
                 # Same key: merge. Same order key under another key: they must go in input
                 # order, in separate requests, so the batch is sealed first.
                 if existing.key == key:

@@ -178,7 +178,8 @@ def nested_plain(value: t.Any, depth: int = 1) -> bool:  # noqa: ANN401 (an obje
     True when every value in it is a string, a boolean, null, an integer or a decimal that a
     double holds, or such an object or array, at most :data:`MAX_NESTING` levels deep. Checking
     costs about half of rebuilding (:meth:`PointMapper._clean_nested`), which only values that
-    need it go through.
+    need it go through. :meth:`PointMapper.point` applies the same rule inline to each field (a
+    call per field would cost 4% of a record); a unit test holds the two equal.
     """
     if depth > MAX_NESTING:
         return False

@@ -365,3 +365,24 @@ def test_values_nest_up_to_256_levels_on_every_python() -> None:
     assert json.loads(json.loads(encoded)["deep"]) == nested(256)
     with pytest.raises(RJMetricsInputError, match=r"record #4: field 'deep' nests .* \(more than 256 levels\)"):
         _mapper(["id"]).to_point({"id": 1, "deep": {"a": nested(256)}}, 4)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x", True, None, 5, -(2**1023), 2**1024, D("1.5"), D("1.7976931348623157e308"), D("1e400"), D("NaN"), 1.5],
+)
+def test_a_value_is_sent_as_it_is_by_the_same_rule_at_the_top_and_nested(
+    value: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PointMapper.point keeps its copy of nested_plain's rule inline (it runs once a field): they must agree."""
+    mapper = _mapper(["id"])
+    replaced: list[t.Any] = []
+
+    def value_replaced(name: str, v: t.Any, position: int) -> t.Any:
+        del name, position
+        replaced.append(v)
+        return v
+
+    monkeypatch.setattr(mapper, "_value", value_replaced)
+    mapper.point({"id": 1, "x": value}, 1)
+    assert nested_plain([value]) == (not replaced)
